@@ -1,0 +1,5 @@
+import sys
+
+from keypoint_instruct.cli import main
+
+sys.exit(main())

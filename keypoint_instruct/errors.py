@@ -1,0 +1,61 @@
+"""Every domain error of keypoint-instruct, in one place.
+
+Each exception also subclasses the standard type it resembles, so callers that catch ``ValueError`` or
+``FileNotFoundError`` keep working. Messages name the offending file, id or value and say what was expected.
+The CLI turns any :class:`KeypointInstructError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class KeypointInstructError(Exception):
+    """Base class of every error the CLI reports as one line with exit code 2."""
+
+    exit_code = 2
+
+
+class UsageError(KeypointInstructError, ValueError):
+    """A command-line value or setting that is out of range or inconsistent."""
+
+
+class InputNotFoundError(KeypointInstructError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class CocoFormatError(KeypointInstructError, ValueError):
+    """An annotation file that is unreadable, not JSON, or not in COCO's schema."""
+
+
+class UnknownImageError(KeypointInstructError, KeyError):
+    """An image id that is not in the loaded split."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class PromptError(KeypointInstructError, ValueError):
+    """A prompt template that is missing or malformed."""
+
+
+class TeacherError(KeypointInstructError, RuntimeError):
+    """The teacher endpoint cannot be used (no key, no URL, or a permanent API error)."""
+
+
+class CacheError(KeypointInstructError, RuntimeError):
+    """The response cache is missing, corrupt or inconsistent."""
+
+
+class DatasetBuildError(KeypointInstructError, ValueError):
+    """The dataset cannot be built, written or read as asked."""
+
+
+class HubError(KeypointInstructError, RuntimeError):
+    """Publishing to the Hugging Face Hub was refused or failed."""
+
+
+class TrainingConfigError(KeypointInstructError, ValueError):
+    """A training recipe, dataset or image root that cannot be used for fine-tuning."""
+
+
+class BenchmarkError(KeypointInstructError, ValueError):
+    """Benchmark inputs (questions, answers, judge settings) that do not fit together."""

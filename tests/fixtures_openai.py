@@ -1,0 +1,1 @@
+"""Fixtures of this stage (filled in by the stage that owns it)."""
