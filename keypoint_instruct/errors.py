@@ -41,6 +41,26 @@ class TeacherError(KeypointInstructError, RuntimeError):
     """The teacher endpoint cannot be used (no key, no URL, or a permanent API error)."""
 
 
+class TeacherCallError(TeacherError):
+    """One teacher call failed. The engine retries it when ``retryable``; ``fatal`` stops the whole run."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        fatal: bool = False,
+        retry_after_s: float | None = None,
+        rate_limits: object | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.fatal = fatal
+        self.retry_after_s = retry_after_s
+        self.rate_limits = rate_limits
+
+
 class CacheError(KeypointInstructError, RuntimeError):
     """The response cache is missing, corrupt or inconsistent."""
 
