@@ -1,5 +1,225 @@
-"""Subcommands of this stage (placeholder until the stage lands)."""
+"""``keypoint-instruct bench build|answer|judge|report``: the HPAUB benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JUDGE = "gpt-4o-2024-08-06"
+OFFLINE_JUDGE = "offline-overlap"
 
 
 def register(subparsers) -> None:
-    pass
+    bench = subparsers.add_parser(
+        "bench",
+        help="HPAUB: build the benchmark, answer it with a model, judge the answers, report the scores",
+        description="The Human Pose and Action Understanding Benchmark: build -> answer -> judge -> report.",
+    )
+    commands = bench.add_subparsers(dest="bench_command", metavar="STEP", required=True)
+
+    p = commands.add_parser("build", help="pick images, ask the teacher, write a self-contained benchmark folder")
+    p.add_argument("--coco-root", required=True, type=Path, help="COCO root holding annotations/ and <split>/ images")
+    p.add_argument("--split", default="val2014", help="COCO split to draw images from (the paper: val2014)")
+    p.add_argument(
+        "--cache", required=True, type=Path, help="response cache (SQLite) of the teacher; created if absent"
+    )
+    p.add_argument("--out", required=True, type=Path, help="benchmark folder to write (BENCH_DIR)")
+    p.add_argument("--images", type=int, default=30, help="number of images; one question per task each (paper: 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draw: same seed and split, same images")
+    p.add_argument(
+        "--min-keypoints",
+        type=int,
+        default=8,
+        help="an image needs a person with at least this many labelled keypoints",
+    )
+    p.add_argument(
+        "--teacher",
+        choices=("openai", "offline"),
+        default="openai",
+        help="openai: an OpenAI-compatible endpoint (needs OPENAI_API_KEY or --base-url); "
+        "offline: the deterministic offline-posefacts teacher (no key)",
+    )
+    p.add_argument("--model", default=None, help="teacher model (default: the training data's, gpt-4o-2024-08-06)")
+    p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint (default: OpenAI's)")
+    p.add_argument("--context-mode", default="paper", help="context mode of the teacher prompts: paper or paper+facts")
+    p.add_argument("--concurrency", type=int, default=16, help="teacher requests in flight at once")
+    p.set_defaults(func=cmd_build)
+
+    p = commands.add_parser("answer", help="answer every question with a model (resumable)")
+    p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
+    p.add_argument("--model", required=True, help="local model folder or Hub id (hf), or model name (openai)")
+    p.add_argument(
+        "--backend",
+        choices=("hf", "openai"),
+        required=True,
+        help="hf: a transformers image-text-to-text model run here; openai: an OpenAI-compatible endpoint",
+    )
+    p.add_argument("--base-url", default=None, help="base URL of the OpenAI-compatible endpoint (openai backend)")
+    p.add_argument("--out", required=True, type=Path, help="answers file (JSON lines); existing answers are kept")
+    p.add_argument("--name", default=None, help="model name in reports (default: the folder name or the model id)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="questions per generate() call (hf) or requests in flight (openai)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=512, help="longest answer in tokens")
+    p.set_defaults(func=cmd_answer)
+
+    p = commands.add_parser("judge", help="grade the answers against the references with a judge model")
+    p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
+    p.add_argument("--answers", required=True, type=Path, help="answers file written by `bench answer`")
+    p.add_argument(
+        "--cache", required=True, type=Path, help="response cache (SQLite) for judge calls; created if absent"
+    )
+    p.add_argument(
+        "--judge-model",
+        default=DEFAULT_JUDGE,
+        help=f"judge model (default: the pinned {DEFAULT_JUDGE}); {OFFLINE_JUDGE!r} is a deterministic "
+        "lexical-overlap stand-in for runs without a key, NOT GPT-4o",
+    )
+    p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint for the judge")
+    p.add_argument("--out", required=True, type=Path, help="result file to write (RESULT.json)")
+    p.add_argument("--concurrency", type=int, default=16, help="judge requests in flight at once")
+    p.set_defaults(func=cmd_judge)
+
+    p = commands.add_parser("report", help="tables like the paper's Tables 4 and 5, intervals, and a bar chart")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULT.json", help="results written by `bench judge`")
+    p.add_argument("--baseline", default=None, help="model name to compute the improvement against")
+    p.add_argument("--out", required=True, type=Path, help="folder for report.md, report.json and report.png")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.set_defaults(func=cmd_report)
+
+
+def _positive(value: int, flag: str) -> None:
+    if value < 1:
+        raise BenchmarkError(f"{flag} must be at least 1, got {value}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from keypoint_instruct.bench.build import build_bench
+    from keypoint_instruct.cache import ResponseCache
+    from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, OpenAITeacher, resolve_api_key
+
+    _positive(args.images, "--images")
+    _positive(args.concurrency, "--concurrency")
+    if not args.coco_root.is_dir():
+        raise InputNotFoundError(f"COCO root {args.coco_root} does not exist")
+    if args.teacher == "offline":
+        from keypoint_instruct.offline_teacher import OfflineTeacher
+
+        model = args.model or OfflineTeacher.model
+
+        def make_teacher():
+            return OfflineTeacher()
+    else:
+        model = args.model or DEFAULT_MODEL
+        resolve_api_key(args.base_url)  # fail before any work when there is neither a key nor a URL
+
+        def make_teacher():
+            return OpenAITeacher(model, base_url=args.base_url)
+
+    with ResponseCache(args.cache, create=True) as cache:
+        out = build_bench(
+            args.coco_root,
+            args.split,
+            args.out,
+            make_teacher=make_teacher,
+            cache=cache,
+            settings=GenerationSettings(model=model),
+            images=args.images,
+            seed=args.seed,
+            min_keypoints=args.min_keypoints,
+            context_mode=args.context_mode,
+            concurrency=args.concurrency,
+        )
+    print(f"wrote {out}/questions.jsonl ({args.images * 3} questions about {args.images} images) and {out}/hub")
+    return 0
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    from keypoint_instruct.bench.answer import answer_hf, answer_openai, default_name
+    from keypoint_instruct.bench.layout import load_bench
+
+    _positive(args.batch_size, "--batch-size")
+    _positive(args.max_new_tokens, "--max-new-tokens")
+    bench = load_bench(args.bench)
+    name = args.name or default_name(args.model)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.backend == "hf":
+        if args.base_url:
+            raise BenchmarkError("--base-url is for --backend openai; the hf backend runs the model here")
+        done = answer_hf(
+            bench, args.out, args.model, name=name, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+        )
+    else:
+        done = answer_openai(
+            bench,
+            args.out,
+            args.model,
+            name=name,
+            base_url=args.base_url,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+        )
+    print(f"{name}: answered {done} question(s) now, {len(bench.questions) - done} skipped or before; -> {args.out}")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from keypoint_instruct.bench.judge import check_complete, run_judge
+    from keypoint_instruct.bench.layout import load_answers, load_bench
+    from keypoint_instruct.cache import ResponseCache
+
+    _positive(args.concurrency, "--concurrency")
+    bench = load_bench(args.bench)
+    answers = load_answers(args.answers, bench)
+    missing = check_complete(bench, answers)
+    if missing:
+        log.warning("%d question(s) have no answer and count as unanswered (not scored)", len(missing))
+    if args.judge_model == OFFLINE_JUDGE:
+        from keypoint_instruct.bench.overlap import OVERLAP_LABEL, OverlapJudge
+
+        label = OVERLAP_LABEL
+
+        def make_judge():
+            return OverlapJudge()
+    else:
+        from keypoint_instruct.teacher import OpenAITeacher, resolve_api_key
+
+        resolve_api_key(args.base_url)  # no key and no URL: one line, exit 2
+        label = args.judge_model + (f" at {args.base_url}" if args.base_url else "")
+
+        def make_judge():
+            return OpenAITeacher(args.judge_model, base_url=args.base_url)
+
+    with ResponseCache(args.cache, create=True) as cache:
+        result = run_judge(
+            bench,
+            answers,
+            make_judge,
+            cache,
+            judge_model=args.judge_model,
+            judge_label=label,
+            concurrency=args.concurrency,
+        )
+    result.write(args.out)
+    counts = result.counts()
+    judged = sum(c["judged"] for c in counts.values())
+    excluded = sum(c["excluded"] for c in counts.values())
+    print(f"{result.model}: judged {judged}, excluded {excluded} (judge: {label}) -> {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from keypoint_instruct.bench.judge import read_result
+    from keypoint_instruct.bench.report import write_report
+
+    results = [read_result(path) for path in args.results]
+    write_report(results, args.out, baseline=args.baseline, resamples=args.resamples, seed=args.seed)
+    print((args.out / "report.md").read_text(encoding="utf-8"), end="")
+    print(f"\nwrote {args.out}/report.md, report.json and report.png")
+    return 0

@@ -1,0 +1,157 @@
+"""Answer the benchmark's questions with a model: a local transformers model or an OpenAI-compatible endpoint.
+
+``hf``: any ``transformers`` image-text-to-text model (LLaVA-1.5, our fine-tuned checkpoints) with batched greedy
+decoding, left padding, the model's own chat template and training's image preprocessing (pad to square with the
+CLIP mean colour, then the model's processor). ``openai``: the image file as a base64 data URL in a chat request to
+an OpenAI-compatible endpoint (vLLM, ``transformers serve``, a hosted model), temperature 0.
+
+Both append each finished batch to the answers file at once; a rerun skips the questions already answered there.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from keypoint_instruct.bench.layout import Answer, Bench, Question, append_jsonl, load_answers
+from keypoint_instruct.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("hf", "openai")
+
+
+def default_name(model: str) -> str:
+    """The name reports show: a local folder's name, or the model id as given."""
+    path = Path(model)
+    return path.resolve().name if path.exists() else model
+
+
+def pending(bench: Bench, out: Path, name: str) -> list[Question]:
+    """Questions not yet answered in ``out`` (which must hold answers of the same model, if any)."""
+    done = load_answers(out, bench, missing_ok=True)
+    others = {a.model for a in done.values()} - {name}
+    if others:
+        raise BenchmarkError(
+            f"{out} holds answers of model {sorted(others)[0]!r}, not {name!r}: write to another file or pass --name"
+        )
+    if done:
+        log.info("resuming: %d of %d questions already answered in %s", len(done), len(bench.questions), out)
+    return [q for q in bench.questions if q.question_id not in done]
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def answer_hf(
+    bench: Bench, out: Path, model_path: str, *, name: str, batch_size: int = 8, max_new_tokens: int = 512
+) -> int:
+    """Answer the pending questions with a local transformers model; return how many were answered now."""
+    todo = pending(bench, out, name)
+    if not todo:
+        return 0
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from keypoint_instruct.images import pad_to_square
+
+    try:
+        processor = AutoProcessor.from_pretrained(model_path)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        )
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BenchmarkError(f"cannot load model {model_path!r} as image-text-to-text: {first}") from None
+    if getattr(processor, "chat_template", None) is None:
+        raise BenchmarkError(f"model {model_path!r} has no chat template; save one with its processor")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    done = 0
+    for batch in _batches(todo, batch_size):
+        conversations = [
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.text}]}] for q in batch
+        ]
+        prompts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
+        images = []
+        for q in batch:
+            with Image.open(bench.image_path(q)) as image:
+                images.append(pad_to_square(image.convert("RGB")))
+        inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt").to(device)
+        with torch.inference_mode():
+            output = model.generate(
+                **inputs, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id
+            )
+        texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        append_jsonl(
+            out, [Answer(q.question_id, name, t.strip(), "hf", model_path) for q, t in zip(batch, texts, strict=True)]
+        )
+        done += len(batch)
+        log.info("answered %d/%d", done, len(todo))
+    return done
+
+
+def image_data_url(path: Path) -> str:
+    mime = mimetypes.guess_type(path.name)[0] or "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def answer_openai(
+    bench: Bench,
+    out: Path,
+    model: str,
+    *,
+    name: str,
+    base_url: str | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 512,
+) -> int:
+    """Answer the pending questions through an OpenAI-compatible endpoint, ``batch_size`` requests at a time."""
+    todo = pending(bench, out, name)
+    if not todo:
+        return 0
+    import openai
+
+    from keypoint_instruct.teacher import resolve_api_key
+
+    client = openai.OpenAI(base_url=base_url, api_key=resolve_api_key(base_url), max_retries=3, timeout=600)
+
+    def ask(question: Question) -> str:
+        content = [
+            {"type": "image_url", "image_url": {"url": image_data_url(bench.image_path(question))}},
+            {"type": "text", "text": question.text},
+        ]
+        try:
+            response = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": content}],
+                temperature=0.0,
+                max_tokens=max_new_tokens,
+            )
+        except openai.APIError as err:
+            raise BenchmarkError(
+                f"endpoint {base_url or 'api.openai.com'} refused question {question.question_id}: "
+                f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            ) from None
+        return (response.choices[0].message.content or "").strip()
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=batch_size) as pool:
+        for batch in _batches(todo, batch_size):
+            texts = list(pool.map(ask, batch))
+            append_jsonl(
+                out, [Answer(q.question_id, name, t, "openai", model) for q, t in zip(batch, texts, strict=True)]
+            )
+            done += len(batch)
+            log.info("answered %d/%d", done, len(todo))
+    return done

@@ -1,0 +1,213 @@
+"""Build HPAUB: pick images with people, ask the teacher the three tasks, keep one question per task and image.
+
+The questions come from the same teacher, prompts and settings as the training data (so the teacher calls share the
+response cache): conversation -> its first question/answer pair; detailed description -> an instruction from the
+list (``prompts.pick_instruction``) with the description as the answer; complex reasoning -> its question and
+answer. The teacher's answer is the reference the judge compares against; the judge's view of the image is the
+symbolic context (captions, boxes, keypoints). Image choice is a seeded shuffle of the eligible images; an image
+whose teacher answer cannot be parsed or failed is replaced by the next one in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+from keypoint_instruct.bench.layout import (
+    CATEGORIES,
+    ImageContext,
+    Question,
+    Reference,
+    question_id,
+    write_jsonl,
+)
+from keypoint_instruct.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+HUB_CONFIG = "hpaub"
+
+
+def eligible_scenes(scenes, *, min_keypoints: int) -> list:
+    """Images with at least one person with ``min_keypoints`` labelled keypoints, in image-id order."""
+    from keypoint_instruct.context import select_scenes
+
+    chosen = select_scenes(list(scenes), min_persons=1, min_keypoints=min_keypoints)
+    return sorted(chosen, key=lambda s: s.image_id)
+
+
+def draw_order(scenes: list, seed: int) -> list:
+    """The seeded order in which images are tried: the same scenes and seed always give the same order."""
+    order = sorted(scenes, key=lambda s: s.image_id)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _extract(scene, texts: dict[str, str]) -> dict[str, tuple[str, str]] | None:
+    """(question, reference) per category from the three teacher responses, or None if one does not parse."""
+    from keypoint_instruct.parse import ParseError, parse_description, parse_pairs
+    from keypoint_instruct.prompts import pick_instruction
+
+    try:
+        conversation = parse_pairs(texts["conversation"])[0]
+        reasoning = parse_pairs(texts["complex_reasoning"])[0]
+        description = parse_description(texts["detailed_description"])
+    except (KeyError, ParseError) as err:
+        log.info("image %d left out: %s", scene.image_id, err)
+        return None
+    return {
+        "conversation": (conversation.question, conversation.answer),
+        "detailed_description": (pick_instruction(scene.image_id), description),
+        "complex_reasoning": (reasoning.question, reasoning.answer),
+    }
+
+
+def build_bench(
+    coco_root: str | Path,
+    split: str,
+    out: str | Path,
+    *,
+    make_teacher,
+    cache,
+    settings,
+    images: int = 30,
+    seed: int = 0,
+    min_keypoints: int = 8,
+    context_mode: str = "paper",
+    concurrency: int = 16,
+) -> Path:
+    """Write the benchmark folder ``out``; return it."""
+    from keypoint_instruct.bench.calls import complete_all
+    from keypoint_instruct.coco import image_path, load_scenes
+    from keypoint_instruct.context import format_context
+    from keypoint_instruct.teacher import build_requests
+
+    if images < 1:
+        raise BenchmarkError(f"--images must be at least 1, got {images}")
+    scenes = load_scenes(coco_root, split)
+    order = draw_order(eligible_scenes(scenes.values(), min_keypoints=min_keypoints), seed)
+    if len(order) < images:
+        raise BenchmarkError(
+            f"{split} has {len(order)} image(s) with a person with >= {min_keypoints} labelled keypoints; "
+            f"{images} asked (lower --images or --min-keypoints)"
+        )
+    picked: list[tuple[object, dict]] = []
+    keys: dict[int, dict[str, str]] = {}
+    versions: dict[str, str] = {}
+    cursor = 0
+    while len(picked) < images and cursor < len(order):
+        batch = order[cursor : cursor + images - len(picked)]
+        cursor += len(batch)
+        by_task = {task: build_requests(batch, task, settings, context_mode) for task in CATEGORIES}
+        texts = complete_all(
+            make_teacher, cache, [r for reqs in by_task.values() for r in reqs], concurrency=concurrency
+        )
+        for i, scene in enumerate(batch):
+            reqs = {task: by_task[task][i] for task in CATEGORIES}
+            versions.update({task: r.prompt_version for task, r in reqs.items()})
+            got = {task: texts[r.key] for task, r in reqs.items() if r.key in texts}
+            qa = _extract(scene, got)
+            if qa is not None:
+                picked.append((scene, qa))
+                keys[scene.image_id] = {task: r.key for task, r in reqs.items()}
+    if len(picked) < images:
+        raise BenchmarkError(f"only {len(picked)} of {images} images got three usable teacher answers")
+    picked.sort(key=lambda item: item[0].image_id)
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    questions, references, contexts = [], [], []
+    for scene, qa in picked:
+        source = image_path(coco_root, scene)
+        if not Path(source).is_file():
+            raise BenchmarkError(f"image {source} of image id {scene.image_id} is missing from the COCO tree")
+        shutil.copyfile(source, out / "images" / scene.file_name)
+        contexts.append(ImageContext(scene.image_id, scene.file_name, scene.coco_split, format_context(scene)))
+        for category in CATEGORIES:
+            qid = question_id(category, scene.image_id)
+            question, reference = qa[category]
+            questions.append(Question(qid, scene.file_name, scene.image_id, category, question))
+            references.append(Reference(qid, category, reference, settings.model, keys[scene.image_id][category]))
+    write_jsonl(out / "questions.jsonl", questions)
+    write_jsonl(out / "references.jsonl", references)
+    write_jsonl(out / "contexts.jsonl", contexts)
+    meta = {
+        "name": "HPAUB",
+        "coco_split": split,
+        "images": images,
+        "seed": seed,
+        "min_keypoints": min_keypoints,
+        "teacher_model": settings.model,
+        "context_mode": context_mode,
+        "prompt_versions": versions,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_hub_folder(out, questions, references, contexts)
+    log.info("wrote %d questions about %d images to %s", len(questions), len(picked), out)
+    return out
+
+
+def write_hub_folder(out: Path, questions, references, contexts) -> Path:
+    """The ``hpaub`` config as a Hub dataset folder: ``hub/hpaub/test-*.parquet`` and a README with ``configs:``."""
+    from datasets import Dataset, Features, Image, Value
+
+    refs = {r.question_id: r for r in references}
+    ctx = {c.image_id: c for c in contexts}
+    rows = []
+    for q in questions:
+        rows.append(
+            {
+                "question_id": q.question_id,
+                "image_id": q.image_id,
+                "coco_split": ctx[q.image_id].coco_split,
+                "category": q.category,
+                "question": q.text,
+                "reference": refs[q.question_id].text,
+                "context": ctx[q.image_id].context,
+                "image": {"bytes": (out / "images" / q.image).read_bytes(), "path": q.image},
+                "teacher_model": refs[q.question_id].teacher_model,
+                "response_key": refs[q.question_id].response_key,
+            }
+        )
+    features = Features(
+        {
+            "question_id": Value("string"),
+            "image_id": Value("int64"),
+            "coco_split": Value("string"),
+            "category": Value("string"),
+            "question": Value("string"),
+            "reference": Value("string"),
+            "context": Value("string"),
+            "image": Image(),
+            "teacher_model": Value("string"),
+            "response_key": Value("string"),
+        }
+    )
+    hub = out / "hub"
+    (hub / HUB_CONFIG).mkdir(parents=True, exist_ok=True)
+    for old in (hub / HUB_CONFIG).glob("*.parquet"):
+        old.unlink()
+    Dataset.from_list(rows, features=features).to_parquet(str(hub / HUB_CONFIG / "test-00000-of-00001.parquet"))
+    (hub / "README.md").write_text(_hub_readme(len(rows)), encoding="utf-8")
+    return hub
+
+
+def _hub_readme(n: int) -> str:
+    return (
+        "---\n"
+        "configs:\n"
+        f"- config_name: {HUB_CONFIG}\n"
+        "  data_files:\n"
+        "  - split: test\n"
+        f"    path: {HUB_CONFIG}/test-*.parquet\n"
+        "task_categories:\n- visual-question-answering\n"
+        "---\n\n"
+        "# HPAUB (Human Pose and Action Understanding Benchmark)\n\n"
+        f"{n} questions about COCO images with people, one per task type (conversation, detailed description, "
+        "complex reasoning) per image, each with the teacher's reference answer and the symbolic context "
+        "(captions, boxes, keypoints) that a text-only judge grades against. Built with "
+        "`keypoint-instruct bench build`.\n"
+    )

@@ -1,0 +1,261 @@
+"""Judge a model's answers against the references, LLaVA-Bench (COCO) style.
+
+The judge sees the symbolic context of the image (captions, boxes, keypoints), the question, the reference answer as
+Assistant 1 and the model's answer as Assistant 2, and the category's rubric (a data file in ``prompts/judge/``). It
+must put two scores 1-10 on its first line. A reply whose first line does not parse is asked again once, with a
+follow-up turn (so the retry is a distinct request with its own cache key); if that fails too, the question is
+excluded and counted, never scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from keypoint_instruct.bench.layout import CATEGORIES, Answer, Bench
+from keypoint_instruct.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+JUDGE_MODEL = "gpt-4o-2024-08-06"  # pinned snapshot
+JUDGE_SEED = 20250405
+JUDGE_MAX_TOKENS = 1024
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+
+
+@dataclass(frozen=True)
+class Rubrics:
+    system: str
+    by_category: dict[str, str]
+    retry: str
+    version: str  # hash of every judge prompt file
+
+
+def load_rubrics() -> Rubrics:
+    """Read the judge's system prompt, one rubric per category and the retry nudge from ``prompts/judge/``."""
+    folder = resources.files("keypoint_instruct") / "prompts" / "judge"
+    names = ("system", *CATEGORIES, "retry")
+    texts = {}
+    digest = hashlib.sha256()
+    for name in names:
+        text = (folder / f"{name}.txt").read_text(encoding="utf-8").strip()
+        texts[name] = text
+        digest.update(f"{name}\0{text}\0".encode())
+    return Rubrics(
+        system=texts["system"],
+        by_category={c: texts[c] for c in CATEGORIES},
+        retry=texts["retry"],
+        version=digest.hexdigest()[:12],
+    )
+
+
+def judge_messages(rubrics: Rubrics, category: str, context: str, question: str, reference: str, answer: str):
+    """The chat messages of one judgement: reference first (Assistant 1), the model's answer second."""
+    user = (
+        f"[Context]\n{context}\n\n"
+        f"[Question]\n{question}\n\n"
+        f"[Assistant 1]\n{reference}\n\n[End of Assistant 1]\n\n"
+        f"[Assistant 2]\n{answer}\n\n[End of Assistant 2]\n\n"
+        f"[Rubric]\n{rubrics.by_category[category]}"
+    )
+    return [{"role": "system", "content": rubrics.system}, {"role": "user", "content": user}]
+
+
+def retry_messages(rubrics: Rubrics, messages: list[dict], bad_reply: str) -> list[dict]:
+    """The follow-up conversation asking again after an unreadable reply."""
+    return [*messages, {"role": "assistant", "content": bad_reply}, {"role": "user", "content": rubrics.retry}]
+
+
+def parse_scores(text: str) -> tuple[float, float] | None:
+    """The two scores on the reply's first non-empty line, or None unless there are exactly two, each in 1..10."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            first = line.replace(",", " ").replace("*", " ")
+            break
+    else:
+        return None
+    numbers = [float(n) for n in _NUMBER.findall(first)]
+    if len(numbers) != 2 or not all(1 <= n <= 10 for n in numbers):
+        return None
+    return numbers[0], numbers[1]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    question_id: str
+    category: str
+    image_id: int
+    status: str  # "judged" | "excluded" | "unanswered"
+    reference_score: float | None
+    model_score: float | None
+    attempts: int
+    judge_keys: tuple[str, ...]
+    judge_text: str
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    model: str
+    judge_model: str
+    judge_label: str  # what reports print: says plainly when the judge is not GPT-4o
+    rubric_version: str
+    bench: str
+    bench_meta: dict
+    judgements: tuple[Judgement, ...]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {c: {"judged": 0, "excluded": 0, "unanswered": 0} for c in CATEGORIES}
+        for j in self.judgements:
+            out[j.category][j.status] += 1
+        return out
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["counts"] = self.counts()
+        return data
+
+    def write(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_result(path: str | Path) -> JudgeResult:
+    """Read a RESULT.json written by ``bench judge``."""
+    from keypoint_instruct.errors import InputNotFoundError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(
+            f"{path} does not exist (expected a RESULT.json from `keypoint-instruct bench judge`)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        judgements = tuple(Judgement(**{**j, "judge_keys": tuple(j["judge_keys"])}) for j in data["judgements"])
+        return JudgeResult(
+            model=data["model"],
+            judge_model=data["judge_model"],
+            judge_label=data["judge_label"],
+            rubric_version=data["rubric_version"],
+            bench=data["bench"],
+            bench_meta=data.get("bench_meta", {}),
+            judgements=judgements,
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise BenchmarkError(f"{path} is not a RESULT.json of `bench judge` ({type(err).__name__}: {err})") from None
+
+
+def answer_model(answers: dict[str, Answer]) -> str:
+    if not answers:
+        raise BenchmarkError("the answers file holds no answers")
+    return next(iter(answers.values())).model
+
+
+def check_complete(bench: Bench, answers: dict[str, Answer]) -> list[str]:
+    """Question ids of the benchmark that have no answer (judged as 'unanswered', never scored)."""
+    return [q.question_id for q in bench.questions if q.question_id not in answers]
+
+
+def _judgement(question, status, scores, attempts, keys, text) -> Judgement:
+    return Judgement(
+        question_id=question.question_id,
+        category=question.category,
+        image_id=question.image_id,
+        status=status,
+        reference_score=scores[0] if scores else None,
+        model_score=scores[1] if scores else None,
+        attempts=attempts,
+        judge_keys=tuple(keys),
+        judge_text=text,
+    )
+
+
+def run_judge(
+    bench: Bench,
+    answers: dict[str, Answer],
+    make_judge,
+    cache,
+    *,
+    judge_model: str,
+    judge_label: str,
+    seed: int = JUDGE_SEED,
+    max_tokens: int = JUDGE_MAX_TOKENS,
+    concurrency: int = 16,
+) -> JudgeResult:
+    """Judge every answered question through the engine and cache; retry unreadable replies once, then exclude."""
+    from keypoint_instruct.bench.calls import complete_all
+    from keypoint_instruct.teacher import TeacherRequest
+
+    rubrics = load_rubrics()
+    model = answer_model(answers)
+
+    def request(question, messages) -> TeacherRequest:
+        body = {
+            "model": judge_model,
+            "messages": messages,
+            "temperature": 0.0,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
+        context = bench.contexts[question.image_id]
+        return TeacherRequest(
+            task=f"judge/{question.category}",
+            image_id=question.image_id,
+            coco_split=context.coco_split,
+            prompt_version=rubrics.version,
+            body=body,
+        )
+
+    answered = [q for q in bench.questions if q.question_id in answers]
+    first = {}
+    for q in answered:
+        messages = judge_messages(
+            rubrics,
+            q.category,
+            bench.contexts[q.image_id].context,
+            q.text,
+            bench.references[q.question_id].text,
+            answers[q.question_id].text,
+        )
+        first[q.question_id] = request(q, messages)
+    texts = complete_all(make_judge, cache, list(first.values()), concurrency=concurrency)
+    retries = {}
+    for q in answered:
+        req = first[q.question_id]
+        if parse_scores(texts.get(req.key, "")) is None:
+            retries[q.question_id] = request(q, retry_messages(rubrics, req.body["messages"], texts.get(req.key, "")))
+    if retries:
+        log.warning(
+            "%d judge repl%s did not parse; asking again once", len(retries), "y" if len(retries) == 1 else "ies"
+        )
+        texts.update(complete_all(make_judge, cache, list(retries.values()), concurrency=concurrency))
+    judgements = []
+    for q in bench.questions:
+        if q.question_id not in answers:
+            judgements.append(_judgement(q, "unanswered", None, 0, (), ""))
+            continue
+        reqs = [first[q.question_id]] + ([retries[q.question_id]] if q.question_id in retries else [])
+        last = texts.get(reqs[-1].key, "")
+        scores = parse_scores(last)
+        status = "judged" if scores else "excluded"
+        judgements.append(_judgement(q, status, scores, len(reqs), [r.key for r in reqs], last))
+    result = JudgeResult(
+        model=model,
+        judge_model=judge_model,
+        judge_label=judge_label,
+        rubric_version=rubrics.version,
+        bench=str(bench.root),
+        bench_meta=bench.meta,
+        judgements=tuple(judgements),
+    )
+    counts = result.counts()
+    log.info(
+        "judged %d, excluded %d, unanswered %d",
+        *(sum(c[k] for c in counts.values()) for k in ("judged", "excluded", "unanswered")),
+    )
+    return result

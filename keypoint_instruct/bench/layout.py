@@ -1,0 +1,170 @@
+"""The benchmark folder on disk, and the answers file: typed rows, read and written as JSON lines.
+
+A benchmark folder (what ``bench build`` writes) is self-contained::
+
+    questions.jsonl    one question per line: question_id, image, image_id, category, text
+    references.jsonl   the teacher's answer per question: question_id, category, text, teacher_model, response_key
+    contexts.jsonl     the judge's view of each image: image_id, image, coco_split, context
+    images/            the benchmark's images, named as in COCO
+    meta.json          how it was built (split, seed, teacher, prompt versions)
+    hub/               the ``hpaub`` config as a Hub dataset folder (parquet + README with ``configs:``)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = ("conversation", "detailed_description", "complex_reasoning")
+CATEGORY_TITLES = {
+    "conversation": "Conversation",
+    "detailed_description": "Detailed description",
+    "complex_reasoning": "Complex reasoning",
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    image: str  # file name under <bench>/images
+    image_id: int
+    category: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    question_id: str
+    category: str
+    text: str
+    teacher_model: str
+    response_key: str
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    image_id: int
+    image: str
+    coco_split: str
+    context: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    question_id: str
+    model: str  # the name the report shows
+    text: str
+    backend: str
+    model_path: str
+
+
+def question_id(category: str, image_id: int) -> str:
+    """The id of the benchmark question of ``category`` about image ``image_id``."""
+    return f"{category}-{image_id}"
+
+
+def write_jsonl(path: Path, rows: Iterable[object]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+
+
+def append_jsonl(path: Path, rows: Iterable[object]) -> None:
+    """Append rows and flush to disk at once, so an interrupted run keeps what it has done."""
+    with open(path, "a", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+        fh.flush()
+
+
+def _read_jsonl(path: Path, cls: type) -> Iterator:
+    if not path.is_file():
+        raise InputNotFoundError(f"{path} does not exist (expected a JSON-lines file)")
+    names = set(cls.__dataclass_fields__)
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise BenchmarkError(f"{path}:{lineno}: not JSON ({err.msg})") from None
+            if not isinstance(row, dict) or not names <= set(row):
+                missing = sorted(names - set(row)) if isinstance(row, dict) else sorted(names)
+                raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            yield cls(**{name: row[name] for name in names})
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A benchmark folder read back and checked: every question has a reference, a context and its image."""
+
+    root: Path
+    questions: tuple[Question, ...]
+    references: dict[str, Reference]
+    contexts: dict[int, ImageContext]
+    meta: dict
+
+    def image_path(self, question: Question) -> Path:
+        return self.root / "images" / question.image
+
+    @property
+    def by_id(self) -> dict[str, Question]:
+        return {q.question_id: q for q in self.questions}
+
+
+def load_bench(root: str | Path) -> Bench:
+    """Read a benchmark folder written by ``bench build``; raise a one-line error on anything missing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputNotFoundError(f"benchmark folder {root} does not exist (run `keypoint-instruct bench build`)")
+    questions = tuple(_read_jsonl(root / "questions.jsonl", Question))
+    references = {r.question_id: r for r in _read_jsonl(root / "references.jsonl", Reference)}
+    contexts = {c.image_id: c for c in _read_jsonl(root / "contexts.jsonl", ImageContext)}
+    meta_path = root / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    seen: set[str] = set()
+    for q in questions:
+        if q.question_id in seen:
+            raise BenchmarkError(f"{root / 'questions.jsonl'}: question_id {q.question_id!r} appears twice")
+        seen.add(q.question_id)
+        if q.category not in CATEGORIES:
+            raise BenchmarkError(f"question {q.question_id}: unknown category {q.category!r} (expected {CATEGORIES})")
+        if q.question_id not in references:
+            raise BenchmarkError(f"question {q.question_id} has no reference answer in {root / 'references.jsonl'}")
+        if q.image_id not in contexts:
+            raise BenchmarkError(f"question {q.question_id}: image {q.image_id} has no context in contexts.jsonl")
+        if not (root / "images" / q.image).is_file():
+            raise InputNotFoundError(f"question {q.question_id}: image {root / 'images' / q.image} is missing")
+    if not questions:
+        raise BenchmarkError(f"{root / 'questions.jsonl'} holds no questions")
+    return Bench(root=root, questions=questions, references=references, contexts=contexts, meta=meta)
+
+
+def load_answers(path: str | Path, bench: Bench | None = None, *, missing_ok: bool = False) -> dict[str, Answer]:
+    """Answers by question id (the last line wins); with ``bench``, reject answers to unknown questions."""
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return {}
+    answers: dict[str, Answer] = {}
+    for answer in _read_jsonl(path, Answer):
+        answers[answer.question_id] = answer
+    if bench is not None:
+        known = bench.by_id
+        unknown = sorted(set(answers) - set(known))
+        if unknown:
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise BenchmarkError(
+                f"{path}: answers to questions not in benchmark {bench.root}: {', '.join(unknown[:3])}{more}"
+            )
+    models = {a.model for a in answers.values()}
+    if len(models) > 1:
+        raise BenchmarkError(f"{path}: answers from several models ({', '.join(sorted(models))}); use one file each")
+    return answers

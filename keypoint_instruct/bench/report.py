@@ -1,0 +1,244 @@
+"""HPAUB scores from judge results: the paper's Tables 4 and 5, with bootstrap intervals, and a bar chart.
+
+Per model and category, on judged questions only (excluded and unanswered ones are counted, never scored):
+``score`` = mean judge score of the model x 10 (the paper's scale); ``relative`` = mean model score / mean reference
+score x 100 (LLaVA-Bench's relative score). ``All`` = mean of the three categories. Improvement over the baseline =
+All(model) / All(baseline) - 1, in percent (the paper: 59.11 / 48.78 - 1 = 21.18%). Intervals are percentile
+bootstrap 95% intervals over questions, resampled within each category with a fixed seed; the improvement's interval
+resamples the questions both models were judged on, the same draw for both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from keypoint_instruct.bench.judge import JudgeResult
+from keypoint_instruct.bench.layout import CATEGORIES, CATEGORY_TITLES
+from keypoint_instruct.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+COLUMNS = (*CATEGORIES, ALL)
+TITLES = {**CATEGORY_TITLES, ALL: "All"}
+
+
+@dataclass
+class ModelScores:
+    model: str
+    judge_label: str
+    score: dict[str, float] = field(default_factory=dict)
+    score_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    relative: dict[str, float] = field(default_factory=dict)
+    relative_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    improvement: float | None = None  # percent over the baseline's All score
+    improvement_ci: tuple[float, float] | None = None
+
+
+def _pairs(result: JudgeResult) -> dict[str, dict[str, tuple[float, float]]]:
+    """Judged (reference, model) scores by category and question id."""
+    out: dict[str, dict[str, tuple[float, float]]] = {c: {} for c in CATEGORIES}
+    for j in result.judgements:
+        if j.status == "judged":
+            out[j.category][j.question_id] = (float(j.reference_score), float(j.model_score))
+    return out
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _category_draws(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap draws of row indices: (resamples, n)."""
+    return rng.integers(0, len(values), size=(resamples, len(values)))
+
+
+def score_model(result: JudgeResult, *, resamples: int = 2000, seed: int = 0) -> ModelScores:
+    """Scores, relative scores and their bootstrap intervals of one judge result."""
+    rng = np.random.default_rng(seed)
+    pairs = _pairs(result)
+    scores = ModelScores(model=result.model, judge_label=result.judge_label, counts=result.counts())
+    boot_score, boot_rel = [], []
+    for category in CATEGORIES:
+        values = np.array(list(pairs[category].values()), dtype=float).reshape(-1, 2)
+        if len(values) == 0:
+            raise BenchmarkError(
+                f"model {result.model!r}: no judged question in category {category!r}; "
+                "nothing to score (are all its answers excluded or missing?)"
+            )
+        ref, mod = values[:, 0], values[:, 1]
+        scores.score[category] = float(mod.mean() * 10)
+        scores.relative[category] = float(mod.mean() / ref.mean() * 100)
+        idx = _category_draws(values, resamples, rng)
+        b_score = mod[idx].mean(axis=1) * 10
+        b_rel = mod[idx].mean(axis=1) / ref[idx].mean(axis=1) * 100
+        scores.score_ci[category] = _interval(b_score)
+        scores.relative_ci[category] = _interval(b_rel)
+        boot_score.append(b_score)
+        boot_rel.append(b_rel)
+    scores.score[ALL] = float(np.mean([scores.score[c] for c in CATEGORIES]))
+    scores.relative[ALL] = float(np.mean([scores.relative[c] for c in CATEGORIES]))
+    scores.score_ci[ALL] = _interval(np.mean(boot_score, axis=0))
+    scores.relative_ci[ALL] = _interval(np.mean(boot_rel, axis=0))
+    return scores
+
+
+def improvement_interval(
+    model: JudgeResult, baseline: JudgeResult, *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Paired bootstrap interval of All(model) / All(baseline) - 1 (percent) over questions judged for both."""
+    rng = np.random.default_rng(seed)
+    mine, theirs = _pairs(model), _pairs(baseline)
+    ours, base = [], []
+    for category in CATEGORIES:
+        shared = sorted(set(mine[category]) & set(theirs[category]))
+        if not shared:
+            return None
+        a = np.array([mine[category][q][1] for q in shared])
+        b = np.array([theirs[category][q][1] for q in shared])
+        idx = rng.integers(0, len(shared), size=(resamples, len(shared)))
+        ours.append(a[idx].mean(axis=1))
+        base.append(b[idx].mean(axis=1))
+    ratio = np.mean(ours, axis=0) / np.mean(base, axis=0) - 1
+    return _interval(ratio * 100)
+
+
+def build_report(
+    results: list[JudgeResult], *, baseline: str | None = None, resamples: int = 2000, seed: int = 0
+) -> list[ModelScores]:
+    """Score every result; with ``baseline`` (a model name), add each model's improvement over it."""
+    names = [r.model for r in results]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise BenchmarkError(f"several results for model(s) {', '.join(dup)}: give each model one RESULT.json")
+    question_sets = {frozenset(j.question_id for j in r.judgements) for r in results}
+    if len(question_sets) > 1:
+        raise BenchmarkError("the results come from different benchmarks (their question ids differ)")
+    if baseline is not None and baseline not in names:
+        raise BenchmarkError(f"baseline {baseline!r} is not among the results' models: {', '.join(names)}")
+    scored = [score_model(r, resamples=resamples, seed=seed) for r in results]
+    if baseline is not None:
+        base_result = results[names.index(baseline)]
+        base = scored[names.index(baseline)]
+        for result, scores in zip(results, scored, strict=True):
+            scores.improvement = (scores.score[ALL] / base.score[ALL] - 1) * 100
+            if result is not base_result:
+                scores.improvement_ci = improvement_interval(result, base_result, resamples=resamples, seed=seed)
+    return scored
+
+
+def _cell(value: float, ci: tuple[float, float], best: bool) -> str:
+    text = f"{value:.2f}"
+    text = f"**{text}**" if best else text
+    return f"{text} <sub>[{ci[0]:.1f}, {ci[1]:.1f}]</sub>"
+
+
+def _table(scored: list[ModelScores], attr: str, baseline: str | None) -> list[str]:
+    header = ["Model", *(TITLES[c] for c in COLUMNS)]
+    if baseline and attr == "score":
+        header.append(f"vs {baseline}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in scored:
+        values, cis = getattr(s, attr), getattr(s, f"{attr}_ci")
+        row = [s.model]
+        for c in COLUMNS:
+            best = len(scored) > 1 and values[c] == max(getattr(o, attr)[c] for o in scored)
+            row.append(_cell(values[c], cis[c], best))
+        if baseline and attr == "score":
+            if s.model == baseline:
+                row.append("baseline")
+            else:
+                ci = (
+                    f" <sub>[{s.improvement_ci[0]:+.1f}, {s.improvement_ci[1]:+.1f}]</sub>" if s.improvement_ci else ""
+                )
+                row.append(f"{s.improvement:+.2f}%{ci}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def render_markdown(
+    scored: list[ModelScores], results: list[JudgeResult], baseline: str | None, resamples: int
+) -> str:
+    judges = sorted({r.judge_label for r in results})
+    lines = ["# HPAUB results", ""]
+    lines.append(
+        f"Judge: {'; '.join(judges)}. Rubric version(s): {', '.join(sorted({r.rubric_version for r in results}))}."
+    )
+    if len(judges) > 1:
+        lines.append("**Warning: the results were judged by different judges; their scores are not comparable.**")
+    lines += [
+        f"Cells: value and percentile bootstrap 95% interval over questions ({resamples} resamples, within category).",
+        "",
+        "## Score (mean judge score x 10, the paper's Tables 4 and 5)",
+        "",
+        *_table(scored, "score", baseline),
+        "",
+        "## Relative score (mean model score / mean reference score x 100)",
+        "",
+        *_table(scored, "relative", None),
+        "",
+        "## Questions judged / excluded (unparseable judge reply after one retry) / unanswered",
+        "",
+        "| Model | " + " | ".join(CATEGORY_TITLES[c] for c in CATEGORIES) + " |",
+        "|" + "---|" * (len(CATEGORIES) + 1),
+    ]
+    for s in scored:
+        cells = [
+            f"{s.counts[c]['judged']} / {s.counts[c]['excluded']} / {s.counts[c]['unanswered']}" for c in CATEGORIES
+        ]
+        lines.append(f"| {s.model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(scored: list[ModelScores], path: Path, title: str) -> None:
+    """Grouped bars: one group per category and All, one bar per model, with the 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(scored)
+    x = np.arange(len(COLUMNS))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(COLUMNS) + 0.6 * len(scored)), 4.2), dpi=120)
+    for i, s in enumerate(scored):
+        values = np.array([s.score[c] for c in COLUMNS])
+        low = values - np.array([s.score_ci[c][0] for c in COLUMNS])
+        high = np.array([s.score_ci[c][1] for c in COLUMNS]) - values
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, values, width, label=s.model, yerr=[low, high], capsize=3)
+        for px, v in zip(pos, values, strict=True):
+            ax.text(px, v / 2, f"{v:.1f}", ha="center", va="center", fontsize=7, rotation=90, color="white")
+    ax.set_xticks(x, [TITLES[c] for c in COLUMNS])
+    ax.set_ylabel("score (mean judge score x 10)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(
+    results: list[JudgeResult], out: str | Path, *, baseline: str | None = None, resamples: int = 2000, seed: int = 0
+) -> list[ModelScores]:
+    """Write report.md, report.json and report.png into ``out``; return the scores."""
+    if resamples < 100:
+        raise BenchmarkError(f"--resamples {resamples} is too few for a 95% interval (use 1000 or more)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scored = build_report(results, baseline=baseline, resamples=resamples, seed=seed)
+    (out / "report.md").write_text(render_markdown(scored, results, baseline, resamples), encoding="utf-8")
+    data = {"baseline": baseline, "resamples": resamples, "seed": seed, "models": [s.__dict__ for s in scored]}
+    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    judges = "; ".join(sorted({r.judge_label for r in results}))
+    plot(scored, out / "report.png", f"HPAUB - judge: {judges}")
+    log.info("wrote %s, %s and %s", out / "report.md", out / "report.json", out / "report.png")
+    return scored
