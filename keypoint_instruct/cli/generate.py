@@ -1,5 +1,315 @@
-"""Subcommands of this stage (placeholder until the stage lands)."""
+"""``generate``, ``batch submit|status|collect`` and ``cache stats|merge``: the teacher stage of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+from keypoint_instruct.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+TASK_CHOICES = ("conversation", "detailed_description", "complex_reasoning", "all")
+CONTEXT_CHOICES = ("paper", "paper+facts")
+OFFLINE_MODEL = "offline-posefacts"
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose which requests a command covers (shared by generate and batch submit)."""
+    parser.add_argument("--task", required=True, choices=TASK_CHOICES, help="task to generate, or all three")
+    parser.add_argument("--coco-root", required=True, type=Path, help="COCO folder holding annotations/")
+    parser.add_argument("--split", required=True, help="COCO split, e.g. train2017 or val2014")
+    parser.add_argument("--cache", required=True, type=Path, help="SQLite response cache (created if missing)")
+    parser.add_argument("--model", default=None, help="teacher model (default: the pinned gpt-4o-2024-08-06)")
+    parser.add_argument(
+        "--context", default="paper", choices=CONTEXT_CHOICES, help="context format: the paper's, or with pose facts"
+    )
+    parser.add_argument("--limit", type=_positive_int, default=None, help="use only the first N selected images")
+    parser.add_argument(
+        "--shard", type=_shard, default=None, metavar="I/N", help="take every N-th selected image, starting at I"
+    )
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, a local server); default api.openai.com"
+    )
+    parser.add_argument(
+        "--request-timeout", type=_positive_float, default=600.0, help="seconds before one request is abandoned"
+    )
 
 
 def register(subparsers) -> None:
-    pass
+    gen = subparsers.add_parser(
+        "generate",
+        help="ask the teacher for every selected image and task; answers go to the response cache",
+        description="Send one teacher request per selected image and task. Answers already in the cache are never "
+        "sent again; each answer is saved the moment it arrives. The key comes from OPENAI_API_KEY.",
+    )
+    add_selection_options(gen)
+    add_endpoint_options(gen)
+    gen.add_argument(
+        "--teacher",
+        default="openai",
+        choices=("openai", "offline"),
+        help="openai: any OpenAI-compatible endpoint; offline: the deterministic pose-facts teacher (no key)",
+    )
+    gen.add_argument("--concurrency", type=_positive_int, default=32, help="requests in flight at once")
+    gen.add_argument("--rpm", type=_positive_float, default=None, help="requests per minute allowed")
+    gen.add_argument("--tpm", type=_positive_float, default=None, help="tokens per minute allowed")
+    gen.add_argument("--max-attempts", type=_positive_int, default=5, help="attempts per request before giving up")
+    gen.add_argument(
+        "--dry-run", action="store_true", help="print requests still to send, estimated tokens and cost; send nothing"
+    )
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+
+    batch = subparsers.add_parser("batch", help="the OpenAI Batch API (half price, answers within 24 h)")
+    batch_sub = batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
+    submit = batch_sub.add_parser(
+        "submit",
+        help="upload the requests not yet cached as batch files and create batches",
+        description="Write the selected requests that have no cached answer as Batch API JSONL (custom_id = cache "
+        "key), upload them and create batches; the batch ids are recorded in the cache.",
+    )
+    add_selection_options(submit)
+    add_endpoint_options(submit)
+    submit.add_argument(
+        "--out-dir", type=Path, default=None, help="where to keep the JSONL files (default: beside the cache)"
+    )
+    submit.set_defaults(func=cmd_batch_submit)
+    status = batch_sub.add_parser("status", help="show the state of the batches recorded in a cache")
+    status.add_argument("--cache", required=True, type=Path, help="the response cache the batches were submitted from")
+    add_endpoint_options(status)
+    status.set_defaults(func=cmd_batch_status)
+    collect = batch_sub.add_parser("collect", help="download finished batches into the cache (exactly once)")
+    collect.add_argument(
+        "--cache", required=True, type=Path, help="the response cache the batches were submitted from"
+    )
+    add_endpoint_options(collect)
+    collect.set_defaults(func=cmd_batch_collect)
+
+    cache = subparsers.add_parser("cache", help="inspect or merge response caches")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    stats = cache_sub.add_parser("stats", help="counts by task, model and status; tokens; money spent")
+    stats.add_argument("--cache", required=True, type=Path, help="the response cache to describe")
+    stats.set_defaults(func=cmd_cache_stats)
+    merge = cache_sub.add_parser("merge", help="join the caches of shards into one file")
+    merge.add_argument("out", type=Path, help="cache to merge into (created if missing)")
+    merge.add_argument("inputs", type=Path, nargs="+", help="caches to copy from")
+    merge.set_defaults(func=cmd_cache_merge)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_requests(args: argparse.Namespace, *, offline: bool = False):
+    """The requests chosen by the selection options, in image-id order, task by task."""
+    from keypoint_instruct.coco import load_scenes
+    from keypoint_instruct.context import select_scenes
+    from keypoint_instruct.prompts import TASKS
+    from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, build_requests
+
+    if offline and args.model and args.model != OFFLINE_MODEL:
+        raise UsageError(f"--teacher offline answers as model {OFFLINE_MODEL!r}; drop --model {args.model}")
+    model = OFFLINE_MODEL if offline else (args.model or DEFAULT_MODEL)
+    settings = GenerationSettings(model=model)
+    scenes = select_scenes(load_scenes(args.coco_root, args.split).values(), limit=args.limit)
+    if args.shard:
+        index, count = args.shard
+        scenes = scenes[index::count]
+    tasks = TASKS if args.task == "all" else (args.task,)
+    requests = []
+    for task in tasks:
+        requests.extend(build_requests(scenes, task, settings, args.context, args.split))
+    log.info("%d images selected, %d requests", len(scenes), len(requests))
+    return requests
+
+
+def _open_cache(path: Path, *, create: bool):
+    from keypoint_instruct.cache import ResponseCache
+
+    return ResponseCache(path, create=create)
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    offline = args.teacher == "offline"
+    if offline and args.base_url:
+        raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
+    requests = select_requests(args, offline=offline)
+    if args.dry_run:
+        return _dry_run(args, requests)
+
+    from keypoint_instruct.engine import EngineSettings, run
+
+    settings = EngineSettings(
+        concurrency=args.concurrency,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        max_attempts=args.max_attempts,
+        progress=not args.no_progress,
+    )
+    teacher = _make_teacher(args, offline)
+    with _open_cache(args.cache, create=True) as cache:
+        summary = run(teacher, requests, cache, settings)
+    print(summary.line())
+    return 0 if summary.gave_up == 0 else 1
+
+
+def _make_teacher(args: argparse.Namespace, offline: bool):
+    if offline:
+        from keypoint_instruct.offline_teacher import OfflineTeacher
+
+        return OfflineTeacher()
+    from keypoint_instruct.teacher import DEFAULT_MODEL, OpenAITeacher
+
+    return OpenAITeacher(args.model or DEFAULT_MODEL, base_url=args.base_url, timeout_s=args.request_timeout)
+
+
+def _dry_run(args: argparse.Namespace, requests) -> int:
+    from keypoint_instruct import pricing
+
+    answered = set()
+    if args.cache.exists():
+        with _open_cache(args.cache, create=False) as cache:
+            answered = cache.answered(r.key for r in requests)
+    unique = {r.key: r for r in requests if r.key not in answered}
+    todo = list(unique.values())
+    estimate = pricing.estimate_requests(todo)
+    print(f"requests selected: {len(requests)}; already cached: {len(answered)}; to send: {len(todo)}")
+    print(pricing.format_estimate(estimate))
+    return 0
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def _batch_client(args: argparse.Namespace):
+    import openai
+
+    from keypoint_instruct.teacher import resolve_api_key
+
+    return openai.OpenAI(base_url=args.base_url, api_key=resolve_api_key(args.base_url), timeout=args.request_timeout)
+
+
+def cmd_batch_submit(args: argparse.Namespace) -> int:
+    from keypoint_instruct import batch
+
+    requests = select_requests(args)
+    with _open_cache(args.cache, create=True) as cache:
+        out_dir = args.out_dir or args.cache.parent / f"{args.cache.stem}_batches"
+        result = batch.submit(_batch_client(args), requests, cache, out_dir)
+    print(result)
+    return 0
+
+
+def cmd_batch_status(args: argparse.Namespace) -> int:
+    from keypoint_instruct import batch
+
+    with _open_cache(args.cache, create=False) as cache:
+        print(batch.status(_batch_client(args), cache))
+    return 0
+
+
+def cmd_batch_collect(args: argparse.Namespace) -> int:
+    from keypoint_instruct import batch
+
+    with _open_cache(args.cache, create=False) as cache:
+        print(batch.collect(_batch_client(args), cache))
+    return 0
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cmd_cache_stats(args: argparse.Namespace) -> int:
+    with _open_cache(args.cache, create=False) as cache:
+        stats = cache.stats()
+    header = ("task", "model", "status", "responses", "prompt_tok", "cached_tok", "completion_tok", "usd")
+    rows = [
+        (
+            r["task"],
+            r["model"],
+            r["status"],
+            r["responses"],
+            r["prompt_tokens"],
+            r["cached_tokens"],
+            r["completion_tokens"],
+            f"{r['cost_usd']:.4f}",
+        )
+        for r in stats.rows
+    ]
+    rows.append(
+        (
+            "total",
+            "",
+            "",
+            stats.responses,
+            stats.prompt_tokens,
+            stats.cached_tokens,
+            stats.completion_tokens,
+            f"{stats.cost_usd:.4f}",
+        )
+    )
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    out = sys.stdout
+    for row in (header, *rows):
+        out.write("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
+    out.write(
+        f"cached-token share of prompt tokens: {stats.cached_share:.1%}\n"
+        f"failed attempts: {stats.failed_attempts}; keys failed and never answered: {stats.unanswered_keys}\n"
+        f"money spent: ${stats.cost_usd:.4f}\n"
+    )
+    return 0
+
+
+def cmd_cache_merge(args: argparse.Namespace) -> int:
+    missing = [str(p) for p in args.inputs if not p.is_file()]
+    if missing:
+        from keypoint_instruct.errors import InputNotFoundError
+
+        raise InputNotFoundError(f"cache to merge not found: {', '.join(missing)}")
+    with _open_cache(args.out, create=True) as cache:
+        counts = cache.merge(args.inputs)
+    print(
+        f"merged {len(args.inputs)} caches into {args.out}: {counts['added']} responses added, "
+        f"{counts['already_present']} already present ({counts['conflicts']} with a different text, kept the "
+        f"existing), {counts['failures_added']} failure records added"
+    )
+    return 0

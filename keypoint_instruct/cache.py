@@ -1,0 +1,427 @@
+"""The response cache: one SQLite file (WAL) with every teacher answer by request key, exactly once.
+
+A response is committed the moment it arrives, so a crash loses at most the requests in flight. The insert cannot
+duplicate (``ON CONFLICT(key) DO NOTHING``): when two shards answer the same key, the first answer stays. Failed
+attempts go to their own table with the reason. Several processes may write one file at once (WAL + busy timeout);
+``merge`` joins the files of shards that wrote separately.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keypoint_instruct.errors import CacheError, InputNotFoundError
+
+if TYPE_CHECKING:
+    from keypoint_instruct.teacher import Completion, TeacherRequest
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
+
+_RESPONSE_COLUMNS = (
+    "key",
+    "task",
+    "image_id",
+    "coco_split",
+    "model",
+    "prompt_version",
+    "text",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_s",
+    "created_at",
+)
+_FAILURE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "reason", "created_at")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    coco_split TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    latency_s REAL NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_order ON responses (task, image_id, key);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    task TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    coco_split TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (key, created_at, reason)
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures (key);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    input_file_id TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    status TEXT NOT NULL,
+    n_requests INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    collected_at TEXT
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    key TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    coco_split TEXT NOT NULL,
+    prompt_version TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    key: str
+    task: str
+    image_id: int
+    coco_split: str
+    model: str
+    prompt_version: str
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    latency_s: float
+    created_at: str  # ISO 8601 UTC
+
+    @property
+    def ok(self) -> bool:
+        """True when the teacher finished normally (not cut by length, not filtered)."""
+        return self.finish_reason == "stop"
+
+
+@dataclass
+class CacheStats:
+    """What a cache holds; ``rows`` has one entry per (task, model, status)."""
+
+    rows: list[dict] = field(default_factory=list)
+    responses: int = 0
+    failed_attempts: int = 0
+    unanswered_keys: int = 0  # keys with failed attempts and no response
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def cached_share(self) -> float:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def completion_cost(model: str, completion: Completion, *, batch: bool = False) -> float:
+    """Dollars for one completion from the pricing table; 0 for a model the table does not price."""
+    from keypoint_instruct import pricing
+
+    return pricing.completion_cost(
+        model,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        cached_tokens=completion.cached_tokens,
+        batch=batch,
+    )
+
+
+def status_of(finish_reason: str) -> str:
+    return "ok" if finish_reason == "stop" else finish_reason
+
+
+class ResponseCache:
+    """SQLite (WAL) cache of teacher responses by request key; failures kept in their own table."""
+
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise InputNotFoundError(
+                f"response cache {self.path} does not exist; run `keypoint-instruct generate` "
+                "first or check the --cache path"
+            )
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            self._check_or_init()
+        except sqlite3.DatabaseError as err:
+            raise CacheError(f"{self.path} is not a readable response cache ({err})") from None
+
+    def _check_or_init(self) -> None:
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id == 0 and not tables:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif app_id != _APPLICATION_ID:
+            raise CacheError(f"{self.path} is an SQLite file but not a keypoint-instruct response cache")
+        else:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise CacheError(f"{self.path} has cache schema {version}; this version reads schema {SCHEMA_VERSION}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self_inner):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                return False
+
+        return _Tx()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- reading
+    def get(self, key: str) -> CachedResponse | None:
+        cols = ", ".join(_RESPONSE_COLUMNS)
+        row = self._db.execute(f"SELECT {cols} FROM responses WHERE key = ?", (key,)).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def answered(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that already has a response (of any finish reason)."""
+        keys = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", chunk))
+        return found
+
+    def iter_responses(self, task: str | None = None, coco_split: str | None = None) -> Iterator[CachedResponse]:
+        """Responses ordered by (task, image_id, key), optionally of one task and split."""
+        where, params = [], []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if coco_split is not None:
+            where.append("coco_split = ?")
+            params.append(coco_split)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT {', '.join(_RESPONSE_COLUMNS)} FROM responses{clause} ORDER BY task, image_id, key"
+        for row in self._db.execute(query, params):
+            yield CachedResponse(*row)
+
+    def failures(self, key: str | None = None) -> list[dict]:
+        """Failed attempts (oldest first), of one key or all."""
+        cols = ", ".join(_FAILURE_COLUMNS)
+        query = f"SELECT {cols} FROM failures" + (" WHERE key = ?" if key else "") + " ORDER BY id"
+        return [dict(zip(_FAILURE_COLUMNS, r, strict=True)) for r in self._db.execute(query, (key,) if key else ())]
+
+    def stats(self) -> CacheStats:
+        stats = CacheStats()
+        query = (
+            "SELECT task, model, finish_reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+            "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, finish_reason "
+            "ORDER BY task, model, finish_reason"
+        )
+        for task, model, finish, count, prompt, completion, cached, cost in self._db.execute(query):
+            stats.rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "status": status_of(finish),
+                    "responses": count,
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "cached_tokens": cached,
+                    "cost_usd": cost,
+                }
+            )
+            stats.responses += count
+            stats.prompt_tokens += prompt
+            stats.completion_tokens += completion
+            stats.cached_tokens += cached
+            stats.cost_usd += cost
+        stats.failed_attempts = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+        stats.unanswered_keys = self._db.execute(
+            "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
+        ).fetchone()[0]
+        return stats
+
+    # ----------------------------------------------------------------- writing
+    def put(
+        self,
+        request: TeacherRequest,
+        completion: Completion,
+        latency_s: float,
+        *,
+        cost_usd: float | None = None,
+    ) -> CachedResponse:
+        """Store and commit one answer; an answer already stored for the key wins and is returned.
+
+        ``cost_usd`` defaults to the synchronous price of the completion (batch.py passes the Batch price).
+        """
+        model = completion.model or str(request.body.get("model", ""))
+        if cost_usd is None:
+            cost_usd = completion_cost(str(request.body.get("model", model)), completion)
+        values = (
+            request.key,
+            request.task,
+            int(request.image_id),
+            request.coco_split,
+            model,
+            request.prompt_version,
+            completion.text,
+            completion.finish_reason,
+            int(completion.prompt_tokens),
+            int(completion.completion_tokens),
+            int(completion.cached_tokens),
+            float(cost_usd),
+            float(latency_s),
+            utc_now(),
+        )
+        marks = ",".join("?" * len(values))
+        cursor = self._db.execute(
+            f"INSERT INTO responses ({', '.join(_RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING",
+            values,
+        )
+        if cursor.rowcount == 1:
+            return CachedResponse(*values)
+        log.warning("key %s was already answered; kept the stored response", request.key[:12])
+        return self.get(request.key)  # type: ignore[return-value]
+
+    def record_failure(self, request: TeacherRequest, reason: str) -> None:
+        """Keep one failed attempt and why (committed now)."""
+        self._db.execute(
+            f"INSERT OR IGNORE INTO failures ({', '.join(_FAILURE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            (
+                request.key,
+                request.task,
+                int(request.image_id),
+                request.coco_split,
+                str(request.body.get("model", "")),
+                request.prompt_version,
+                reason,
+                utc_now(),
+            ),
+        )
+
+    # ----------------------------------------------------------------- batches (batch.py)
+    def record_batch(
+        self, batch_id: str, requests: Iterable[TeacherRequest], *, input_file_id: str, status: str
+    ) -> None:
+        """Remember a submitted batch and which keys it carries."""
+        now = utc_now()
+        rows = [(r.key, batch_id, r.task, int(r.image_id), r.coco_split, r.prompt_version) for r in requests]
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO batches (batch_id, input_file_id, status, n_requests, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (batch_id, input_file_id, status, len(rows), now, now),
+            )
+            self._db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,?)", rows)
+
+    def update_batch(self, batch_id: str, **fields: str | None) -> None:
+        """Set ``status``, ``output_file_id``, ``error_file_id`` or ``collected_at`` of a recorded batch."""
+        allowed = {"status", "output_file_id", "error_file_id", "collected_at"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise CacheError(f"unknown batch fields {sorted(unknown)}; expected some of {sorted(allowed)}")
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(
+            f"UPDATE batches SET {sets}, updated_at = ? WHERE batch_id = ?", (*fields.values(), utc_now(), batch_id)
+        )
+
+    def batches(self) -> list[dict]:
+        cursor = self._db.execute("SELECT * FROM batches ORDER BY created_at, batch_id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def batch_request(self, key: str) -> dict | None:
+        """Task, image id, split and prompt version of a key sent in a batch."""
+        cursor = self._db.execute("SELECT * FROM batch_requests WHERE key = ?", (key,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+    def pending_batch_keys(self) -> set[str]:
+        """Keys submitted in batches that are not collected yet and have no response."""
+        query = (
+            "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
+            "WHERE b.collected_at IS NULL AND r.key NOT IN (SELECT key FROM responses)"
+        )
+        return {row[0] for row in self._db.execute(query)}
+
+    # ----------------------------------------------------------------- merging shards
+    def merge(self, other_paths: Iterable[str | Path]) -> dict[str, int]:
+        """Copy responses and failures of other cache files in; returns counts added, kept and conflicting."""
+        counts = {"added": 0, "already_present": 0, "conflicts": 0, "failures_added": 0}
+        for other in other_paths:
+            other = Path(other)
+            if other.resolve() == self.path.resolve():
+                raise CacheError(f"cannot merge {other} into itself")
+            ResponseCache(other).close()  # validates the file and its schema
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                with self._transaction():
+                    counts["conflicts"] += self._db.execute(
+                        "SELECT COUNT(*) FROM other.responses o JOIN main.responses m ON m.key = o.key "
+                        "WHERE m.text != o.text"
+                    ).fetchone()[0]
+                    cols = ", ".join(_RESPONSE_COLUMNS)
+                    added = self._db.execute(
+                        f"INSERT INTO main.responses ({cols}) SELECT {cols} FROM other.responses WHERE true "
+                        "ON CONFLICT(key) DO NOTHING"
+                    ).rowcount
+                    total = self._db.execute("SELECT COUNT(*) FROM other.responses").fetchone()[0]
+                    counts["added"] += added
+                    counts["already_present"] += total - added
+                    fcols = ", ".join(_FAILURE_COLUMNS)
+                    counts["failures_added"] += self._db.execute(
+                        f"INSERT OR IGNORE INTO main.failures ({fcols}) SELECT {fcols} FROM other.failures"
+                    ).rowcount
+                    self._db.execute("INSERT OR IGNORE INTO main.batches SELECT * FROM other.batches")
+                    self._db.execute("INSERT OR IGNORE INTO main.batch_requests SELECT * FROM other.batch_requests")
+            finally:
+                self._db.execute("DETACH DATABASE other")
+            log.info("merged %s: %d responses added", other, counts["added"])
+        return counts

@@ -1,0 +1,321 @@
+"""The engine: drives a teacher over many requests with bounded concurrency, rate limits, retries and a cache.
+
+The teacher adapter sends one request; everything around it lives here. Keys already in the cache are never sent.
+Every answer is committed as it arrives (answers cut by ``length`` or ``content_filter`` are stored with that finish
+reason so the dataset build can drop them), every failed attempt is recorded with its reason, and a run ends with
+a :class:`RunSummary`. Rate limits are token buckets (RPM and TPM) that follow the ``x-ratelimit-*`` headers when
+the endpoint sends them; a 429 pauses all sending until its Retry-After has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.errors import TeacherCallError, TeacherError, UsageError
+from keypoint_instruct.teacher import RateLimits, Teacher, TeacherRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    concurrency: int = 32
+    rpm: float | None = None  # requests per minute; None: unlimited, or what the endpoint's headers say
+    tpm: float | None = None  # tokens per minute (prompt estimate + max_tokens per request)
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    burst_s: float = 1.0  # seconds of allowance a rate bucket may hold
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"concurrency {self.concurrency} must be at least 1")
+        if self.max_attempts < 1:
+            raise UsageError(f"max attempts {self.max_attempts} must be at least 1")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name} {value} must be positive")
+
+
+@dataclass
+class RunSummary:
+    requested: int = 0  # distinct keys asked for
+    already_cached: int = 0  # answered before (never sent)
+    answered: int = 0  # answered in this run
+    finish_reasons: Counter = field(default_factory=Counter)
+    gave_up: int = 0  # keys without an answer after their last attempt
+    attempts: int = 0
+    failed_attempts: int = 0
+    failure_reasons: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.answered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
+        return (
+            f"{self.requested} requests: {self.already_cached} already cached, {self.answered} answered "
+            f"({reasons}), {self.gave_up} gave up; {self.attempts} attempts, {self.failed_attempts} failed; "
+            f"{self.prompt_tokens} prompt tokens ({self.cached_tokens} cached), {self.completion_tokens} completion "
+            f"tokens; ${self.cost_usd:.4f}; {self.elapsed_s:.1f} s, {self.requests_per_s:.2f} req/s"
+        )
+
+
+def estimate_request_tokens(request: TeacherRequest) -> int:
+    """What a request counts against a TPM limit: a character estimate of the prompt plus max_tokens.
+
+    Providers debit the limit before answering, from an estimate of this kind; the response headers correct it.
+    """
+    prompt = 0
+    for message in request.body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+        prompt += math.ceil(len(content or "") / 4) + 4
+    return prompt + int(request.body.get("max_tokens") or 0)
+
+
+class _Bucket:
+    def __init__(self, per_minute: float, burst_s: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(self.rate * burst_s, 1.0)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        need = min(amount, self.capacity) - self.level
+        return need / self.rate if need > 0 else 0.0
+
+
+class RateLimiter:
+    """RPM/TPM token buckets plus a global pause after a 429; follows ``x-ratelimit-*`` headers."""
+
+    def __init__(self, rpm: float | None, tpm: float | None, burst_s: float = 1.0) -> None:
+        self.burst_s = burst_s
+        self.requests = _Bucket(rpm, burst_s) if rpm else None
+        self.tokens = _Bucket(tpm, burst_s) if tpm else None
+        self.paused_until = 0.0
+
+    async def acquire(self, tokens: int) -> None:
+        while True:
+            now = time.monotonic()
+            wait = self.paused_until - now
+            if wait <= 0:
+                for bucket in (self.requests, self.tokens):
+                    if bucket:
+                        bucket.refill(now)
+                wait = max(
+                    self.requests.wait_for(1) if self.requests else 0.0,
+                    self.tokens.wait_for(tokens) if self.tokens else 0.0,
+                )
+                if wait <= 0:
+                    if self.requests:
+                        self.requests.level -= 1
+                    if self.tokens:
+                        self.tokens.level -= tokens
+                    return
+            await asyncio.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    def observe(self, limits: RateLimits | None) -> None:
+        """Adopt the endpoint's limits when we had none; never hold more allowance than it says remains."""
+        if limits is None:
+            return
+        now = time.monotonic()
+        for name, limit, remaining in (
+            ("requests", limits.limit_requests, limits.remaining_requests),
+            ("tokens", limits.limit_tokens, limits.remaining_tokens),
+        ):
+            bucket = getattr(self, name)
+            if bucket is None and limit:
+                bucket = _Bucket(limit, self.burst_s)
+                setattr(self, name, bucket)
+                log.info("following the endpoint's limit of %d %s per minute", limit, name)
+            if bucket is not None and remaining is not None:
+                bucket.refill(now)
+                bucket.level = min(bucket.level, float(remaining))
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool, summary: RunSummary) -> None:
+        self.summary = summary
+        self.bar = None
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="req", desc="teacher", dynamic_ncols=True, mininterval=0.5)
+
+    def update(self, done: int = 0) -> None:
+        if self.bar is None:
+            return
+        s = self.summary
+        self.bar.set_postfix_str(
+            f"tok={s.prompt_tokens + s.completion_tokens} ${s.cost_usd:.4f} fail={s.failed_attempts} "
+            f"gave_up={s.gave_up}",
+            refresh=False,
+        )
+        self.bar.update(done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def run_requests(
+    teacher: Teacher,
+    requests: Iterable[TeacherRequest],
+    cache: ResponseCache,
+    settings: EngineSettings | None = None,
+) -> RunSummary:
+    """Send every request whose key has no cached answer; return what happened."""
+    settings = settings or EngineSettings()
+    started = time.monotonic()
+    unique: dict[str, TeacherRequest] = {}
+    for request in requests:
+        unique.setdefault(request.key, request)
+    summary = RunSummary(requested=len(unique))
+    answered_before = cache.answered(unique)
+    summary.already_cached = len(answered_before)
+    todo = [r for key, r in unique.items() if key not in answered_before]
+    log.info("%d requests, %d already cached, %d to send", len(unique), len(answered_before), len(todo))
+    if not todo:
+        return summary
+
+    limiter = RateLimiter(settings.rpm, settings.tpm, settings.burst_s)
+    queue: asyncio.Queue[tuple[TeacherRequest, int]] = asyncio.Queue()
+    for request in todo:
+        queue.put_nowait((request, 1))
+    remaining = len(todo)
+    all_done = asyncio.Event()
+    fatal: list[TeacherCallError] = []
+    timers: set[asyncio.Task] = set()
+    jitter = random.Random()
+    progress = _Progress(len(todo), settings.progress, summary)
+
+    def resolve() -> None:
+        nonlocal remaining
+        remaining -= 1
+        progress.update(1)
+        if remaining == 0:
+            all_done.set()
+
+    async def requeue(item: tuple[TeacherRequest, int], delay: float) -> None:
+        await asyncio.sleep(delay)
+        queue.put_nowait(item)
+
+    def retry_delay(attempt: int, err: TeacherCallError) -> float:
+        if err.retry_after_s is not None:
+            return err.retry_after_s * (1.0 + 0.1 * jitter.random())
+        backoff = min(settings.backoff_max_s, settings.backoff_base_s * 2 ** (attempt - 1))
+        return backoff * (0.5 + 0.5 * jitter.random())
+
+    async def worker() -> None:
+        while True:
+            request, attempt = await queue.get()
+            if cache.get(request.key) is not None:  # answered meanwhile (another shard writing this file)
+                summary.already_cached += 1
+                resolve()
+                continue
+            await limiter.acquire(estimate_request_tokens(request))
+            summary.attempts += 1
+            sent = time.monotonic()
+            try:
+                completion = await teacher.complete(request)
+            except TeacherCallError as err:
+                limiter.observe(err.rate_limits)  # type: ignore[arg-type]
+                failure(request, attempt, err)
+                continue
+            except Exception as err:  # a teacher bug must not lose the run: record it, do not retry
+                log.debug("teacher raised", exc_info=True)
+                failure(request, attempt, TeacherCallError(f"{type(err).__name__}: {err}", retryable=False))
+                continue
+            latency = time.monotonic() - sent
+            limiter.observe(completion.rate_limits)
+            stored = cache.put(request, completion, latency)
+            summary.answered += 1
+            summary.finish_reasons[stored.finish_reason] += 1
+            summary.prompt_tokens += stored.prompt_tokens
+            summary.completion_tokens += stored.completion_tokens
+            summary.cached_tokens += stored.cached_tokens
+            summary.cost_usd += stored.cost_usd
+            if stored.finish_reason != "stop":
+                log.debug("key %s finished with %s", request.key[:12], stored.finish_reason)
+            resolve()
+
+    def failure(request: TeacherRequest, attempt: int, err: TeacherCallError) -> None:
+        summary.failed_attempts += 1
+        summary.failure_reasons[err.reason.split(":")[0]] += 1
+        cache.record_failure(request, f"attempt {attempt}: {err.reason}")
+        if err.fatal:
+            fatal.append(err)
+            all_done.set()
+            return
+        if err.retryable and attempt < settings.max_attempts:
+            delay = retry_delay(attempt, err)
+            if err.retry_after_s is not None:
+                limiter.pause(err.retry_after_s)
+            log.debug("key %s attempt %d failed (%s); retry in %.2f s", request.key[:12], attempt, err.reason, delay)
+            timer = asyncio.create_task(requeue((request, attempt + 1), delay))
+            timers.add(timer)
+            timer.add_done_callback(timers.discard)
+        else:
+            summary.gave_up += 1
+            log.warning(
+                "gave up on %s image %d after %d attempts: %s", request.task, request.image_id, attempt, err.reason
+            )
+            resolve()
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(settings.concurrency, len(todo)))]
+    try:
+        await all_done.wait()
+    finally:
+        for task in (*workers, *timers):
+            task.cancel()
+        await asyncio.gather(*workers, *timers, return_exceptions=True)
+        progress.close()
+        summary.elapsed_s = time.monotonic() - started
+    if fatal:
+        raise TeacherError(f"stopped: {fatal[0].reason} ({summary.answered} answers were saved first)")
+    log.info("%s", summary.line())
+    return summary
+
+
+def run(
+    teacher: Teacher,
+    requests: Iterable[TeacherRequest],
+    cache: ResponseCache,
+    settings: EngineSettings | None = None,
+) -> RunSummary:
+    """Synchronous entry point: run the engine in a fresh event loop and close the teacher's client after."""
+
+    async def _main() -> RunSummary:
+        try:
+            return await run_requests(teacher, requests, cache, settings)
+        finally:
+            close = getattr(teacher, "aclose", None)
+            if close is not None:
+                await close()
+
+    return asyncio.run(_main())

@@ -1,0 +1,322 @@
+"""The teacher: request and completion types, generation settings, and the OpenAI-compatible adapter.
+
+The adapter sends exactly one chat request and translates the provider's answer or error into our types; it never
+retries, sleeps or counts money (the engine does). A request's cache key is the sha256 of its canonical body, so
+two requests with the same model, messages and generation settings share one cached answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+from keypoint_instruct.errors import TeacherCallError, TeacherError
+
+if TYPE_CHECKING:
+    from keypoint_instruct.coco import Scene
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gpt-4o-2024-08-06"
+API_KEY_ENV = "OPENAI_API_KEY"
+# Sent to local OpenAI-compatible servers (vLLM, transformers serve) that ignore authentication.
+LOCAL_DUMMY_KEY = "sk-local-no-key"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Model and sampling settings of every teacher request: the one place they are defined."""
+
+    model: str = DEFAULT_MODEL
+    temperature: float = 0.2
+    max_tokens: int = 1024
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise TeacherError("the teacher model name is empty; pass --model, e.g. --model gpt-4o-2024-08-06")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise TeacherError(f"temperature {self.temperature} is out of range; expected 0.0 to 2.0")
+        if self.max_tokens < 1:
+            raise TeacherError(f"max_tokens {self.max_tokens} must be at least 1")
+
+    def body(self, messages: list[dict]) -> dict:
+        """The canonical chat body for ``messages``: everything that decides the answer, nothing else."""
+        return {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }
+
+
+def canonical_json(body: dict) -> str:
+    """The byte-stable JSON of a request body (sorted keys, no spaces, UTF-8 kept)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_key(body: dict) -> str:
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    """One chat request to the teacher about one image and task; ``scene`` is never part of the key."""
+
+    task: str
+    image_id: int
+    coco_split: str
+    prompt_version: str
+    body: dict
+    scene: Scene | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def key(self) -> str:
+        """sha256 of the canonical JSON of ``body`` (model, messages, temperature, max_tokens, seed)."""
+        return request_key(self.body)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """What an ``x-ratelimit-*`` header set said; ``None`` where a header was absent."""
+
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+    def any(self) -> bool:
+        return any(value is not None for value in vars(self).values())
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    model: str
+    # Rate-limit headers of the response, for the engine's limiter; never stored.
+    rate_limits: RateLimits | None = field(default=None, compare=False, repr=False)
+
+
+class Teacher(Protocol):
+    model: str
+
+    async def complete(self, request: TeacherRequest) -> Completion: ...
+
+
+def build_requests(
+    scenes: Iterable[Scene],
+    task: str,
+    settings: GenerationSettings,
+    context_mode: str = "paper",
+    coco_split: str | None = None,
+) -> list[TeacherRequest]:
+    """One request per scene for ``task``: the template's static prefix first, then the scene's context."""
+    from keypoint_instruct.context import format_context
+    from keypoint_instruct.prompts import load_prompt
+
+    template = load_prompt(task, context_mode)
+    requests = []
+    for scene in scenes:
+        messages = template.messages(format_context(scene, context_mode))
+        requests.append(
+            TeacherRequest(
+                task=task,
+                image_id=scene.image_id,
+                coco_split=coco_split or scene.coco_split,
+                prompt_version=template.version,
+                body=settings.body(messages),
+                scene=scene,
+            )
+        )
+    return requests
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(value: str | None) -> float | None:
+    """OpenAI's reset durations ("1s", "6m0s", "20ms", "1h2m3.5s") or plain seconds -> seconds."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def rate_limits_from_headers(headers: Any) -> RateLimits | None:
+    if headers is None:
+        return None
+    limits = RateLimits(
+        limit_requests=_int_header(headers, "x-ratelimit-limit-requests"),
+        limit_tokens=_int_header(headers, "x-ratelimit-limit-tokens"),
+        remaining_requests=_int_header(headers, "x-ratelimit-remaining-requests"),
+        remaining_tokens=_int_header(headers, "x-ratelimit-remaining-tokens"),
+        reset_requests_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
+        reset_tokens_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
+    )
+    return limits if limits.any() else None
+
+
+def retry_after_from_headers(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` (preferred) or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        import email.utils
+
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def resolve_api_key(base_url: str | None) -> str:
+    """The key from ``OPENAI_API_KEY``; a dummy one for a custom endpoint; an error when neither is given."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if key:
+        return key
+    if base_url:
+        return LOCAL_DUMMY_KEY
+    raise TeacherError(
+        f"no API key: set {API_KEY_ENV} for api.openai.com, or pass --base-url for a local OpenAI-compatible "
+        "server, or use --teacher offline"
+    )
+
+
+class OpenAITeacher:
+    """Sends one chat completion to an OpenAI-compatible endpoint with the official async client.
+
+    The SDK's own retries are off (``max_retries=0``): the engine decides about every retry and counts it.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        max_connections: int = 256,
+    ) -> None:
+        import httpx2
+        import openai
+
+        self.model = model
+        self.base_url = base_url
+        key = api_key or resolve_api_key(base_url)
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=key,
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s),
+        )
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAITeacher(model={self.model!r}, base_url={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(self, request: TeacherRequest) -> Completion:
+        import openai
+
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**request.body)
+        except openai.APIStatusError as err:
+            raise _status_error(err) from None
+        except openai.APITimeoutError:
+            raise TeacherCallError("timeout", retryable=True) from None
+        except openai.APIConnectionError as err:
+            cause = type(err.__cause__).__name__ if err.__cause__ else "connection error"
+            raise TeacherCallError(f"connection: {cause}", retryable=True) from None
+        except openai.APIResponseValidationError:
+            raise TeacherCallError("invalid response body", retryable=True) from None
+        except json.JSONDecodeError:
+            raise TeacherCallError("non-JSON body", retryable=True) from None
+        limits = rate_limits_from_headers(raw.headers)
+        try:
+            response = raw.parse()
+        except (json.JSONDecodeError, openai.APIResponseValidationError, ValueError):
+            raise TeacherCallError("non-JSON body", retryable=True, rate_limits=limits) from None
+        return _completion(response, request, limits)
+
+
+def _completion(response: Any, request: TeacherRequest, limits: RateLimits | None) -> Completion:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise TeacherCallError("response without choices", retryable=True, rate_limits=limits)
+    choice = choices[0]
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Completion(
+        text=(choice.message.content if choice.message else None) or "",
+        finish_reason=choice.finish_reason or "unknown",
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+        model=getattr(response, "model", None) or request.body.get("model", ""),
+        rate_limits=limits,
+    )
+
+
+def _status_error(err: Any) -> TeacherCallError:
+    status = err.status_code
+    headers = err.response.headers if err.response is not None else None
+    limits = rate_limits_from_headers(headers)
+    code = getattr(err, "code", None) or ""
+    message = (getattr(err, "message", "") or "").splitlines()[0][:200]
+    reason = f"HTTP {status}" + (f" {code}" if code else "")
+    if status == 429 and code == "insufficient_quota":
+        return TeacherCallError(f"{reason}: the account has no quota left", retryable=False, fatal=True)
+    if status in (401, 403):
+        # The provider's message may echo part of the key: say what to check instead.
+        return TeacherCallError(
+            f"{reason}: the endpoint refused the API key; check {API_KEY_ENV}", retryable=False, fatal=True
+        )
+    if status in (408, 409, 429) or status >= 500:
+        return TeacherCallError(
+            reason, retryable=True, retry_after_s=retry_after_from_headers(headers), rate_limits=limits
+        )
+    return TeacherCallError(f"{reason}: {message}", retryable=False, rate_limits=limits)
