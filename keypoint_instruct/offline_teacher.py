@@ -1,0 +1,280 @@
+"""A deterministic teacher that needs no API key: responses written from a scene's captions and pose facts.
+
+:class:`OfflineTeacher` implements the teacher protocol (``keypoint_instruct.teacher.Teacher``) with the model name
+``offline-posefacts``. It reads ``request.scene`` and ``request.task`` and writes text in the same shapes the LLM
+teacher is asked for: ``Question:``/``Answer:`` pairs separated by ``===`` for conversation (several pairs) and
+complex reasoning (one pair), plain text for a detailed description.
+
+Every pose statement comes from :mod:`keypoint_instruct.posefacts`, so it never says more than the labelled joints
+show; the scene summary comes from the human-written descriptions of the image. The output never contains numbers
+with decimals and never names its sources. Wording is varied by a random generator seeded with the image id and
+task, so the same scene always gets the same text while different images read differently. Phrase tables live in
+``keypoint_instruct/data/offline_teacher.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from keypoint_instruct.errors import TeacherError
+from keypoint_instruct.posefacts import PersonFacts, person_instances, scene_facts
+
+if TYPE_CHECKING:
+    from keypoint_instruct.coco import Scene
+    from keypoint_instruct.teacher import Completion, TeacherRequest
+
+log = logging.getLogger(__name__)
+
+MODEL = "offline-posefacts"
+TASKS = ("conversation", "detailed_description", "complex_reasoning")
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen \
+seventeen eighteen nineteen twenty".split()
+_ORDINALS = "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth \
+fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth".split()
+_LOWER_OK = {"a", "an", "the", "two", "three", "four", "five", "several", "some", "many", "one", "this", "there"}
+_UNSAFE_CAPTION = re.compile(r"\d[.,]\d|\[|caption|box|key ?point|coordinate|annotation", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def phrases() -> dict:
+    """The phrase tables shipped with the package."""
+    path = resources.files("keypoint_instruct").joinpath("data/offline_teacher.json")
+    return json.loads(path.read_text("utf-8"))
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _number(n: int) -> str:
+    return _NUMBERS[n] if n < len(_NUMBERS) else str(n)
+
+
+def _captions(scene: Scene) -> list[str]:
+    out = []
+    for caption in scene.captions:
+        text = " ".join(caption.split()).rstrip(" .")
+        if text and not _UNSAFE_CAPTION.search(text):
+            out.append(_cap(text) + ".")
+    return out
+
+
+def person_names(scene: Scene) -> dict[int, str]:
+    """Person number -> how the text refers to them, by left-to-right order ("the person on the left")."""
+    persons = person_instances(scene)
+    order = sorted(range(1, len(persons) + 1), key=lambda n: persons[n - 1].bbox[0] + persons[n - 1].bbox[2] / 2)
+    if len(order) == 1:
+        labels = ["the person"]
+    elif len(order) == 2:
+        labels = ["the person on the left", "the person on the right"]
+    elif len(order) == 3:
+        labels = ["the person on the left", "the person in the middle", "the person on the right"]
+    else:
+        labels = [f"the {_ORDINALS[i]} person from the left" if i < len(_ORDINALS) else "another person"
+                  for i in range(len(order))]  # fmt: skip
+    return {number: labels[i] for i, number in enumerate(order)}
+
+
+def _angle_kind(degrees: int) -> str:
+    return "straight" if degrees >= 160 else "slight" if degrees >= 120 else "bent" if degrees >= 70 else "sharp"
+
+
+class _Writer:
+    """Sentences about one scene; every random choice comes from one generator seeded by image id and task."""
+
+    def __init__(self, scene: Scene, task: str) -> None:
+        self.scene = scene
+        self.rng = random.Random(f"{scene.image_id}:{task}")
+        self.table = phrases()
+        self.facts = scene_facts(scene)
+        self.names = person_names(scene)
+        self.captions = _captions(scene)
+        posed = [f for f in self.facts if f.labelled]
+        area = {inst.id: inst.bbox[2] * inst.bbox[3] for inst in person_instances(scene)}
+        self.focus = sorted(posed, key=lambda f: (-f.labelled, -area[f.instance_id], f.number))[:3]
+
+    def pick(self, options: list[str], **values: object) -> str:
+        return self.rng.choice(options).format(**values)
+
+    def opener(self) -> str:
+        if not self.captions:
+            objects = sorted({i.category for i in self.scene.instances if i.category != "person"})
+            people = "people" if len(self.facts) > 1 else "a person"
+            if not self.facts:
+                return "The picture shows an everyday scene."
+            return f"The picture shows {people}" + (f" together with {', '.join(objects)}." if objects else ".")
+        caption = self.rng.choice(self.captions)
+        first, _, rest = caption.partition(" ")
+        lowered = (first.lower() + " " + rest) if first.lower() in _LOWER_OK else caption
+        return self.pick(self.table["openers"], caption=caption, caption_lower=lowered)
+
+    def count(self) -> str:
+        n = len(self.facts)
+        crowd = any(i.iscrowd and i.category == "person" for i in self.scene.instances)
+        key = "crowd" if crowd and n else "none" if not n else "one" if n == 1 else "many"
+        return self.pick(self.table["count"][key], n=_number(n), N=_cap(_number(n)))
+
+    def name(self, facts: PersonFacts) -> str:
+        return self.names[facts.number]
+
+    def posture(self, f: PersonFacts) -> list[str]:
+        out = [self.pick(self.table["posture"][f.posture or "none"], Name=_cap(self.name(f)))]
+        if f.lean_degrees is not None:
+            if f.lean_degrees < 10:
+                out.append(self.pick(self.table["torso"]["upright"]))
+            elif f.lean_direction:
+                direction = "to the side" if f.lean_direction == "sideways" else f.lean_direction
+                out.append(self.pick(self.table["torso"]["lean"], dir=direction, deg=f.lean_degrees))
+            else:
+                out.append(self.pick(self.table["torso"]["tilt"], deg=f.lean_degrees))
+        return out
+
+    def facing(self, f: PersonFacts) -> list[str]:
+        return [self.pick(self.table["facing"][f.facing])] if f.facing else []
+
+    def arms(self, f: PersonFacts) -> list[str]:
+        raised = dict(f.raised)
+        if len(raised) == 2 and raised["left"] == raised["right"]:
+            out = [self.pick(self.table["both_raised"][raised["left"]])]
+        else:
+            out = [self.pick(self.table["one_raised"][level], side=side) for side, level in f.raised]
+        return out + self.joints(f, "elbow")
+
+    def joints(self, f: PersonFacts, joint: str) -> list[str]:
+        """Sentences about both elbows or both knees; one sentence when the two look alike."""
+        angles = [a for a in f.angles if a.joint.endswith(joint)]
+        kinds = {_angle_kind(a.degrees) for a in angles}
+        if len(angles) == 2 and len(kinds) == 1:
+            return [self.pick(self.table[f"{joint}_both"][kinds.pop()])]
+        table = self.table[joint]
+        return [self.pick(table[_angle_kind(a.degrees)], side=a.joint.split()[0], deg=a.degrees) for a in angles]
+
+    def legs(self, f: PersonFacts) -> list[str]:
+        out = self.joints(f, "knee")
+        if f.stance:
+            out.append(self.pick(self.table["stance"][f.stance]))
+        if f.lifted_leg:
+            out.append(self.pick(self.table["lifted"], side=f.lifted_leg))
+        return out
+
+    def hands(self, f: PersonFacts) -> list[str]:
+        return [self.pick(self.table["hand"][h.relation], side=h.side, obj=h.category) for h in f.hands]
+
+    def relations(self, f: PersonFacts) -> list[str]:
+        return [
+            self.pick(self.table["relation"][r.relation], Name=_cap(self.name(f)), other=self.names[r.other])
+            for r in f.relations
+            if r.relation in ("in front of", "behind")  # left/right is already in how people are named
+        ]
+
+    def person(self, f: PersonFacts) -> list[str]:
+        return self.posture(f) + self.facing(f) + self.arms(f) + self.legs(f) + self.hands(f)
+
+    # --- the three tasks -------------------------------------------------------------------------------------
+
+    def conversation(self) -> list[tuple[str, str]]:
+        questions = self.table["questions"]
+        pairs = [(self.rng.choice(questions["activity"]), " ".join([self.opener(), self.count()]))]
+        topics = []
+        for topic, sentences in (("posture", self.posture), ("facing", self.facing), ("arms", self.arms),
+                                 ("legs", self.legs), ("hands", self.hands)):  # fmt: skip
+            person = next((f for f in self.focus if sentences(f) and (topic != "posture" or f.posture)), None)
+            if person is not None:
+                topics.append((topic, person, sentences))
+        self.rng.shuffle(topics)
+        for topic, person, sentences in topics[:3]:
+            question = self.pick(questions[topic], name=self.name(person))
+            pairs.append((_cap(question), " ".join(sentences(person))))
+        related = [s for f in self.focus for s in self.relations(f)]
+        if len(self.facts) > 1 and related:
+            pairs.append((self.rng.choice(questions["relations"]), " ".join(related[:3])))
+        elif len(self.facts) > 1 and len(pairs) < 4:
+            pairs.append((self.rng.choice(questions["count"]), self.count()))
+        return pairs
+
+    def description(self) -> str:
+        sentences = [self.opener(), self.count()]
+        order = list(self.names)  # left to right
+        for f in sorted(self.focus, key=lambda f: order.index(f.number)):
+            sentences += self.person(f) + self.relations(f)
+        if self.focus:
+            sentences.append(self.rng.choice(self.table["closing"]))
+        return " ".join(sentences)
+
+    def reasoning(self) -> tuple[str, str]:
+        reading, advice = self.table["reading"], self.table["advice"]
+        sentences = [self.opener()]
+        notes = []
+        for f in self.focus[:2]:
+            sentences += self.person(f)
+            raised = {level for _, level in f.raised}
+            at = [h.category for h in f.hands if h.relation == "at"]
+            keys = [f.posture if f.posture in reading else None,
+                    "wide" if f.stance == "feet wide apart" else None,
+                    "raised_head" if "the head" in raised else "raised_shoulder" if raised else None,
+                    "lifted" if f.lifted_leg else None,
+                    f.lean_direction if f.lean_direction in ("forward", "backward") else None,
+                    "away" if f.facing == "away from the camera" else None,
+                    "bent_elbow" if any(a.joint.endswith("elbow") and a.degrees < 120 for a in f.angles) else None]  # fmt: skip
+            notes += [reading[k] for k in keys if k and reading[k] not in notes]
+            if at and reading["hand_at"].format(obj=at[0]) not in notes:
+                notes.append(reading["hand_at"].format(obj=at[0]))
+        notes = notes[:3] or [reading["default"]]
+        main = self.focus[0].posture if self.focus else None
+        answer = " ".join(sentences + notes + [advice.get(main or "default", advice["default"])])
+        return self.rng.choice(self.table["questions"]["reasoning"]), answer
+
+
+def respond(scene: Scene, task: str) -> str:
+    """The offline teacher's response text for ``scene`` and ``task``."""
+    writer = _Writer(scene, task)
+    if task == "conversation":
+        pairs = writer.conversation()
+    elif task == "complex_reasoning":
+        pairs = [writer.reasoning()]
+    elif task == "detailed_description":
+        return writer.description()
+    else:
+        raise TeacherError(f"the offline teacher writes only {', '.join(TASKS)}; got task {task!r}")
+    return "\n===\n".join(f"Question:\n{q}\n===\nAnswer:\n{a}" for q, a in pairs)
+
+
+def _words(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, dict):
+        return sum(_words(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_words(v) for v in value)
+    return 0
+
+
+class OfflineTeacher:
+    """Teacher protocol implementation that writes from captions and pose facts; no network, no key."""
+
+    model = MODEL
+
+    async def complete(self, request: TeacherRequest) -> Completion:
+        from keypoint_instruct.teacher import Completion
+
+        if request.scene is None:
+            raise TeacherError(
+                f"the offline teacher needs the scene of image {request.image_id}; build requests with "
+                "teacher.build_requests so each request carries its scene"
+            )
+        text = respond(request.scene, request.task)
+        messages = request.body.get("messages", []) if isinstance(request.body, dict) else []
+        return Completion(
+            text=text,
+            finish_reason="stop",
+            prompt_tokens=_words(messages),
+            completion_tokens=len(text.split()),
+            cached_tokens=0,
+            model=self.model,
+        )

@@ -1,0 +1,375 @@
+"""Scene -> per-person pose facts in plain words ("left elbow bent about 90 degrees"), derived from keypoints.
+
+Pure functions, no I/O. Persons are the non-crowd ``person`` instances of a scene in annotation order, numbered
+from 1 exactly like the person lines of the context (:func:`keypoint_instruct.context.format_context`).
+
+Rules every fact follows:
+
+* Only labelled joints are used (COCO visibility ``v > 0``). ``v = 1`` ("labelled but not visible") counts: the
+  annotator placed the joint where it is, only hidden, so its position is usable. A fact that needs an unlabelled
+  joint (``v = 0``) is not stated at all; nothing is guessed.
+* All geometry is measured in the image plane. Angles (elbows, knees, torso lean) are therefore 2-D projections of
+  3-D angles: a limb pointing at the camera looks shorter and its angle can differ from the true one. Degrees are
+  rounded to tens and never come with coordinates.
+* "Left" and "right" of body parts are the person's own (COCO's convention); "on the left", "left of Person 2",
+  "facing left" are as seen in the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keypoint_instruct.coco import Instance, Scene
+
+# COCO keypoint order (coco.KEYPOINT_NAMES); repeated here so this module stays importable on its own.
+_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)  # fmt: skip
+_FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+SIDES = ("left", "right")
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class JointAngle:
+    joint: str  # "left elbow", "right knee"
+    degrees: int  # inner angle rounded to tens; 180 = fully straight
+
+    @property
+    def words(self) -> str:
+        if self.degrees >= 160:
+            return f"{self.joint} straight"
+        if self.degrees >= 120:
+            return f"{self.joint} slightly bent, about {self.degrees} degrees"
+        if self.degrees >= 70:
+            return f"{self.joint} bent about {self.degrees} degrees"
+        return f"{self.joint} sharply bent, about {self.degrees} degrees"
+
+
+@dataclass(frozen=True)
+class HandContact:
+    side: str  # "left" | "right": whose hand
+    category: str  # the object's category name
+    relation: str  # "at" (wrist inside the object's box) | "near" (at its edge)
+
+
+@dataclass(frozen=True)
+class PersonRelation:
+    other: int  # number of the other person
+    relation: str  # "left of" | "right of" | "in front of" | "behind"
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    number: int  # 1-based, same order as the context's person lines
+    instance_id: int
+    labelled: int  # labelled joints (v > 0)
+    region: str  # "on the left" | "in the centre" | "on the right" of the image
+    posture: str | None = None  # "standing" | "sitting" | "kneeling" | "crouching" | "lying"
+    facing: str | None = None  # "the camera" | "away from the camera" | "left" | "right"
+    raised: tuple[tuple[str, str], ...] = ()  # (side, "the shoulder" | "the head")
+    angles: tuple[JointAngle, ...] = ()
+    lean_degrees: int | None = None  # torso from vertical, rounded to tens
+    lean_direction: str | None = None  # "forward" | "backward" | "sideways" | None (unknown)
+    stance: str | None = None  # "feet wide apart", "feet close together", ...
+    lifted_leg: str | None = None  # "left" | "right"
+    hands: tuple[HandContact, ...] = ()
+    relations: tuple[PersonRelation, ...] = ()
+
+
+def person_instances(scene: Scene) -> list[Instance]:
+    """The scene's non-crowd person instances in annotation order: Person 1, Person 2, ..."""
+    return [inst for inst in scene.instances if inst.category == "person" and not inst.iscrowd]
+
+
+def labelled_joints(instance: Instance) -> dict[str, tuple[float, float, int]]:
+    """name -> (x, y, v) for the joints with v > 0."""
+    values = instance.keypoints or ()
+    joints = {}
+    for i, name in enumerate(_NAMES):
+        if 3 * i + 2 < len(values) and values[3 * i + 2] > 0:
+            joints[name] = (float(values[3 * i]), float(values[3 * i + 1]), int(values[3 * i + 2]))
+    return joints
+
+
+def _pt(joints: dict, name: str) -> Point | None:
+    joint = joints.get(name)
+    return (joint[0], joint[1]) if joint else None
+
+
+def _dist(a: Point, b: Point) -> float:
+    return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+def _mid(a: Point, b: Point) -> Point:
+    return ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+
+
+def inner_angle(a: Point, b: Point, c: Point) -> float | None:
+    """The angle at ``b`` between b->a and b->c in degrees (180 = straight); None when a segment has no length."""
+    v1, v2 = (a[0] - b[0], a[1] - b[1]), (c[0] - b[0], c[1] - b[1])
+    n1, n2 = math.hypot(*v1), math.hypot(*v2)
+    if n1 < 1e-6 or n2 < 1e-6:
+        return None
+    cos = max(-1.0, min(1.0, (v1[0] * v2[0] + v1[1] * v2[1]) / (n1 * n2)))
+    return math.degrees(math.acos(cos))
+
+
+def _from_down(a: Point, b: Point) -> float | None:
+    """Angle of a->b from straight down (image y grows downwards): 0 = hanging down, 90 = level, 180 = up."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    if math.hypot(dx, dy) < 1e-6:
+        return None
+    return math.degrees(math.atan2(abs(dx), dy))
+
+
+def _tens(degrees: float) -> int:
+    return int(round(degrees / 10.0) * 10)
+
+
+def _torso(joints: dict) -> tuple[Point, Point] | None:
+    """(shoulder point, hip point): both midpoints when all four are labelled, else one side's pair."""
+    ls, rs, lh, rh = (_pt(joints, f"{s}_{p}") for p in ("shoulder", "hip") for s in SIDES)
+    if ls and rs and lh and rh:
+        return _mid(ls, rs), _mid(lh, rh)
+    for shoulder, hip in ((ls, lh), (rs, rh)):
+        if shoulder and hip:
+            return shoulder, hip
+    return None
+
+
+def _facing(joints: dict, scale: float) -> str | None:
+    ls, rs = _pt(joints, "left_shoulder"), _pt(joints, "right_shoulder")
+    face_pts = [_pt(joints, name) for name in _FACE if name in joints]
+    visible_face = [name for name in ("nose", "left_eye", "right_eye") if joints.get(name, (0, 0, 0))[2] == 2]
+    hidden_face = [name for name in ("nose", "left_eye", "right_eye") if joints.get(name, (0, 0, 0))[2] == 1]
+    if ls and rs:
+        dx = ls[0] - rs[0]  # > 0: the person's left shoulder is on the image right -> chest towards the camera
+        if abs(dx) < 0.3 * scale:  # shoulders nearly in line: side view
+            if not face_pts:
+                return None
+            head_x = sum(p[0] for p in face_pts) / len(face_pts)
+            offset = head_x - (ls[0] + rs[0]) / 2
+            if abs(offset) < 0.05 * scale:
+                return None
+            return "left" if offset < 0 else "right"
+        if dx > 0:
+            return None if hidden_face and not visible_face else "the camera"
+        return None if len(visible_face) == 3 else "away from the camera"
+    if len(visible_face) == 3:
+        return "the camera"
+    return None
+
+
+def _leg_posture(joints: dict, side: str) -> str | None:
+    hip, knee, ankle = (_pt(joints, f"{side}_{p}") for p in ("hip", "knee", "ankle"))
+    if not (hip and knee):
+        return None
+    thigh = _from_down(hip, knee)
+    knee_angle = inner_angle(hip, knee, ankle) if ankle else None
+    if thigh is None:
+        return None
+    if thigh >= 55:  # thigh roughly level (or raised)
+        if knee_angle is not None and knee_angle < 75:
+            return "crouching"
+        return "sitting"
+    if thigh <= 35 and knee_angle is not None:  # thigh roughly vertical
+        if knee_angle >= 140:
+            return "standing"
+        if knee_angle <= 110:
+            return "kneeling"
+    return None
+
+
+def _posture(joints: dict, bbox: tuple, lean: float | None) -> str | None:
+    _, _, w, h = bbox
+    if lean is not None and lean >= 60:
+        return "lying" if w >= 0.9 * h else None  # a horizontal torso in a tall box is bending over
+    if lean is not None and lean > 45:
+        return None
+    legs = [p for p in (_leg_posture(joints, side) for side in SIDES) if p]
+    if "standing" in legs:
+        return "standing"
+    if legs and all(p == legs[0] for p in legs):
+        return legs[0]
+    return None
+
+
+def _raised(joints: dict, scale: float) -> tuple[tuple[str, str], ...]:
+    face_y = [joints[name][1] for name in _FACE if name in joints]
+    out = []
+    for side in SIDES:
+        wrist, shoulder = _pt(joints, f"{side}_wrist"), _pt(joints, f"{side}_shoulder")
+        if not (wrist and shoulder) or wrist[1] > shoulder[1] - 0.05 * scale:
+            continue
+        above_head = face_y and wrist[1] < min(face_y) - 0.1 * scale
+        out.append((side, "the head" if above_head else "the shoulder"))
+    return tuple(out)
+
+
+def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
+    la, ra = _pt(joints, "left_ankle"), _pt(joints, "right_ankle")
+    if not (la and ra):
+        return None, None
+    lifted = None
+    if abs(la[1] - ra[1]) > 0.3 * scale:
+        lifted = "left" if la[1] < ra[1] else "right"
+    ref = None
+    for a, b in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
+        pa, pb = _pt(joints, a), _pt(joints, b)
+        if pa and pb and abs(pa[0] - pb[0]) >= 0.25 * scale:
+            ref = abs(pa[0] - pb[0])
+            break
+    if ref is None or lifted:
+        return None, lifted
+    ratio = abs(la[0] - ra[0]) / ref
+    if ratio >= 2.5:
+        return "feet wide apart", None
+    if ratio >= 1.3:
+        return "feet apart", None
+    if ratio <= 0.5:
+        return "feet close together", None
+    return "feet about hip-width apart", None
+
+
+def _hands(instance: Instance, joints: dict, others: list[Instance], scale: float) -> tuple[HandContact, ...]:
+    px, py, pw, ph = instance.bbox
+    margin = max(2.0, 0.1 * scale)
+    out = []
+    for side in SIDES:
+        wrist = _pt(joints, f"{side}_wrist")
+        if not wrist:
+            continue
+        best = None
+        for obj in others:
+            x, y, w, h = obj.bbox
+            if x <= px and y <= py and x + w >= px + pw and y + h >= py + ph:
+                continue  # the object's box holds the whole person: background, not something in hand
+            inside = x <= wrist[0] <= x + w and y <= wrist[1] <= y + h
+            near = x - margin <= wrist[0] <= x + w + margin and y - margin <= wrist[1] <= y + h + margin
+            if inside or near:
+                rank = (0 if inside else 1, w * h)
+                if best is None or rank < best[0]:
+                    best = (rank, HandContact(side, obj.category, "at" if inside else "near"))
+        if best:
+            out.append(best[1])
+    return tuple(out)
+
+
+def _relations(number: int, persons: list[Instance]) -> tuple[PersonRelation, ...]:
+    x, y, w, h = persons[number - 1].bbox
+    others = sorted(
+        range(number + 1, len(persons) + 1),
+        key=lambda j: abs((persons[j - 1].bbox[0] + persons[j - 1].bbox[2] / 2) - (x + w / 2)),
+    )[:3]
+    out = []
+    for j in sorted(others):
+        ox, oy, ow, oh = persons[j - 1].bbox
+        gap = (ox + ow / 2) - (x + w / 2)
+        if abs(gap) > 0.5 * (w + ow) / 2:
+            out.append(PersonRelation(j, "left of" if gap > 0 else "right of"))
+        foot, other_foot = y + h, oy + oh
+        if foot > other_foot + 0.1 * max(h, oh) and h > 1.2 * oh:
+            out.append(PersonRelation(j, "in front of"))
+        elif other_foot > foot + 0.1 * max(h, oh) and oh > 1.2 * h:
+            out.append(PersonRelation(j, "behind"))
+    return tuple(out)
+
+
+def _region(bbox: tuple, width: int) -> str:
+    centre = (bbox[0] + bbox[2] / 2) / max(width, 1)
+    return "on the left" if centre < 1 / 3 else "on the right" if centre > 2 / 3 else "in the centre"
+
+
+def person_facts(scene: Scene, number: int) -> PersonFacts:
+    """The facts of Person ``number`` (1-based) of ``scene``."""
+    persons = person_instances(scene)
+    instance = persons[number - 1]
+    joints = labelled_joints(instance)
+    base = PersonFacts(number, instance.id, len(joints), _region(instance.bbox, scene.width))
+    if not joints:
+        return base
+    torso = _torso(joints)
+    scale = _dist(*torso) if torso and _dist(*torso) > 1e-6 else instance.bbox[3] / 3
+    lean = _from_down(torso[1], torso[0]) if torso else None
+    lean = None if lean is None else 180.0 - lean  # hip->shoulder measured from straight up
+    posture = _posture(joints, instance.bbox, lean)
+    facing = _facing(joints, scale)
+    upright = (lean is not None and lean < 45) or (lean is None and instance.bbox[3] >= instance.bbox[2])
+    angles = []
+    for joint, (a, b, c) in (("elbow", ("shoulder", "elbow", "wrist")), ("knee", ("hip", "knee", "ankle"))):
+        for side in SIDES:
+            pts = [_pt(joints, f"{side}_{p}") for p in (a, b, c)]
+            angle = inner_angle(*pts) if all(pts) else None
+            if angle is not None:
+                angles.append(JointAngle(f"{side} {joint}", _tens(angle)))
+    lean_direction = None
+    if lean is not None and posture != "lying" and lean >= 10:
+        going_right = torso[0][0] > torso[1][0]
+        if facing in ("left", "right"):
+            lean_direction = "forward" if (facing == "right") == going_right else "backward"
+        elif facing is not None:
+            lean_direction = "sideways"
+    stance, lifted = _stance(joints, scale) if posture == "standing" else (None, None)
+    objects = [o for o in scene.instances if o.category != "person" and not o.iscrowd]
+    return PersonFacts(
+        number=number,
+        instance_id=instance.id,
+        labelled=len(joints),
+        region=base.region,
+        posture=posture,
+        facing=facing,
+        raised=_raised(joints, scale) if upright else (),
+        angles=tuple(angles),
+        lean_degrees=None if lean is None or posture == "lying" else _tens(lean),
+        lean_direction=lean_direction,
+        stance=stance,
+        lifted_leg=lifted,
+        hands=_hands(instance, joints, objects, scale),
+        relations=_relations(number, persons),
+    )
+
+
+def scene_facts(scene: Scene) -> list[PersonFacts]:
+    """Facts of every person of ``scene``, Person 1 first."""
+    return [person_facts(scene, n) for n in range(1, len(person_instances(scene)) + 1)]
+
+
+def describe(facts: PersonFacts) -> str:
+    """One line: "Person 1 (on the left, standing, facing the camera): left elbow bent about 90 degrees; ..."."""
+    head = [facts.region] + [p for p in (facts.posture,) if p]
+    if facts.facing:
+        head.append(f"facing {facts.facing}")
+    parts = []
+    raised = dict(facts.raised)
+    if len(raised) == 2 and raised["left"] == raised["right"]:
+        parts.append(f"both arms raised above {raised['left']}")
+    else:
+        parts += [f"{side} arm raised above {level}" for side, level in facts.raised]
+    parts += [a.words for a in facts.angles if "elbow" in a.joint]
+    if facts.lean_degrees is not None:
+        if facts.lean_degrees < 10:
+            parts.append("torso upright")
+        else:
+            how = f"leaning {facts.lean_direction}" if facts.lean_direction else "tilted"
+            parts.append(f"torso {how} about {facts.lean_degrees} degrees from vertical")
+    parts += [a.words for a in facts.angles if "knee" in a.joint]
+    parts += [p for p in (facts.stance,) if p]
+    if facts.lifted_leg:
+        parts.append(f"{facts.lifted_leg} leg lifted")
+    parts += [f"{h.side} hand {h.relation} the {h.category}" for h in facts.hands]
+    parts += [f"{r.relation} Person {r.other}" for r in facts.relations]
+    if not parts:
+        parts.append("no pose details readable from the marked joints" if facts.labelled else "no body joints marked")
+    return f"Person {facts.number} ({', '.join(head)}): " + "; ".join(parts) + "."
+
+
+def facts_block(scene: Scene) -> str:
+    """The pose-facts block of ``scene``: one line per person, Person 1 first; "" when there is nobody."""
+    return "\n".join(describe(facts) for facts in scene_facts(scene))
