@@ -1,0 +1,294 @@
+"""COCO annotation files -> :class:`Scene` objects, one per image.
+
+The three files of a split (``annotations/{captions,instances,person_keypoints}_<split>.json``) are decoded by a
+typed msgspec decoder that keeps only the fields we use; the segmentation polygons, which are most of the bytes,
+are skipped without being built. The result is handed to ``pycocotools.coco.COCO``'s index, and joined per image.
+Schema problems raise :class:`~keypoint_instruct.errors.CocoFormatError` naming the file and the annotation or
+image id; this module formats nothing (see :mod:`keypoint_instruct.context`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+import msgspec
+
+from keypoint_instruct.errors import CocoFormatError, InputNotFoundError
+
+log = logging.getLogger(__name__)
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+# COCO's skeleton: 1-based index pairs into KEYPOINT_NAMES.
+SKELETON: tuple[tuple[int, int], ...] = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
+    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
+)  # fmt: skip
+ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One annotated object of an image (a person, a crowd region, a pair of skis)."""
+
+    id: int
+    category: str
+    bbox: tuple[float, float, float, float]  # COCO [x, y, w, h] in pixels
+    iscrowd: bool
+    keypoints: tuple[float, ...] | None  # 17 * (x, y, v) in pixels; None when not a person annotation
+    num_keypoints: int  # labelled keypoints (v > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """Everything the annotations say about one image."""
+
+    image_id: int
+    file_name: str
+    coco_split: str
+    width: int
+    height: int
+    captions: tuple[str, ...]  # annotation-file order
+    instances: tuple[Instance, ...]  # annotation-id order, crowd regions included
+
+
+# --- typed decoding: only these fields are materialised, everything else is skipped --------------------------
+
+
+class _Image(TypedDict):
+    id: int
+    file_name: str
+    width: int
+    height: int
+
+
+class _Category(TypedDict):
+    id: int
+    name: str
+
+
+class _Caption(TypedDict):
+    id: int
+    image_id: int
+    caption: str
+
+
+class _Instance(TypedDict, total=False):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float]
+    iscrowd: int
+    keypoints: list[float]
+
+
+class _CaptionsFile(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_Caption]
+
+
+class _InstancesFile(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_Instance]
+    categories: list[_Category]
+
+
+class _AnnotationIds(msgspec.Struct):  # second pass, only to name the annotation behind a type error
+    annotations: list[dict[str, Any]]
+
+
+_DECODERS = {
+    "captions": msgspec.json.Decoder(_CaptionsFile),
+    "instances": msgspec.json.Decoder(_InstancesFile),
+    "person_keypoints": msgspec.json.Decoder(_InstancesFile),
+}
+
+
+def annotation_file(coco_root: str | Path, split: str, kind: str) -> Path:
+    """``<coco_root>/annotations/<kind>_<split>.json``."""
+    return Path(coco_root) / "annotations" / f"{kind}_{split}.json"
+
+
+def image_path(coco_root: str | Path, scene: Scene) -> Path:
+    """Where the JPEG of ``scene`` lives: ``<coco_root>/<split>/<file_name>``."""
+    return Path(coco_root) / scene.coco_split / scene.file_name
+
+
+def available_splits(coco_root: str | Path) -> list[str]:
+    """Splits that have an instances file under ``<coco_root>/annotations``."""
+    folder = Path(coco_root) / "annotations"
+    return sorted(p.name[len("instances_") : -len(".json")] for p in folder.glob("instances_*.json"))
+
+
+def _check_split(coco_root: Path, split: str) -> None:
+    if not coco_root.is_dir():
+        raise InputNotFoundError(f"COCO root {coco_root} does not exist (expected a folder with annotations/)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
+        raise CocoFormatError(f"split name {split!r} is not a COCO split name like val2014 or train2017")
+    paths = [annotation_file(coco_root, split, kind) for kind in ANNOTATION_KINDS]
+    if not any(p.exists() for p in paths):
+        known = ", ".join(available_splits(coco_root)) or "none"
+        raise InputNotFoundError(
+            f"unknown split {split!r}: no annotation files for it under {coco_root / 'annotations'} "
+            f"(splits found: {known})"
+        )
+    for path in paths:
+        if not path.is_file():
+            raise InputNotFoundError(
+                f"annotation file {path} is missing (a split needs {', '.join(ANNOTATION_KINDS)})"
+            )
+
+
+def _decode(path: Path, kind: str):
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CocoFormatError(f"{path}: cannot read annotation file ({err.strerror or err})") from err
+    try:
+        return _DECODERS[kind].decode(data)
+    except msgspec.ValidationError as err:
+        raise CocoFormatError(f"{path}: {_locate(data, str(err))}") from err
+    except msgspec.DecodeError as err:
+        raise CocoFormatError(f"{path}: not valid JSON ({err})") from err
+
+
+def _locate(data: bytes, message: str) -> str:
+    """Turn msgspec's ``... - at `$.annotations[12].bbox``` into a message that names the annotation id."""
+    match = re.search(r"\$\.annotations\[(\d+)\]", message)
+    if not match:
+        return f"not in COCO's schema: {message}"
+    try:
+        ann = msgspec.json.decode(data, type=_AnnotationIds).annotations[int(match.group(1))]
+        who = f"annotation id {ann.get('id')!r}"
+    except (msgspec.MsgspecError, IndexError):
+        who = f"annotation #{match.group(1)}"
+    return f"{who} is not in COCO's schema: {message}"
+
+
+def _check_images(path: Path, images: list[_Image]) -> None:
+    for img in images:
+        if img["width"] <= 0 or img["height"] <= 0:
+            raise CocoFormatError(
+                f"{path}: image id {img['id']} has width {img['width']} and height {img['height']} "
+                "(expected positive pixel sizes)"
+            )
+
+
+def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[int], keypoints: bool) -> None:
+    for ann in annotations:
+        ann_id = ann.get("id")
+        for field in ("id", "image_id", "category_id", "bbox"):
+            if field not in ann:
+                raise CocoFormatError(f"{path}: annotation id {ann_id!r} has no {field!r} field")
+        if ann["image_id"] not in image_ids:
+            raise CocoFormatError(f"{path}: annotation id {ann_id} points at unknown image id {ann['image_id']}")
+        bbox = ann["bbox"]
+        if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+            raise CocoFormatError(
+                f"{path}: annotation id {ann_id} has a bbox of {len(bbox)} numbers (expected 4: x, y, width, height)"
+            )
+        if keypoints:
+            kps = ann.get("keypoints")
+            if kps is None or len(kps) != 3 * len(KEYPOINT_NAMES) or not all(math.isfinite(v) for v in kps):
+                got = "no keypoints" if kps is None else f"{len(kps)} keypoint numbers"
+                raise CocoFormatError(
+                    f"{path}: annotation id {ann_id} has {got} (expected 51: x, y, visibility for 17 keypoints)"
+                )
+
+
+def _check_captions(path: Path, annotations: list[_Caption], image_ids: set[int]) -> None:
+    for ann in annotations:
+        if ann["image_id"] not in image_ids:
+            raise CocoFormatError(f"{path}: annotation id {ann['id']} points at unknown image id {ann['image_id']}")
+
+
+def _index(dataset: dict[str, Any]):
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints; stdout may carry our JSON lines
+        coco.createIndex()
+    return coco
+
+
+def load_scenes(coco_root: str | Path, split: str) -> dict[int, Scene]:
+    """Load one split of a COCO tree into scenes keyed (and ordered) by image id."""
+    root = Path(coco_root)
+    _check_split(root, split)
+    paths = {kind: annotation_file(root, split, kind) for kind in ANNOTATION_KINDS}
+
+    inst = _decode(paths["instances"], "instances")
+    _check_images(paths["instances"], inst.images)
+    image_ids = {img["id"] for img in inst.images}
+    _check_instances(paths["instances"], inst.annotations, image_ids, keypoints=False)
+    categories = {cat["id"]: cat["name"] for cat in inst.categories}
+    for ann in inst.annotations:
+        if ann["category_id"] not in categories:
+            raise CocoFormatError(
+                f"{paths['instances']}: annotation id {ann['id']} has unknown category id {ann['category_id']}"
+            )
+    instances = _index({"images": inst.images, "annotations": inst.annotations, "categories": inst.categories})
+    del inst
+
+    kps = _decode(paths["person_keypoints"], "person_keypoints")
+    _check_instances(paths["person_keypoints"], kps.annotations, image_ids, keypoints=True)
+    keypoints_by_id = {ann["id"]: ann["keypoints"] for ann in kps.annotations}
+    del kps
+
+    caps = _decode(paths["captions"], "captions")
+    _check_captions(paths["captions"], caps.annotations, image_ids)
+    captions = _index({"images": caps.images, "annotations": caps.annotations})
+    del caps
+
+    scenes: dict[int, Scene] = {}
+    for image_id in sorted(instances.imgs):
+        img = instances.imgs[image_id]
+        objs = []
+        for ann in sorted(instances.imgToAnns.get(image_id, ()), key=lambda a: a["id"]):
+            kp = keypoints_by_id.get(ann["id"])
+            objs.append(
+                Instance(
+                    id=ann["id"],
+                    category=categories[ann["category_id"]],
+                    bbox=tuple(float(v) for v in ann["bbox"]),
+                    iscrowd=bool(ann.get("iscrowd", 0)),
+                    keypoints=None if kp is None else tuple(float(v) for v in kp),
+                    num_keypoints=0 if kp is None else sum(1 for v in kp[2::3] if v > 0),
+                )
+            )
+        scenes[image_id] = Scene(
+            image_id=image_id,
+            file_name=img["file_name"],
+            coco_split=split,
+            width=img["width"],
+            height=img["height"],
+            captions=tuple(c["caption"] for c in captions.imgToAnns.get(image_id, ())),
+            instances=tuple(objs),
+        )
+    log.info("loaded %d images of %s from %s", len(scenes), split, root)
+    return scenes
