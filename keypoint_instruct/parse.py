@@ -1,0 +1,82 @@
+"""Teacher response text -> question/answer pairs or a description.
+
+The teacher is asked to write conversations and complex reasoning as ``Question:`` / ``Answer:`` blocks (the
+paper's Fig. 1). Teachers decorate these labels in many ways (``**Question:**``, ``Question 2:``, ``===`` separator
+lines, ``Q:``/``A:``), so the labels are matched loosely and the text between them is kept verbatim apart from
+surrounding whitespace and markdown emphasis left over from the label. Parsing is pure: no I/O, no filtering.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A label at the start of a line: optional markdown emphasis or heading, "Question"/"Answer" (or Q/A), an optional
+# number, a colon, and optional closing emphasis.
+_LABEL = re.compile(
+    r"^[ \t>#*_]*(?P<label>question|answer|q|a)(?:[ \t]*#?\d+)?[ \t]*[:\uff1a][ \t]*[*_]*[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SEPARATOR = re.compile(r"^[ \t]*(?:={3,}|-{3,}|\*{3,})[ \t]*$", re.MULTILINE)
+_DESCRIPTION_LABEL = re.compile(r"^[ \t#*_]*(?:detailed[ \t]+)?description[ \t]*:[ \t]*[*_]*[ \t]*", re.IGNORECASE)
+
+
+class ParseError(ValueError):
+    """A response whose text does not have the expected shape; ``reason`` is a quality reason code.
+
+    Internal to the build: it becomes a filter count, never a CLI error.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class QAPair:
+    question: str
+    answer: str
+
+
+def _clean(text: str) -> str:
+    text = _SEPARATOR.sub("", text)
+    return text.strip().strip("*_").strip()
+
+
+def parse_pairs(text: str) -> list[QAPair]:
+    """Split ``Question:``/``Answer:`` text into pairs, in order.
+
+    Raises :class:`ParseError` with reason ``empty`` for blank text and ``unparseable`` when there is no pair, a
+    question has no answer, an answer has no question, or a part is blank.
+    """
+    if not text or not text.strip():
+        raise ParseError("empty", "the response is empty")
+    labels = list(_LABEL.finditer(text))
+    if not labels:
+        raise ParseError("unparseable", "no 'Question:'/'Answer:' labels in the response")
+    # Text before the first label is usually a preamble ("Sure! Here are ..."): it is dropped, not an error.
+    parts: list[tuple[str, str]] = []
+    for i, match in enumerate(labels):
+        end = labels[i + 1].start() if i + 1 < len(labels) else len(text)
+        kind = "question" if match.group("label").lower().startswith("q") else "answer"
+        parts.append((kind, _clean(text[match.end() : end])))
+    pairs: list[QAPair] = []
+    for i in range(0, len(parts), 2):
+        chunk = parts[i : i + 2]
+        kinds = [kind for kind, _ in chunk]
+        if kinds != ["question", "answer"]:
+            raise ParseError("unparseable", f"label {i + 1} of the response breaks the Question/Answer alternation")
+        question, answer = chunk[0][1], chunk[1][1]
+        if not question or not answer:
+            raise ParseError("unparseable", f"pair {len(pairs) + 1} of the response has an empty question or answer")
+        pairs.append(QAPair(question, answer))
+    return pairs
+
+
+def parse_description(text: str) -> str:
+    """The description text, without a leading ``Description:`` label. Blank text raises ``ParseError('empty')``."""
+    description = _DESCRIPTION_LABEL.sub("", (text or "").strip(), count=1)
+    description = _clean(description)
+    if not description:
+        raise ParseError("empty", "the response is empty")
+    return description
