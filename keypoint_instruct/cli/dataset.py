@@ -1,5 +1,111 @@
-"""Subcommands of this stage (placeholder until the stage lands)."""
+"""Subcommands of the dataset stage: ``build``, ``push`` and ``export-llava``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from builder import build_folder
+    from keypoint_instruct.quality import REASONS
+
+    summaries, stats = build_folder(
+        coco_root=args.coco_root,
+        coco_split=args.split,
+        cache_path=args.cache,
+        out=args.out,
+        version=args.version,
+        overwrite=args.overwrite,
+        conversation_turns=args.conversation_turns,
+        embed_images=args.embed_images,
+    )
+    print(f"wrote {args.out} (version {args.version}, split {args.split})")
+    for summary in summaries:
+        print(f"  {summary.name:<22} {summary.num_examples:>9,} samples  {summary.download_size:>12,} bytes")
+    dropped = stats.dropped_by_reason()
+    print(f"responses read: {sum(stats.responses.values()):,}; dropped by reason:")
+    for reason in REASONS:
+        print(f"  {reason:<22} {dropped[reason]:>9,}")
+    print(f"teacher: {', '.join(sorted(stats.models))}; spend ${stats.cost_usd:,.2f}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from keypoint_instruct.hub import push
+
+    result = push(args.folder, args.repo_id, args.version, private=args.private, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"dry run: would upload {len(result['files'])} files to datasets/{result['repo_id']} in one commit")
+        for path in result["files"]:
+            print(f"  {path}")
+        print(f"then tag {result['tag']} (configs: {', '.join(result['configs'])})")
+    else:
+        print(f"pushed {args.folder} to datasets/{result['repo_id']} and tagged {result['tag']} ({result['commit']})")
+    return 0
+
+
+def _export_llava(args: argparse.Namespace) -> int:
+    from keypoint_instruct.hub import export_llava
+
+    count = export_llava(args.folder, args.config, args.out)
+    print(f"wrote {count:,} samples of {args.config} to {args.out}")
+    return 0
 
 
 def register(subparsers) -> None:
-    pass
+    build = subparsers.add_parser(
+        "build",
+        help="turn cached teacher responses into a versioned dataset folder (Parquet per config + card)",
+        description="Parse and filter the cached teacher responses of one COCO split, run the dataset builder for "
+        "each config (conversation, detailed_description, complex_reasoning, all) and write a folder in the "
+        "Hugging Face Hub layout that `datasets.load_dataset(FOLDER, CONFIG)` reads.",
+    )
+    build.add_argument("--coco-root", required=True, help="COCO folder holding annotations/ and the image folders")
+    build.add_argument("--split", required=True, help="COCO split the responses were generated from, e.g. train2017")
+    build.add_argument("--cache", required=True, help="response cache (SQLite) written by `generate`")
+    build.add_argument("--out", required=True, help="dataset folder to write (must be empty unless --overwrite)")
+    build.add_argument("--version", required=True, help="dataset version X.Y.Z; shown in the card, tagged on push")
+    build.add_argument(
+        "--overwrite", action="store_true", help="replace a dataset folder already at --out (other files: refused)"
+    )
+    build.add_argument(
+        "--conversation-turns",
+        choices=("single", "multi"),
+        default="single",
+        help="single: one sample per conversation question (the paper's count); multi: all questions about one "
+        "image as one multi-turn sample (default: %(default)s)",
+    )
+    build.add_argument(
+        "--embed-images",
+        action="store_true",
+        help="store the image bytes in the Parquet files (default: paths relative to the COCO root only)",
+    )
+    build.set_defaults(func=_build)
+
+    push = subparsers.add_parser(
+        "push",
+        help="upload a dataset folder to the Hugging Face Hub in one commit and tag it vX.Y.Z",
+        description="Upload a folder written by `build` to a Hub dataset repo (created if missing) in one commit, "
+        "then tag it vX.Y.Z. A version whose tag exists is refused. The token comes from HF_TOKEN or "
+        "`hf auth login` and is never printed.",
+    )
+    push.add_argument("folder", help="dataset folder written by `build`")
+    push.add_argument("--repo-id", required=True, help="Hub dataset repo, ORG/NAME")
+    push.add_argument("--version", required=True, help="version X.Y.Z to tag (v prefix added)")
+    push.add_argument("--private", action="store_true", help="create the repo as private if it does not exist")
+    push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and tagged; no network")
+    push.set_defaults(func=_push)
+
+    export = subparsers.add_parser(
+        "export-llava",
+        help="write one config of a dataset folder as LLaVA-Instruct-150K JSON",
+        description="Write the samples of one config in LLaVA-Instruct-150K's layout (id, image, conversations "
+        "with from human|gpt, '<image>\\n' leading the first human turn) for LLaVA's own training code.",
+    )
+    export.add_argument("folder", help="dataset folder written by `build`")
+    export.add_argument("--config", default="all", help="config to export (default: %(default)s)")
+    export.add_argument("--out", required=True, help="JSON file to write")
+    export.set_defaults(func=_export_llava)

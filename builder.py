@@ -1,0 +1,316 @@
+"""The keypoint-instruct dataset as a ``datasets`` builder: one config per task, plus ``all`` (the default).
+
+This is what ``keypoint-instruct build`` runs; it can also be used from Python::
+
+    from builder import KeypointInstruct
+    builder = KeypointInstruct(config_name="complex_reasoning", cache_dir="/tmp/kpi",
+                               coco_root="coco", coco_split="train2017", cache_path="responses.sqlite")
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split="train")
+
+The builder's cache path is ``<cache_dir>/<name>/<config_id>/<version>/<hash>``; the hash is computed from the
+inputs (response cache, annotation file, this code), so a changed cache or code never reads a stale build.
+(datasets 5 refuses loading scripts: the published folder holds Parquet files, never this module.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import datasets
+
+from keypoint_instruct import __version__
+from keypoint_instruct.samples import CONVERSATION_TURNS, TASKS, BuildStats, iter_rows
+
+logger = logging.getLogger(__name__)
+
+VERSION = datasets.Version("1.0.0")
+ALL = "all"
+CONFIG_NAMES = (*TASKS, ALL)
+
+_DESCRIPTION = (
+    "Instruction-following data about human poses and actions, written by a teacher LLM from COCO captions, "
+    "bounding boxes and human keypoints."
+)
+_CONFIG_DESCRIPTIONS = {
+    "conversation": "questions and answers about what the people in the image are doing and how they pose",
+    "detailed_description": "a pose-focused instruction and a detailed description of the people in the image",
+    "complex_reasoning": "one question that needs reasoning about the poses and actions, and its answer",
+    ALL: "the three tasks together",
+}
+
+
+def features(embed_images: bool = False) -> datasets.Features:
+    """The row schema of ARCHITECTURE.md ("Dataset rows")."""
+    text_part = {"type": datasets.Value("string"), "text": datasets.Value("string")}
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image_id": datasets.Value("int64"),
+            "coco_split": datasets.Value("string"),
+            "file_name": datasets.Value("string"),
+            "task": datasets.Value("string"),
+            "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.List(text_part)}),
+            "images": datasets.List(datasets.Image(decode=embed_images)),
+            "teacher_model": datasets.Value("string"),
+            "prompt_version": datasets.Value("string"),
+            "response_key": datasets.Value("string"),
+        }
+    )
+
+
+@dataclass
+class KeypointInstructConfig(datasets.BuilderConfig):
+    """Where the inputs are and how rows are shaped; ``name`` picks the task(s)."""
+
+    coco_root: str | None = None
+    coco_split: str = "train2017"
+    cache_path: str | None = None
+    conversation_turns: str = "single"
+    embed_images: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.name not in CONFIG_NAMES:
+            raise ValueError(f"config name must be one of {', '.join(CONFIG_NAMES)}, not {self.name!r}")
+        if self.conversation_turns not in CONVERSATION_TURNS:
+            raise ValueError(
+                f"conversation_turns must be one of {', '.join(CONVERSATION_TURNS)}, not {self.conversation_turns!r}"
+            )
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return TASKS if self.name == ALL else (self.name,)
+
+
+def _stat(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) -> str:
+    """A fingerprint of the inputs and of this code, so that a builder cache never serves stale rows."""
+    parts = [__version__, hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
+    if cache_path:
+        parts += [_stat(Path(cache_path)), _stat(Path(f"{cache_path}-wal"))]
+    if coco_root:
+        parts += [_stat(p) for p in sorted((Path(coco_root) / "annotations").glob(f"*_{coco_split}.json"))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=2)
+def _scenes(coco_root: str, coco_split: str, fingerprint: str) -> dict:
+    from keypoint_instruct.coco import load_scenes
+
+    return load_scenes(coco_root, coco_split)
+
+
+class KeypointInstruct(datasets.GeneratorBasedBuilder):
+    """COCO keypoint-integrated instruction data, from a response cache and the COCO annotations."""
+
+    BUILDER_CONFIG_CLASS = KeypointInstructConfig
+    BUILDER_CONFIGS = [
+        KeypointInstructConfig(name=name, version=VERSION, description=_CONFIG_DESCRIPTIONS[name])
+        for name in CONFIG_NAMES
+    ]
+    DEFAULT_CONFIG_NAME = ALL
+    VERSION = VERSION
+
+    def __init__(self, *args, hash: str | None = None, **kwargs):  # noqa: A002 - datasets' own argument name
+        if hash is None:
+            hash = inputs_hash(
+                kwargs.get("cache_path"), kwargs.get("coco_root"), kwargs.get("coco_split", "train2017")
+            )
+        super().__init__(*args, hash=hash, **kwargs)
+        self.stats = BuildStats()
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=f"{_DESCRIPTION} Config {self.config.name}: {self.config.description}.",
+            features=features(self.config.embed_images),
+            license="cc-by-4.0",
+        )
+
+    def _split_generators(self, dl_manager):
+        for key in ("coco_root", "cache_path"):
+            if not getattr(self.config, key):
+                raise ValueError(f"KeypointInstructConfig.{key} is required")
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={})]
+
+    def _generate_examples(self):
+        from keypoint_instruct.cache import ResponseCache
+        from keypoint_instruct.prompts import pick_instruction
+
+        config = self.config
+        scenes = _scenes(
+            str(config.coco_root), config.coco_split, inputs_hash(None, config.coco_root, config.coco_split)
+        )
+        cache = ResponseCache(config.cache_path)
+        self.stats = BuildStats()
+        for task in config.tasks:
+            rows = iter_rows(
+                cache.iter_responses(task=task, coco_split=config.coco_split),
+                scenes,
+                coco_root=config.coco_root,
+                conversation_turns=config.conversation_turns,
+                embed_images=config.embed_images,
+                instruction=pick_instruction,
+                stats=self.stats,
+                source=f"response cache {config.cache_path}",
+            )
+            for row in rows:
+                yield row["id"], row
+
+
+# --- writing a dataset folder (what `keypoint-instruct build` does) -------------------------------------------
+
+MAX_SHARD_BYTES = 500 * 1024 * 1024  # in-memory Arrow bytes per Parquet shard (the Hub's usual shard size)
+_FOLDER_ENTRIES = {"README.md", *CONFIG_NAMES}
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    from keypoint_instruct.errors import DatasetBuildError
+
+    if out.exists() and not out.is_dir():
+        raise DatasetBuildError(f"--out {out} is a file, not a folder")
+    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if not entries:
+        return
+    if not overwrite:
+        raise DatasetBuildError(f"--out {out} is not empty; pass --overwrite to replace the dataset folder in it")
+    foreign = sorted(entries - _FOLDER_ENTRIES)
+    if foreign:
+        raise DatasetBuildError(
+            f"--out {out} holds {', '.join(foreign[:3])}, which a dataset folder does not; refusing to overwrite it"
+        )
+
+
+def _write_shards(table, folder: Path, *, max_shard_bytes: int, row_group_size: int) -> list[Path]:
+    """Contiguous Parquet shards of ``table``, named like the Hub's: train-00000-of-00002.parquet."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    num_shards = max(1, -(-table.nbytes // max_shard_bytes))
+    per_shard = -(-table.num_rows // num_shards) if table.num_rows else 0
+    paths = []
+    for index in range(num_shards):
+        path = folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"
+        part = table.slice(index * per_shard, per_shard) if per_shard else table
+        pq.write_table(part, path, row_group_size=row_group_size, compression="zstd")
+        paths.append(path)
+    return paths
+
+
+def _unwrap(err: Exception) -> Exception:
+    """The domain error behind a ``DatasetGenerationError``, if there is one."""
+    from keypoint_instruct.errors import KeypointInstructError
+
+    cause = err
+    while cause is not None:
+        if isinstance(cause, KeypointInstructError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return err
+
+
+def build_folder(
+    *,
+    coco_root: str | Path,
+    coco_split: str,
+    cache_path: str | Path,
+    out: str | Path,
+    version: str,
+    overwrite: bool = False,
+    conversation_turns: str = "single",
+    embed_images: bool = False,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+):
+    """Run the builder for every config and write a Hub-layout dataset folder; returns (summaries, stats).
+
+    The folder is written next to ``out`` and moved into place at the end, so a failed build leaves ``out`` as it
+    was. Parquet files carry no timestamps: the same inputs and version give byte-identical files.
+    """
+    import shutil
+    import tempfile
+
+    from keypoint_instruct.errors import DatasetBuildError, InputNotFoundError
+    from keypoint_instruct.hub import ConfigSummary, check_version, render_card
+
+    check_version(version)
+    out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)
+    if not cache_path.is_file():
+        raise InputNotFoundError(f"response cache {cache_path} not found; run `keypoint-instruct generate` first")
+    if not coco_root.is_dir():
+        raise InputNotFoundError(f"COCO root {coco_root} not found")
+    _check_out(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    summaries, stats = [], BuildStats()
+    try:
+        with tempfile.TemporaryDirectory(prefix="keypoint-instruct-builder-") as cache_dir:
+            for name in CONFIG_NAMES:
+                builder = KeypointInstruct(
+                    config_name=name,
+                    cache_dir=cache_dir,
+                    coco_root=str(coco_root),
+                    coco_split=coco_split,
+                    cache_path=str(cache_path),
+                    conversation_turns=conversation_turns,
+                    embed_images=embed_images,
+                    version=version,
+                )
+                try:
+                    builder.download_and_prepare()
+                except datasets.exceptions.DatasetGenerationError as err:
+                    raise _unwrap(err) from None
+                table = builder.as_dataset(split="train").data.table
+                if name != ALL:
+                    stats.merge(builder.stats)
+                if table.num_rows == 0:
+                    if name == ALL:
+                        raise DatasetBuildError(
+                            f"no usable {coco_split} responses in {cache_path} "
+                            f"(read {sum(stats.responses.values())}, dropped {dict(stats.dropped_by_reason())})"
+                        )
+                    logger.warning("config %s has no rows; it is left out of the folder", name)
+                    continue
+                paths = _write_shards(
+                    table,
+                    staging / name,
+                    max_shard_bytes=max_shard_bytes,
+                    row_group_size=100 if embed_images else 10_000,
+                )
+                info = builder.info.splits["train"]
+                summaries.append(
+                    ConfigSummary(
+                        name=name,
+                        num_examples=info.num_examples,
+                        num_bytes=info.num_bytes,
+                        download_size=sum(p.stat().st_size for p in paths),
+                        features=builder.info.features._to_yaml_list(),
+                    )
+                )
+                logger.info("%s: %d rows in %d shard(s)", name, info.num_examples, len(paths))
+        card = render_card(
+            summaries,
+            stats,
+            version=version,
+            coco_split=coco_split,
+            conversation_turns=conversation_turns,
+            embed_images=embed_images,
+        )
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return summaries, stats
