@@ -234,11 +234,15 @@ async def run_requests(
     async def worker() -> None:
         while True:
             request, attempt = await queue.get()
+            if fatal:
+                return
             if cache.get(request.key) is not None:  # answered meanwhile (another shard writing this file)
                 summary.already_cached += 1
                 resolve()
                 continue
             await limiter.acquire(estimate_request_tokens(request))
+            if fatal:
+                return
             summary.attempts += 1
             sent = time.monotonic()
             try:

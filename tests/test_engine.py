@@ -1,0 +1,144 @@
+"""The engine over real HTTP: faults, retries, Retry-After, rate limits, cached keys never sent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+
+import pytest
+
+from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.engine import EngineSettings, RateLimiter, estimate_request_tokens, run
+from keypoint_instruct.errors import TeacherError, UsageError
+from keypoint_instruct.teacher import Completion, OpenAITeacher, RateLimits, request_key
+from tests.test_teacher import chat_request
+
+
+def settings(**kwargs) -> EngineSettings:
+    return EngineSettings(progress=False, backoff_base_s=0.05, backoff_max_s=0.2, **kwargs)
+
+
+def test_twenty_percent_faults_complete_with_one_answer_per_key(fake_openai, tmp_path):
+    fake_openai.set_faults(rate=0.2, seed=7, stall_s=0.6, retry_after_s=0.05)
+    requests = [chat_request(i) for i in range(60)]
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    teacher = OpenAITeacher(base_url=fake_openai.base_url, timeout_s=0.3)
+    summary = run(teacher, requests, cache, settings(concurrency=8, max_attempts=10))
+    time.sleep(0.7)  # the server logs a stalled request when its stall ends, after the client gave up on it
+
+    log = fake_openai.chat_log()
+    faults = Counter(e.fault for e in log if e.fault)
+    assert set(faults) >= {"429", "500", "drop", "stall", "non_json", "length", "content_filter"}
+    assert summary.gave_up == 0 and summary.answered == 60
+    stored = {r.key: r for r in cache.iter_responses()}
+    assert set(stored) == {r.key for r in requests}
+    # cut and filtered answers are kept with their finish reason, not retried and not passed off as good
+    assert Counter(r.finish_reason for r in stored.values()) == Counter(
+        {
+            "stop": 60 - faults["length"] - faults["content_filter"],
+            "length": faults["length"],
+            "content_filter": faults["content_filter"],
+        }
+    )
+    retried = faults["429"] + faults["500"] + faults["drop"] + faults["stall"] + faults["non_json"]
+    assert summary.failed_attempts == retried == cache.stats().failed_attempts
+    assert summary.attempts == len(log)
+    reasons = {f["reason"].split(": ", 1)[1].split(":")[0] for f in cache.failures()}
+    assert reasons == {
+        "HTTP 429 rate_limit_exceeded",
+        "HTTP 500 server_error",
+        "connection",
+        "timeout",
+        "non-JSON body",
+    }
+
+
+def test_cached_keys_are_never_sent(fake_openai, tmp_path):
+    requests = [chat_request(i) for i in range(10)]
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    done = Completion("cached answer", "stop", 1, 1, 0, "gpt-4o-2024-08-06")
+    for request in requests[:4]:
+        cache.put(request, done, 0.0)
+    summary = run(OpenAITeacher(base_url=fake_openai.base_url), requests + requests[5:7], cache, settings())
+    sent = [request_key(e.body) for e in fake_openai.chat_log()]
+    assert sorted(sent) == sorted(r.key for r in requests[4:])  # duplicates in the input are sent once
+    assert (summary.requested, summary.already_cached, summary.answered) == (10, 4, 6)
+    assert cache.get(requests[0].key).text == "cached answer"
+    again = run(OpenAITeacher(base_url=fake_openai.base_url), requests, cache, settings())
+    assert again.answered == 0 and len(fake_openai.chat_log()) == 6
+
+
+def test_retry_after_is_honoured(fake_openai, tmp_path):
+    fake_openai.set_faults(script=["429"], retry_after_s=0.8)
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    run(OpenAITeacher(base_url=fake_openai.base_url), [chat_request(1)], cache, settings())
+    first, second = fake_openai.chat_log()
+    assert (first.status, second.status) == (429, 200)
+    assert second.time - first.time >= 0.8  # not the 0.05 s backoff
+    assert [f["reason"] for f in cache.failures()] == ["attempt 1: HTTP 429 rate_limit_exceeded"]
+
+
+def test_bounded_attempts_then_give_up(fake_openai, tmp_path):
+    fake_openai.set_faults(rule=lambda body: "500" if "image 1" in body["messages"][-1]["content"] else None)
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    requests = [chat_request(1), chat_request(2)]
+    summary = run(OpenAITeacher(base_url=fake_openai.base_url), requests, cache, settings(max_attempts=3))
+    assert (summary.answered, summary.gave_up, summary.failed_attempts) == (1, 1, 3)
+    assert cache.get(requests[0].key) is None
+    assert [f["reason"][:9] for f in cache.failures(requests[0].key)] == ["attempt 1", "attempt 2", "attempt 3"]
+    assert Counter(request_key(e.body) for e in fake_openai.chat_log())[requests[0].key] == 3
+
+
+class _Refusing:
+    """A teacher whose endpoint refuses the key: the run must stop, not retry everything."""
+
+    model = "x"
+
+    def __init__(self):
+        self.calls = 0
+
+    async def complete(self, request):
+        from keypoint_instruct.errors import TeacherCallError
+
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        raise TeacherCallError("HTTP 401 invalid_api_key", retryable=False, fatal=True)
+
+
+def test_fatal_error_stops_the_run(tmp_path):
+    teacher = _Refusing()
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    with pytest.raises(TeacherError, match="stopped: HTTP 401"):
+        run(teacher, [chat_request(i) for i in range(50)], cache, settings(concurrency=2))
+    assert teacher.calls <= 2
+
+
+def test_rate_limits_are_kept(fake_openai, tmp_path):
+    """Server and engine both at 1200 RPM: 60 requests take ~3 s and draw (almost) no 429."""
+    fake_openai.set_limits(rpm=1200)
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    requests = [chat_request(i) for i in range(60)]
+    summary = run(OpenAITeacher(base_url=fake_openai.base_url), requests, cache, settings(concurrency=16, rpm=1200))
+    log = fake_openai.chat_log()
+    assert summary.answered == 60
+    assert sum(e.status == 429 for e in log) <= 3
+    per_second = defaultdict(int)
+    for entry in log:
+        per_second[int(entry.time - log[0].time)] += entry.status == 200
+    assert max(per_second.values()) <= 20 + 20  # bucket of one second plus one second of refill
+
+
+def test_limiter_follows_headers():
+    limiter = RateLimiter(rpm=None, tpm=None)
+    limiter.observe(RateLimits(limit_requests=600, remaining_requests=2, limit_tokens=60_000, remaining_tokens=50))
+    assert limiter.requests.rate == 10 and limiter.requests.level <= 2
+    assert limiter.tokens.level <= 50
+    assert estimate_request_tokens(chat_request(1)) > 1024 + 1000  # prompt estimate + max_tokens
+
+
+def test_settings_are_checked():
+    with pytest.raises(UsageError, match="concurrency 0"):
+        EngineSettings(concurrency=0)
+    with pytest.raises(UsageError, match="--rpm"):
+        EngineSettings(rpm=-1)
