@@ -1,0 +1,184 @@
+"""Prompt templates: snapshots of the full message lists, the data files' rules, versions and instructions."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keypoint_instruct import prompts
+from keypoint_instruct.errors import PromptError
+from keypoint_instruct.prompts import (
+    CONTEXT_MODES,
+    TASKS,
+    description_instructions,
+    load_prompt,
+    pick_instruction,
+)
+
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
+UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+
+# A fixed context in the exact context format (two people, one of them with hidden and unlabelled joints).
+CONTEXT = """A woman walks her dog along a city sidewalk.
+A lady in a red coat holding a leash on a street.
+Two people and a dog on a sidewalk next to parked cars.
+A woman with a small dog passes a man waiting at a bus stop.
+A person walking a dog past a bus stop.
+
+person: [0.12, 0.2, 0.35, 0.95], keypoints: [0.25, 0.26, 2, 0.26, 0.25, 2, 0.24, 0.25, 2, 0.27, 0.26, 1, 0.0, 0.0, 0, \
+0.3, 0.34, 2, 0.2, 0.34, 2, 0.32, 0.47, 2, 0.18, 0.46, 2, 0.33, 0.58, 2, 0.17, 0.57, 1, 0.29, 0.6, 2, 0.22, 0.6, 2, \
+0.31, 0.77, 2, 0.2, 0.78, 2, 0.33, 0.93, 2, 0.18, 0.94, 2]
+dog: [0.34, 0.78, 0.46, 0.95]
+person: [0.7, 0.3, 0.82, 0.9]
+car: [0.5, 0.4, 1.0, 0.75]"""
+
+PERSON_LINE = re.compile(r"^person: \[([^\]]*)\], keypoints: \[([^\]]*)\]$")
+BOX_LINE = re.compile(r"^[a-z][a-z ]*: \[([^\]]*)\]$")
+
+
+def _numbers(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",")]
+
+
+def _check_context(context: str) -> None:
+    """The exact context format of ARCHITECTURE.md / issue 2."""
+    captions, _, objects = context.partition("\n\n")
+    assert len(captions.splitlines()) == 5 and all(c.strip() for c in captions.splitlines())
+    for line in objects.splitlines():
+        person = PERSON_LINE.match(line)
+        box = _numbers((person or BOX_LINE.match(line)).group(1))
+        assert len(box) == 4 and all(0.0 <= float(v) <= 1.0 and v == repr(round(float(v), 3)) for v in box)
+        assert float(box[0]) <= float(box[2]) and float(box[1]) <= float(box[3])
+        if person:
+            keypoints = _numbers(person.group(2))
+            assert len(keypoints) == 51
+            for x, y, v in zip(keypoints[0::3], keypoints[1::3], keypoints[2::3], strict=True):
+                assert v in ("0", "1", "2")
+                assert all(0.0 <= float(c) <= 1.0 and c == repr(round(float(c), 3)) for c in (x, y))
+                if v == "0":
+                    assert (x, y) == ("0.0", "0.0")
+
+
+def test_the_fixed_context_has_the_contract_format():
+    _check_context(CONTEXT)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_snapshot_of_full_messages(task):
+    template = load_prompt(task)
+    got = {"task": task, "context_mode": "paper", "version": template.version, "messages": template.messages(CONTEXT)}
+    path = SNAPSHOTS / f"{task}.json"
+    if UPDATE or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if not UPDATE:
+            pytest.fail(f"wrote a new snapshot {path}; check it and commit it")
+    assert got == json.loads(path.read_text(encoding="utf-8")), (
+        f"the {task} prompt changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the diff"
+    )
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("mode", CONTEXT_MODES)
+def test_static_prefix_is_byte_identical_and_context_last(task, mode):
+    template = load_prompt(task, mode)
+    first, second = template.messages(CONTEXT), template.messages("another context")
+    assert json.dumps(first[:-1]) == json.dumps(second[:-1])
+    assert first[-1] == {"role": "user", "content": CONTEXT}
+    assert [m["role"] for m in first] == ["system"] + ["user", "assistant"] * len(template.examples) + ["user"]
+    assert len(template.examples) >= 2
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_system_message_conveys_the_setting(task):
+    system = load_prompt(task).system
+    for part in ("nose", "left eye", "right ankle", "(x1, y1, x2, y2)", "(x, y, visibility)", "0 to 1", "five"):
+        assert part in system
+    names = re.findall(r"^\d+\. (.+)$", system, flags=re.MULTILINE)
+    assert names == [n.replace("_", " ") for n in prompts_keypoint_names()]
+    assert "coordinates" in system and "number" in system  # the never-output-numbers rule
+
+
+def prompts_keypoint_names() -> tuple[str, ...]:
+    return (
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+        "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+        "right_ankle",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_few_shot_examples_follow_the_rules(task):
+    for context, response in load_prompt(task).examples:
+        _check_context(context)
+        assert not re.search(r"\d", response), "responses never carry numbers"
+        assert not re.search(r"caption|keypoint|bounding box|coordinate|annotat", response, flags=re.IGNORECASE)
+        if task == "detailed_description":
+            assert "Question:" not in response and "===" not in response
+            continue
+        chunks = response.split("\n===\n")
+        assert len(chunks) % 2 == 0
+        pairs = list(zip(chunks[0::2], chunks[1::2], strict=True))
+        assert (len(pairs) == 1) if task == "complex_reasoning" else (len(pairs) >= 3)
+        for question, answer in pairs:
+            assert question.startswith("Question:\n") and len(question) > len("Question:\n") + 10
+            assert answer.startswith("Answer:\n") and len(answer) > len("Answer:\n") + 20
+
+
+def test_the_contract_coco_names_match_when_available():
+    coco = pytest.importorskip("keypoint_instruct.coco", reason="coco.py has not landed")
+    assert tuple(coco.KEYPOINT_NAMES) == prompts_keypoint_names()
+
+
+def test_facts_mode_adds_the_pose_notes_sentence():
+    for task in TASKS:
+        paper, facts = load_prompt(task, "paper"), load_prompt(task, "paper+facts")
+        assert facts.system.startswith(paper.system + "\n\n") and "pose notes" in facts.system[len(paper.system) :]
+        assert facts.examples == paper.examples and facts.version != paper.version
+    versions = {load_prompt(t, m).version for t in TASKS for m in CONTEXT_MODES}
+    assert len(versions) == len(TASKS) * len(CONTEXT_MODES)
+
+
+def test_version_is_a_hash_of_the_template_files(tmp_path, monkeypatch):
+    copy = tmp_path / "prompts"
+    shutil.copytree(Path(prompts.__file__).parent / "prompts", copy)
+    monkeypatch.setattr(prompts, "_root", lambda: copy)
+    uncached = load_prompt.__wrapped__
+    assert uncached("conversation").version == load_prompt("conversation").version
+    response = copy / "conversation" / "examples" / "2.response.txt"
+    response.write_text(response.read_text() + " ", encoding="utf-8")
+    assert uncached("conversation").version != load_prompt("conversation").version
+    (copy / "conversation" / "examples" / "1.response.txt").unlink()
+    with pytest.raises(PromptError, match="1.response.txt is missing"):
+        uncached("conversation")
+
+
+@pytest.mark.parametrize(("task", "mode"), [("captioning", "paper"), ("conversation", "pixels")])
+def test_unknown_task_or_mode_is_a_prompt_error(task, mode):
+    with pytest.raises(PromptError, match="unknown") as err:
+        load_prompt(task, mode)
+    assert isinstance(err.value, ValueError)
+
+
+def test_instructions_are_pose_focused_and_unique():
+    instructions = description_instructions()
+    assert len(instructions) >= 10 and len(set(instructions)) == len(instructions)
+    assert all(re.search(r"pose|posture|bod(y|ies)|stand|movement|gesture|action", i, re.I) for i in instructions)
+
+
+def test_pick_instruction_is_stable_across_processes_and_spreads():
+    ids = [1, 42, 139, 581929, 10**9]
+    here = [pick_instruction(i) for i in ids]
+    code = f"from keypoint_instruct.prompts import pick_instruction; print(repr([pick_instruction(i) for i in {ids}]))"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert eval(out) == here  # noqa: S307 - our own repr
+    picked = {pick_instruction(i) for i in range(2000)}
+    assert picked == set(description_instructions())
