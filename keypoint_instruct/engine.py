@@ -302,7 +302,7 @@ async def run_requests(
         summary.elapsed_s = time.monotonic() - started
     if fatal:
         raise TeacherError(f"stopped: {fatal[0].reason} ({summary.answered} answers were saved first)")
-    log.info("%s", summary.line())
+    log.debug("%s", summary.line())
     return summary
 
 

@@ -159,6 +159,13 @@ def select_requests(args: argparse.Namespace, *, offline: bool = False):
     return requests
 
 
+def _quiet_http_logs(args: argparse.Namespace) -> None:
+    """httpx logs every request at INFO: keep that for --verbose."""
+    if not getattr(args, "verbose", False):
+        for name in ("httpx2", "httpx", "openai"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _open_cache(path: Path, *, create: bool):
     from keypoint_instruct.cache import ResponseCache
 
@@ -169,6 +176,7 @@ def _open_cache(path: Path, *, create: bool):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    _quiet_http_logs(args)
     offline = args.teacher == "offline"
     if offline and args.base_url:
         raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
@@ -229,6 +237,7 @@ def _batch_client(args: argparse.Namespace):
 
 
 def cmd_batch_submit(args: argparse.Namespace) -> int:
+    _quiet_http_logs(args)
     from keypoint_instruct import batch
 
     requests = select_requests(args)
@@ -240,6 +249,7 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_status(args: argparse.Namespace) -> int:
+    _quiet_http_logs(args)
     from keypoint_instruct import batch
 
     with _open_cache(args.cache, create=False) as cache:
@@ -248,6 +258,7 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_collect(args: argparse.Namespace) -> int:
+    _quiet_http_logs(args)
     from keypoint_instruct import batch
 
     with _open_cache(args.cache, create=False) as cache:

@@ -1,0 +1,220 @@
+"""`keypoint-instruct generate` / `cache` through the real CLI against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.cli import main
+from keypoint_instruct.coco import load_scenes
+from keypoint_instruct.context import select_scenes
+from keypoint_instruct.teacher import request_key
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "keypoint_instruct"]
+SECRET = "sk-test-DO-NOT-LEAK-7f3a9c"
+
+
+def generate_args(coco_root, cache, *extra) -> list[str]:
+    return ["generate", "--coco-root", str(coco_root), "--split", "val2014", "--cache", str(cache), *extra]
+
+
+def selected_images(coco_root, limit=None) -> list[int]:
+    return [s.image_id for s in select_scenes(load_scenes(coco_root, "val2014").values(), limit=limit)]
+
+
+def one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if not line.startswith(("INFO ", "DEBUG "))]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """The fake server as its own process with a request log file (as a crash test needs)."""
+    log = tmp_path / "server.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--port", "0", "--latency", "0.1", "--log", str(log)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url, log
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_kill_minus_nine_then_rerun_pays_each_request_once(server_process, coco_root, tmp_path):
+    url, log_path = server_process
+    cache_path = tmp_path / "crash.sqlite"
+    argv = [
+        *CLI,
+        *generate_args(
+            coco_root,
+            cache_path,
+            "--task",
+            "all",
+            "--limit",
+            "16",
+            "--base-url",
+            url,
+            "--concurrency",
+            "4",
+            "--no-progress",
+        ),
+    ]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if log_path.exists() and sum(e["status"] == 200 for e in read_log(log_path)) >= 12:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(10) == -signal.SIGKILL
+
+    with ResponseCache(cache_path) as cache:
+        saved_before = {r.key for r in cache.iter_responses()}
+    sent_before = len(read_log(log_path))
+    assert 12 <= len(saved_before) < 48  # it really died in the middle, with answers committed
+
+    rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"48 requests: {len(saved_before)} already cached" in rerun.stdout
+
+    resent = [request_key(e["body"]) for e in read_log(log_path)[sent_before:]]
+    assert not saved_before & set(resent)  # no request for an already-cached key reached the server
+    with ResponseCache(cache_path) as cache:
+        rows = list(cache.iter_responses())
+    assert len(rows) == len({r.key for r in rows}) == 48
+    assert {(r.task, r.image_id) for r in rows} == {
+        (task, image_id)
+        for task in ("conversation", "detailed_description", "complex_reasoning")
+        for image_id in selected_images(coco_root, 16)
+    }
+    assert all(r.finish_reason == "stop" and r.model == "gpt-4o-2024-08-06" for r in rows)
+
+
+def test_faulty_endpoint_completes_and_never_leaks_the_key(
+    fake_openai, coco_root, tmp_path, capsys, caplog, monkeypatch
+):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    fake_openai.set_faults(rate=0.2, seed=11, stall_s=0.6, retry_after_s=0.05)
+    cache_path = tmp_path / "faults.sqlite"
+    code = main(
+        [
+            "-v",
+            *generate_args(
+                coco_root,
+                cache_path,
+                "--task",
+                "conversation",
+                "--base-url",
+                fake_openai.base_url,
+                "--request-timeout",
+                "0.3",
+                "--max-attempts",
+                "10",
+            ),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    images = selected_images(coco_root)
+    assert f"{len(images)} requests: 0 already cached, {len(images)} answered" in out
+    with ResponseCache(cache_path) as cache:
+        assert sorted(r.image_id for r in cache.iter_responses()) == sorted(images)
+        assert cache.stats().failed_attempts > 0
+    time.sleep(0.7)  # let stalled requests finish on the server
+    assert any(e.fault for e in fake_openai.chat_log())
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("faults.sqlite")]
+    for blob in [out, err, caplog.text] + [p.read_bytes().decode("latin-1") for p in files]:
+        assert SECRET not in blob
+
+
+def test_no_key_and_no_url_is_one_line(coco_root, tmp_path, capsys):
+    code = main(generate_args(coco_root, tmp_path / "c.sqlite", "--task", "conversation", "--limit", "1"))
+    line = one_line_error(capsys, code)
+    assert "OPENAI_API_KEY" in line and "--base-url" in line
+    assert not (tmp_path / "c.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--task", "all", "--shard", "2/2"),
+        ("--task", "poses"),
+        ("--task", "all", "--concurrency", "0"),
+        ("--task", "all", "--teacher", "offline", "--base-url", "http://127.0.0.1:9/v1"),
+    ],
+)
+def test_bad_options_are_one_line(coco_root, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit) as caught:
+        code = main(generate_args(coco_root, tmp_path / "c.sqlite", *extra))
+        raise SystemExit(code)
+    one_line_error(capsys, caught.value.code)
+
+
+def test_missing_coco_root_is_one_line(tmp_path, capsys):
+    code = main(generate_args(tmp_path / "nowhere", tmp_path / "c.sqlite", "--task", "all", "--teacher", "offline"))
+    assert "nowhere" in one_line_error(capsys, code)
+
+
+def test_offline_teacher_shards_and_merge(coco_root, tmp_path, capsys):
+    for index in range(2):
+        argv = generate_args(
+            coco_root,
+            tmp_path / f"s{index}.sqlite",
+            "--task",
+            "all",
+            "--teacher",
+            "offline",
+            "--limit",
+            "10",
+            "--shard",
+            f"{index}/2",
+            "--no-progress",
+        )
+        assert main(argv) == 0
+    assert (
+        main(
+            ["cache", "merge", str(tmp_path / "all.sqlite"), str(tmp_path / "s0.sqlite"), str(tmp_path / "s1.sqlite")]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    whole = generate_args(
+        coco_root, tmp_path / "all.sqlite", "--task", "all", "--teacher", "offline", "--limit", "10", "--no-progress"
+    )
+    assert main(whole) == 0  # the union of the shards is the whole selection: nothing left to send
+    assert "30 requests: 30 already cached, 0 answered" in capsys.readouterr().out
+    with ResponseCache(tmp_path / "all.sqlite") as cache:
+        rows = list(cache.iter_responses())
+    assert {r.model for r in rows} == {"offline-posefacts"} and len(rows) == 30
+    assert {r.image_id for r in rows} == set(selected_images(coco_root, 10))
+
+
+def test_stage_cli_imports_no_heavy_library():
+    code = (
+        "import sys, keypoint_instruct.cli.generate as g, argparse; "
+        "g.register(argparse.ArgumentParser().add_subparsers()); "
+        "print(sorted(m for m in ('openai', 'httpx2', 'torch', 'datasets', 'tqdm') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
