@@ -125,9 +125,9 @@ class _Generator:
         people = 0
         if role == "good":
             anns.append(self._person(img, str(rng.choice(["all", "most"])), 0.5, 0.95))
-            people = 1 + int(rng.integers(0, 4))
+            people = 1 + int(rng.choice(4, p=[0.35, 0.3, 0.2, 0.15]))
             for _ in range(people - 1):
-                labelling = str(rng.choice(LABELLING, p=[0.2, 0.15, 0.15, 0.5]))
+                labelling = str(rng.choice(LABELLING, p=[0.18, 0.14, 0.13, 0.55]))
                 small = labelling == "none"
                 anns.append(self._person(img, labelling, 0.08 if small else 0.2, 0.25 if small else 0.7))
         elif role == "hard":
@@ -175,7 +175,7 @@ class _Generator:
         colour = tuple(int(c) for c in rng.integers(30, 220, 3))
         img.figures.append(_Figure(pts, colour))
         return {
-            "segmentation": _polygon(rng, bbox, 15, 60),
+            "segmentation": _polygon(rng, bbox, 14, 52),
             "num_keypoints": n,
             "area": round(bbox[2] * bbox[3] * 0.55, 2),
             "iscrowd": 0,
@@ -219,11 +219,11 @@ class _Generator:
                 hx, hy = pts[10]
                 box = _box(hx - 0.12 * span, hy - 0.3 * span, hx + 0.12 * span, hy + 0.02 * span, w, h)
         else:
-            bw, bh = rng.uniform(0.05, 0.45) * w, rng.uniform(0.05, 0.45) * h
+            bw, bh = rng.uniform(0.04, 0.3) * w, rng.uniform(0.04, 0.3) * h
             x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
             box = _box(x0, y0, x0 + bw, y0 + bh, w, h)
         return {
-            "segmentation": _polygon(rng, box, 6, 45),
+            "segmentation": _polygon(rng, box, 6, 42),
             "area": round(box[2] * box[3] * 0.6, 2),
             "iscrowd": 0,
             "image_id": img.record["id"],
@@ -234,11 +234,14 @@ class _Generator:
     def _captions(self, img: _Image, people: int) -> None:
         rng = self.rng
         templates = self.scenes[img.scene]["captions"]
+        details = vocabulary()["caption_details"]
         count = 5 + int(rng.random() < 0.02)
         subjects = SUBJECTS[min(max(people, 1), 3)]
         for index in rng.choice(len(templates), size=min(count, len(templates)), replace=False):
             subject = subjects[int(rng.integers(len(subjects)))]
             text = templates[int(index)].format(subject=subject, subject_lower=subject[0].lower() + subject[1:])
+            if rng.random() < 0.7:
+                text = text[:-1] + details[int(rng.integers(len(details)))] + text[-1]
             if rng.random() < 0.05:
                 text += " "  # real COCO captions carry stray whitespace now and then
             img.captions.append({"image_id": img.record["id"], "id": self.next_cap, "caption": text})
@@ -261,7 +264,6 @@ def draw(img: _Image, path: Path) -> None:
             crc = zlib.crc32(names[ann["category_id"]].encode())
             colour = (60 + crc % 160, 60 + (crc >> 8) % 160, 60 + (crc >> 16) % 160)
             pen.ellipse([x, y, x + bw, y + bh], fill=colour, outline=(20, 20, 20))
-            pen.text((x + 3, y + 2), names[ann["category_id"]], fill=(255, 255, 255))
         elif ann["iscrowd"]:
             for cx in np.linspace(x + 6, x + bw - 6, max(2, int(bw // 14))):
                 pen.ellipse([cx - 5, y + bh / 3 - 5, cx + 5, y + bh / 3 + 5], fill=(90, 70, 60))

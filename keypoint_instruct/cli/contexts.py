@@ -1,5 +1,147 @@
-"""Subcommands of this stage (placeholder until the stage lands)."""
+"""``contexts`` and ``show``: COCO annotations -> the teacher's context text, as JSON lines or as a picture."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from keypoint_instruct.errors import KeypointInstructError, UnknownImageError, UsageError
+
+log = logging.getLogger(__name__)
+
+CONTEXT_CHOICES = ("paper", "paper+facts")
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--coco-root", required=True, type=Path, help="COCO folder holding annotations/ and one image folder per split"
+    )
+    parser.add_argument("--split", required=True, help="COCO split to read, e.g. train2017 or val2014")
+    parser.add_argument(
+        "--context",
+        default="paper",
+        choices=CONTEXT_CHOICES,
+        help="context format: 'paper' (captions, boxes, keypoints as in the paper's Fig. 1) or 'paper+facts' "
+        "(the same plus a block of per-person pose facts)",
+    )
 
 
 def register(subparsers) -> None:
-    pass
+    ctx = subparsers.add_parser(
+        "contexts",
+        help="write the context text of every selected image as JSON lines",
+        description="Load a COCO split and write one JSON line per selected image with image_id, file_name, "
+        "coco_split, width, height, num_people (non-crowd people) and context (the teacher's view of the image). "
+        "By default an image is selected when it has at least one person with a labelled keypoint.",
+    )
+    _add_source(ctx)
+    ctx.add_argument("--out", type=Path, default=None, help="JSONL file to write (default: standard output)")
+    ctx.add_argument("--limit", type=_count(1), default=None, help="stop after the first N selected images")
+    ctx.add_argument(
+        "--min-persons",
+        type=_count(0),
+        default=1,
+        help="keep images with at least this many people having --min-keypoints labelled keypoints (default 1; "
+        "0 keeps every image)",
+    )
+    ctx.add_argument(
+        "--min-keypoints",
+        type=_count(0),
+        default=1,
+        help="labelled keypoints (0-17) a person needs to count towards --min-persons (default 1)",
+    )
+    ctx.set_defaults(func=run_contexts)
+
+    show = subparsers.add_parser(
+        "show",
+        help="draw one image with its boxes, skeletons and context text into a PNG",
+        description="Render one image like the paper's Fig. 1: boxes, keypoints joined by COCO's skeleton "
+        "(visible and hidden keypoints drawn differently, unlabelled ones left out) and the context text beside it.",
+    )
+    show.add_argument("image_id", type=_count(0), metavar="IMAGE_ID", help="COCO image id, e.g. 42")
+    _add_source(show)
+    show.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    show.set_defaults(func=run_show)
+
+
+def run_contexts(args: argparse.Namespace) -> int:
+    import msgspec
+    from tqdm import tqdm
+
+    from keypoint_instruct.coco import load_scenes
+    from keypoint_instruct.context import format_context, people, select_scenes
+
+    if args.min_keypoints > 17:
+        raise UsageError(f"--min-keypoints is {args.min_keypoints}, but a COCO person has 17 keypoints")
+    scenes = load_scenes(args.coco_root, args.split)
+    chosen = select_scenes(scenes, min_persons=args.min_persons, min_keypoints=args.min_keypoints, limit=args.limit)
+    del scenes
+    encoder = msgspec.json.Encoder()
+    out = _open_out(args.out) if args.out else sys.stdout.buffer
+    try:
+        for scene in tqdm(chosen, desc="contexts", unit="img", file=sys.stderr, mininterval=0.5):
+            row = {
+                "image_id": scene.image_id,
+                "file_name": scene.file_name,
+                "coco_split": scene.coco_split,
+                "width": scene.width,
+                "height": scene.height,
+                "num_people": people(scene),
+                "context": format_context(scene, args.context),
+            }
+            out.write(encoder.encode(row) + b"\n")
+    finally:
+        if args.out:
+            out.close()
+        else:
+            out.flush()
+    log.info("wrote %d contexts%s", len(chosen), f" to {args.out}" if args.out else "")
+    return 0
+
+
+def _open_out(path: Path):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "wb")  # noqa: SIM115 - closed by the caller
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from keypoint_instruct.coco import image_path, load_scenes
+    from keypoint_instruct.context import format_context
+    from keypoint_instruct.render import save_figure
+
+    if args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out {args.out} should be a .png file")
+    scenes = load_scenes(args.coco_root, args.split)
+    scene = scenes.get(args.image_id)
+    if scene is None:
+        some = ", ".join(str(i) for i in list(scenes)[:5])
+        raise UnknownImageError(
+            f"image id {args.image_id} is not in {args.split} under {args.coco_root} "
+            f"({len(scenes)} images, e.g. {some})"
+        )
+    try:
+        save_figure(image_path(args.coco_root, scene), scene, format_context(scene, args.context), args.out)
+    except KeypointInstructError:
+        raise
+    except OSError as err:
+        raise UsageError(f"cannot write {args.out}: {err.strerror or err}") from err
+    print(args.out)
+    return 0
