@@ -1,0 +1,218 @@
+"""Helpers of train_sft.py: load and check the dataset, feed padded images, freeze the tower, fix saved keys.
+
+Kept apart from the script so that tests, the benchmark and the demo use the same code paths. Heavy libraries are
+imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from keypoint_instruct.errors import TrainingConfigError
+from keypoint_instruct.images import pad_to_square, resolve_image
+
+logger = logging.getLogger(__name__)
+
+MAX_MISSING_SHOWN = 3
+
+
+def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None = None, split: str = "train"):
+    """Load and concatenate the requested configs of a dataset folder or Hub repo; refuse unknown configs."""
+    from datasets import concatenate_datasets, get_dataset_config_names, load_dataset
+    from datasets.exceptions import DatasetNotFoundError
+
+    path = Path(name)
+    if (name.startswith((".", "/")) or path.exists()) and not path.is_dir():
+        raise TrainingConfigError(f"dataset folder not found: {name} (expected <config>/train-*.parquet + README.md)")
+    try:
+        available = get_dataset_config_names(name, revision=revision)
+    except (DatasetNotFoundError, OSError, ValueError) as err:
+        raise TrainingConfigError(f"cannot read dataset {name}: {' '.join(str(err).split())}") from err
+    missing = [config for config in configs if config not in available]
+    if missing:
+        raise TrainingConfigError(
+            f"dataset {name} has no config {', '.join(missing)}: it has {', '.join(sorted(available))}"
+        )
+    parts = []
+    for config in configs:
+        try:
+            part = load_dataset(name, config, revision=revision, split=split)
+        except (OSError, ValueError) as err:
+            raise TrainingConfigError(f"cannot load {name} config {config}: {' '.join(str(err).split())}") from err
+        for column in ("messages", "images"):
+            if column not in part.column_names:
+                raise TrainingConfigError(
+                    f"dataset {name} config {config} has no `{column}` column: expected rows with messages + images"
+                )
+        parts.append(part)
+    dataset = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    if len(dataset) == 0:
+        raise TrainingConfigError(f"dataset {name} ({', '.join(configs)}, split {split}) has no rows")
+    logger.info("training on %d rows of %s (%s)", len(dataset), name, ", ".join(configs))
+    return dataset
+
+
+def _image_entries(dataset) -> list[Any]:
+    """Every entry of the ``images`` column without decoding any image (Arrow structs -> dicts)."""
+    import pyarrow.compute as pc
+
+    column = dataset.select_columns(["images"]).with_format("arrow")[:].column("images")
+    return pc.list_flatten(column).to_pylist()
+
+
+def check_images(dataset, image_root: str | Path | None) -> int:
+    """Raise before training when an image that rows reference by path is not under ``image_root``.
+
+    Returns the number of distinct image files checked (entries that embed bytes need no file).
+    """
+    paths = set()
+    for entry in _image_entries(dataset):
+        if isinstance(entry, dict) and not entry.get("bytes") and entry.get("path"):
+            paths.add(entry["path"])
+        elif isinstance(entry, str):
+            paths.add(entry)
+    relative = sorted(p for p in paths if not Path(p).is_absolute())
+    if relative and image_root is None:
+        raise TrainingConfigError(
+            f"the dataset references {len(relative)} images by relative path (e.g. {relative[0]}): "
+            "pass --image_root <COCO root>, the folder that holds <split>/<file_name>"
+        )
+    root = Path(image_root) if image_root is not None else Path("/")
+    missing = sorted(p for p in paths if not (root / p).is_file())
+    if missing:
+        shown = ", ".join(str(root / p) for p in missing[:MAX_MISSING_SHOWN])
+        more = f" and {len(missing) - MAX_MISSING_SHOWN} more" if len(missing) > MAX_MISSING_SHOWN else ""
+        raise TrainingConfigError(
+            f"{len(missing)} of {len(paths)} images missing under image_root {root}: {shown}{more}"
+        )
+    logger.info("all %d referenced image files found", len(paths))
+    return len(paths)
+
+
+def image_transform(image_root: str | Path | None, *, pad: bool = True) -> Callable[[dict], dict]:
+    """A ``Dataset.with_transform`` function: ``images`` entries -> RGB PIL images, padded to square by default."""
+
+    def transform(batch: dict) -> dict:
+        images = []
+        for row in batch["images"]:
+            loaded = [resolve_image(value, image_root) for value in row]
+            images.append([pad_to_square(image) for image in loaded] if pad else loaded)
+        return {"messages": batch["messages"], "images": images}
+
+    return transform
+
+
+def _numel(param) -> int:
+    return int(getattr(param, "ds_numel", 0) or param.numel())  # ZeRO-3 leaves numel() == 0 on partitioned params
+
+
+def freeze_vision_tower(model) -> tuple[int, int]:
+    """Freeze the vision tower (LLaVA-1.5 trains projector + LLM); return (trainable, total) parameter counts."""
+    tower = getattr(model, "vision_tower", None)
+    if tower is None:
+        tower = getattr(getattr(model, "model", None), "vision_tower", None)
+    if tower is None:
+        raise TrainingConfigError(f"{type(model).__name__} has no vision_tower to freeze (expected a LLaVA model)")
+    tower.requires_grad_(False)
+    params = list(model.parameters())
+    trainable = sum(_numel(p) for p in params if p.requires_grad)
+    total = sum(_numel(p) for p in params)
+    logger.info("vision tower frozen: %d of %d parameters train", trainable, total)
+    return trainable, total
+
+
+@contextmanager
+def _without_zero3_init() -> Iterator[None]:
+    """Build a model normally even inside a ZeRO-3 run: zero.Init is collective, and only rank 0 builds here."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def canonical_names(config) -> tuple[Callable[[str], str | None], set[str]]:
+    """How transformers names the weights of a fresh model of ``config`` on disk, and a map to those names.
+
+    The map takes any key transformers can load (legacy llava-hf layout, a ZeRO-3 save's doubled ``model.``) to the
+    module it fills and back to that module's canonical saved name; None for a key that fills nothing. Built on the
+    meta device: no memory, no weights.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import (
+        WeightConverter,
+        WeightRenaming,
+        rename_source_key,
+        revert_weight_conversion,
+    )
+
+    with torch.device("meta"), _without_zero3_init():
+        reference = AutoModelForImageTextToText.from_config(config)
+    meta = reference.state_dict()
+    transforms = get_model_conversion_mapping(reference, add_legacy=True)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    saved_name = {key: next(iter(revert_weight_conversion(reference, {key: meta[key]}))) for key in meta}
+
+    def canonical(key: str) -> str | None:
+        module_key, _ = rename_source_key(key, renamings, converters, reference.base_model_prefix, meta)
+        return saved_name.get(module_key)
+
+    expected = set(saved_name.values())
+    if getattr(config.get_text_config(), "tie_word_embeddings", False):
+        expected = {key for key in expected if not key.endswith("lm_head.weight")}
+    return canonical, expected
+
+
+def fix_saved_keys(output_dir: str | Path, config) -> int:
+    """Give every saved weight its canonical name and check that none is missing.
+
+    Under ZeRO-3 (model loaded with zero3 init), transformers 5.24 saves the language model as
+    ``language_model.model.model.*``; transformers itself reloads that, other tools do not. Rewrites the safetensors
+    files (and the shard index) in place; returns the number of keys renamed.
+    """
+    from safetensors.torch import load_file, save_file
+
+    output_dir = Path(output_dir)
+    files = sorted(output_dir.glob("*.safetensors"))
+    if not files:
+        raise TrainingConfigError(f"no *.safetensors written to {output_dir}: was the model saved?")
+    canonical, expected = canonical_names(config)
+    renames: dict[str, str] = {}
+    saved: set[str] = set()
+    for file in files:
+        tensors = load_file(file)
+        fixed = {}
+        for key, tensor in tensors.items():
+            new = canonical(key)
+            if new is None:
+                raise TrainingConfigError(f"{file} holds {key}, which is no weight of a {config.model_type} model")
+            if new != key:
+                renames[key] = new
+            fixed[new] = tensor
+        saved.update(fixed)
+        if any(key in renames for key in tensors):
+            save_file(fixed, file, metadata={"format": "pt"})
+    index = output_dir / "model.safetensors.index.json"
+    if renames and index.is_file():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {renames.get(k, k): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    missing = sorted(expected - saved)
+    if missing:
+        raise TrainingConfigError(
+            f"checkpoint in {output_dir} lacks {len(missing)} weights (e.g. {', '.join(missing[:MAX_MISSING_SHOWN])})"
+        )
+    if renames:
+        logger.warning("renamed %d saved keys to canonical names (e.g. %s)", len(renames), next(iter(renames)))
+    return len(renames)

@@ -1,0 +1,168 @@
+"""Fine-tune LLaVA-1.5 on keypoint-instruct data with TRL's SFTTrainer, the way LLaVA-1.5 itself was trained.
+
+The paper's run (Table 2; DeepSpeed ZeRO-3; two A100s):
+
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml train_sft.py \
+        --config recipes/llava-1.5-7b/sft/config_full.yaml
+
+Ablations swap the recipe (config_conversation.yaml, config_detailed_description.yaml, config_complex_reasoning.yaml).
+The tiny model of the tests and the demo trains on a CPU, plainly or under ZeRO-3:
+
+    python train_sft.py --config recipes/tiny-llava/sft/config_cpu.yaml \
+        --model_name_or_path TINY_DIR --dataset_name DATASET_DIR --image_root COCO_ROOT --output_dir OUT
+    accelerate launch --config_file recipes/accelerate_configs/zero3_cpu.yaml --num_processes 2 train_sft.py ...
+
+What is trained follows LLaVA-1.5 rather than TRL's defaults: the loss covers only the assistant answers and the
+``</s>`` closing each of them (the chat template's ``{% generation %}`` markers with ``assistant_only_loss``), so the
+system line, the questions and every image token are labelled -100; images are padded to a square of CLIP's mean
+colour instead of centre-cropped; the vision tower stays frozen (projector and language model train);
+``max_length`` is null so image tokens are never cut. Any command-line flag overrides the recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keypoint_instruct.errors import KeypointInstructError, TrainingConfigError
+from keypoint_instruct.training import (
+    check_images,
+    fix_saved_keys,
+    freeze_vision_tower,
+    image_transform,
+    load_sft_dataset,
+)
+
+logger = logging.getLogger("train_sft")
+
+DATASET_CONFIGS = ("conversation", "detailed_description", "complex_reasoning", "all")
+
+
+@dataclass
+class ScriptArguments:
+    """What to train on, and the LLaVA-1.5 fidelity switches. The rest lives in SFTConfig and ModelConfig."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Dataset folder written by `keypoint-instruct build` (Hub layout) or a Hub repo id."},
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Git revision of a Hub dataset: a version tag such as v1.0, or a commit."}
+    )
+    dataset_configs: list[str] = field(
+        default_factory=lambda: ["all"],
+        metadata={
+            "help": "Dataset configs to mix: conversation, detailed_description, complex_reasoning, or all.",
+            "nargs": "+",
+        },
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split of the dataset to train on."})
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "COCO root holding <split>/<file_name>; needed when the dataset stores image paths."},
+    )
+    freeze_vision_tower: bool = field(
+        default=True, metadata={"help": "Keep the CLIP vision tower frozen, as LLaVA-1.5 did (projector + LLM train)."}
+    )
+    pad_to_square: bool = field(
+        default=True,
+        metadata={"help": "Pad images to a square of CLIP's mean colour before the processor (LLaVA-1.5), no crop."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name:
+            raise TrainingConfigError(
+                "dataset_name is required: a dataset folder (<config>/train-*.parquet + README.md) or a Hub repo id"
+            )
+        if isinstance(self.dataset_configs, str):
+            self.dataset_configs = [self.dataset_configs]
+        unknown = [name for name in self.dataset_configs if name not in DATASET_CONFIGS]
+        if unknown or not self.dataset_configs:
+            raise TrainingConfigError(
+                f"dataset_configs {self.dataset_configs}: expected a list drawn from {list(DATASET_CONFIGS)}, "
+                "e.g. [conversation, complex_reasoning] or [all]"
+            )
+        if "all" in self.dataset_configs and len(self.dataset_configs) > 1:
+            raise TrainingConfigError(
+                f"dataset_configs {self.dataset_configs}: `all` already holds every task; list it alone"
+            )
+        if len(set(self.dataset_configs)) != len(self.dataset_configs):
+            raise TrainingConfigError(f"dataset_configs {self.dataset_configs}: a config is listed twice")
+        if self.image_root is not None and not Path(self.image_root).is_dir():
+            raise TrainingConfigError(f"image_root {self.image_root} is not a folder (expected the COCO root)")
+
+
+def main(script_args: ScriptArguments, training_args, model_args) -> None:
+    """Check the inputs, load model and processor, train, and save a checkpoint with canonical key names."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import SFTTrainer
+
+    # Everything that can be wrong with the inputs fails here, before the model is loaded.
+    dataset = load_sft_dataset(
+        script_args.dataset_name,
+        script_args.dataset_configs,
+        revision=script_args.dataset_revision,
+        split=script_args.dataset_train_split,
+    )
+    check_images(dataset, script_args.image_root)
+    if not training_args.assistant_only_loss:
+        logger.warning("assistant_only_loss is off: prompts and image tokens will be trained, unlike LLaVA-1.5")
+    if training_args.max_length is not None:
+        logger.warning("max_length=%d can cut image tokens; LLaVA recipes keep it null", training_args.max_length)
+    train_dataset = dataset.select_columns(["messages", "images"]).with_transform(
+        image_transform(script_args.image_root, pad=script_args.pad_to_square)
+    )
+
+    # SFTConfig exists already (TrlParser built it), so a ZeRO-3 launch partitions the model while it loads.
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+    )
+    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if script_args.freeze_vision_tower:
+        freeze_vision_tower(model)
+
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=processor)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        fix_saved_keys(training_args.output_dir, model.config)
+    trainer.accelerator.wait_for_everyone()
+    logger.info("model saved to %s", training_args.output_dir)
+    trainer.end()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """Recipe YAML + flags -> (ScriptArguments, SFTConfig, ModelConfig); a stale or bad key is a TrainingConfigError."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+    try:
+        return tuple(parser.parse_args_and_config(argv))
+    except KeypointInstructError:
+        raise
+    except (ValueError, OSError) as err:  # unknown YAML key, bad value, missing recipe file
+        message = " ".join(str(err).split())
+        raise TrainingConfigError(f"training config: {message}") from err
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr and exit code 2 for bad input, never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        main(*parse_args(argv))
+    except KeypointInstructError as err:
+        print(f"train_sft: error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
