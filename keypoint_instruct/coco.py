@@ -290,5 +290,5 @@ def load_scenes(coco_root: str | Path, split: str) -> dict[int, Scene]:
             captions=tuple(c["caption"] for c in captions.imgToAnns.get(image_id, ())),
             instances=tuple(objs),
         )
-    log.info("loaded %d images of %s from %s", len(scenes), split, root)
+    log.debug("loaded %d images of %s from %s", len(scenes), split, root)
     return scenes

@@ -125,5 +125,5 @@ def save_figure(image_file: Path, scene: Scene, context: str, out: Path) -> Path
         raise CocoFormatError(f"image file {image_file} cannot be read as an image ({err})") from err
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.save(out, format="PNG")
-    log.info("wrote %s (%dx%d)", out, figure.width, figure.height)
+    log.debug("wrote %s (%dx%d)", out, figure.width, figure.height)
     return out

@@ -36,7 +36,7 @@ ATTACH = {"skis": "feet", "snowboard": "feet", "surfboard": "feet", "skateboard"
           "tennis racket": "hand", "baseball bat": "hand", "frisbee": "hand", "umbrella": "above"}  # fmt: skip
 SUBJECTS = {1: ("A man", "A woman", "A person", "A young boy", "A girl"),
             2: ("Two people", "A couple of friends", "Two men"),
-            3: ("A group of people", "Several people", "Three people")}  # fmt: skip
+            3: ("Three people", "A group of people"), 4: ("A group of people", "Several people")}  # fmt: skip
 CHUNK = 2000  # images per encoded chunk
 
 
@@ -236,9 +236,9 @@ class _Generator:
         templates = self.scenes[img.scene]["captions"]
         details = vocabulary()["caption_details"]
         count = 5 + int(rng.random() < 0.02)
-        subjects = SUBJECTS[min(max(people, 1), 3)]
+        subjects = SUBJECTS[min(max(people, 1), 4)]
+        subject = subjects[int(rng.integers(len(subjects)))]  # one subject per image keeps the captions consistent
         for index in rng.choice(len(templates), size=min(count, len(templates)), replace=False):
-            subject = subjects[int(rng.integers(len(subjects)))]
             text = templates[int(index)].format(subject=subject, subject_lower=subject[0].lower() + subject[1:])
             if rng.random() < 0.7:
                 text = text[:-1] + details[int(rng.integers(len(details)))] + text[-1]

@@ -24,3 +24,11 @@ def make_fixture_tree(root: Path) -> Path:
 def coco_root(tmp_path_factory) -> Path:
     """A synthetic COCO tree (annotations/ + JPEGs) shared by the whole session; treat it as read-only."""
     return make_fixture_tree(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture
+def coco_copy(coco_root, tmp_path) -> Path:
+    """A writable copy of the fixture tree (annotations and images), for tests that break or change files."""
+    import shutil
+
+    return Path(shutil.copytree(coco_root, tmp_path / "coco"))
