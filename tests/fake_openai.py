@@ -37,10 +37,10 @@ the provider's prompt cache: when every message but the last was seen before in 
 least 1024 tokens, that prefix (rounded down to a multiple of 128) is reported as cached.
 
 Batches: ``POST /v1/files`` (multipart, purpose "batch"), ``GET /v1/files/{id}`` and ``/v1/files/{id}/content``,
-``POST /v1/batches``, ``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``. A batch answers every input line
-with the responder; lines whose ``custom_id`` is in ``error_ids`` (or picked by the seeded ``error_rate``) go to an
-error file instead. Output lines are shuffled. ``POST /_fake/complete_batches`` completes batches of a standalone
-server.
+``POST /v1/batches``, ``GET /v1/batches`` (all, newest first), ``GET /v1/batches/{id}``,
+``POST /v1/batches/{id}/cancel``. A batch answers every input line with the responder; lines whose ``custom_id``
+is in ``error_ids`` (or picked by the seeded ``error_rate``) go to an error file instead. Output lines are shuffled.
+``POST /_fake/complete_batches`` completes batches of a standalone server.
 
 Standalone: ``python -m tests.fake_openai --port 0 [--latency S] [--rpm N] [--tpm N] [--fault-rate F]
 [--fault-kinds 429,500] [--seed N] [--batch-delay S] [--log FILE]`` prints its base URL on the first stdout line,
@@ -408,6 +408,8 @@ class FakeOpenAI:
                 answer = self._upload(headers.get("content-type", ""), raw, entry)
             elif method == "GET" and path.startswith("/v1/files/"):
                 answer = self._get_file(path[len("/v1/files/") :])
+            elif method == "GET" and path == "/v1/batches":
+                answer = self._list_batches()
             elif method == "POST" and path == "/v1/batches":
                 entry.body = json.loads(raw)
                 answer = self._create_batch(entry.body)
@@ -619,6 +621,17 @@ class FakeOpenAI:
         }
         self._batches[batch["id"]] = batch
         return 200, {}, json.dumps(batch).encode()
+
+    def _list_batches(self):
+        data = sorted(self._batches.values(), key=lambda b: (b["created_at"], b["id"]), reverse=True)
+        page = {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+        return 200, {}, json.dumps(page).encode()
 
     def _batch_route(self, method: str, rest: str):
         batch_id, _, action = rest.partition("/")

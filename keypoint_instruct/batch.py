@@ -1,0 +1,361 @@
+"""The OpenAI Batch API (half price, answers within 24 h) feeding the same response cache as ``generate``.
+
+Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them; ``client`` is a sync
+``openai.OpenAI``, ``cache`` a :class:`keypoint_instruct.cache.ResponseCache`)::
+
+    submit(client, requests, cache, out_dir, *, max_requests=50_000, max_bytes=200_000_000) -> SubmitResult
+    status(client, cache) -> StatusReport
+    collect(client, cache) -> CollectResult
+
+``submit`` leaves out requests already answered in the cache or waiting in an uncollected batch, writes the rest as
+request JSONL files under ``out_dir`` (``custom_id`` = the cache key; a new file every ``max_requests`` requests or
+before ``max_bytes``), uploads each (purpose "batch"), creates a batch for it (``/v1/chat/completions``, 24h window)
+and records the batch and its keys in the cache. Each batch carries the sha256 of its input file in its metadata: a
+rerun after a crash between creating a batch and recording it finds the batch again instead of paying twice.
+
+``collect`` downloads the output and error files of every finished, uncollected batch and ingests them exactly once:
+answers go in through ``ResponseCache.put`` at the Batch price (a key answered already is left alone), failed lines
+through ``record_failure``; lines are matched by ``custom_id`` (the provider's order is not kept) and checked
+against the batch's own input file, whose bodies hash back to their keys. The batch is then marked collected, so a
+second ``collect`` adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keypoint_instruct.errors import CacheError, TeacherError, UsageError
+from keypoint_instruct.pricing import completion_cost
+from keypoint_instruct.teacher import Completion, TeacherRequest, canonical_json, request_key
+
+if TYPE_CHECKING:
+    from keypoint_instruct.cache import ResponseCache
+
+log = logging.getLogger(__name__)
+
+ENDPOINT = "/v1/chat/completions"
+COMPLETION_WINDOW = "24h"
+MAX_REQUESTS_PER_FILE = 50_000  # the Batch API's limits per input file
+MAX_BYTES_PER_FILE = 200_000_000
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+DIGEST_KEY = "keypoint_instruct_input_sha256"
+
+
+@dataclass
+class SubmitResult:
+    batch_ids: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    submitted: int = 0
+    already_answered: int = 0
+    already_pending: int = 0
+    adopted: int = 0  # batches found again by their input digest instead of being created twice
+
+    def __str__(self) -> str:
+        if not self.batch_ids:
+            return (
+                f"nothing to submit: {self.already_answered} requests already answered, "
+                f"{self.already_pending} waiting in earlier batches"
+            )
+        found = f" ({self.adopted} found again after an interrupted submit)" if self.adopted else ""
+        return (
+            f"submitted {self.submitted} requests in {len(self.batch_ids)} batches{found}: "
+            f"{', '.join(self.batch_ids)}; skipped {self.already_answered} already answered and "
+            f"{self.already_pending} waiting in earlier batches; request files in {self.files[0].parent}"
+        )
+
+
+@dataclass
+class StatusReport:
+    rows: list[dict] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return "no batches recorded in this cache"
+        lines = []
+        for r in self.rows:
+            counts = f"{r['completed']}/{r['total']} done, {r['failed']} failed"
+            lines.append(f"{r['batch_id']}  {r['status']:<11} {counts}  {'collected' if r['collected'] else ''}")
+        return "\n".join(line.rstrip() for line in lines)
+
+
+@dataclass
+class CollectResult:
+    collected_batches: list[str] = field(default_factory=list)
+    waiting_batches: list[str] = field(default_factory=list)
+    added: int = 0
+    already_present: int = 0
+    failures: int = 0
+    unmatched: int = 0  # lines whose custom_id is not a request of the batch
+    cost_usd: float = 0.0
+
+    def __str__(self) -> str:
+        text = (
+            f"collected {len(self.collected_batches)} batches: {self.added} answers added "
+            f"(${self.cost_usd:.4f} at the Batch price), {self.already_present} already in the cache, "
+            f"{self.failures} failed requests recorded"
+        )
+        if self.unmatched:
+            text += f", {self.unmatched} lines matching no submitted request ignored"
+        if self.waiting_batches:
+            text += f"; still running: {', '.join(self.waiting_batches)}"
+        return text
+
+
+def _api(what: str, call, *args, **kwargs):
+    """Call the API; an error becomes one TeacherError line (the key is never part of it)."""
+    import openai
+
+    try:
+        return call(*args, **kwargs)
+    except openai.APIStatusError as err:
+        raise TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {_message(err)}") from None
+    except openai.APIError as err:
+        raise TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {err.message}") from None
+
+
+def _message(err) -> str:
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(err, "message", err))
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def request_line(request: TeacherRequest) -> bytes:
+    line = {"custom_id": request.key, "method": "POST", "url": ENDPOINT, "body": request.body}
+    return (canonical_json(line) + "\n").encode("utf-8")
+
+
+def split_lines(
+    requests: Sequence[TeacherRequest], max_requests: int, max_bytes: int
+) -> list[tuple[list[TeacherRequest], bytes]]:
+    """Requests cut into input files of at most ``max_requests`` lines and ``max_bytes`` bytes."""
+    chunks: list[tuple[list[TeacherRequest], list[bytes]]] = []
+    size = 0
+    for request in requests:
+        line = request_line(request)
+        if len(line) > max_bytes:
+            raise UsageError(f"request {request.key[:12]} alone is {len(line)} bytes, over the {max_bytes} allowed")
+        if not chunks or len(chunks[-1][0]) >= max_requests or size + len(line) > max_bytes:
+            chunks.append(([], []))
+            size = 0
+        chunks[-1][0].append(request)
+        chunks[-1][1].append(line)
+        size += len(line)
+    return [(reqs, b"".join(lines)) for reqs, lines in chunks]
+
+
+def _existing_batches(client) -> dict[str, Any]:
+    """Recent batches by input digest (a batch created by an interrupted submit)."""
+    found = {}
+    try:
+        page = client.batches.list(limit=100)
+        for batch in page.data:
+            digest = (batch.metadata or {}).get(DIGEST_KEY)
+            if digest and batch.status not in ("failed", "expired", "cancelled", "cancelling"):
+                found.setdefault(digest, batch)
+    except Exception as err:  # listing is a safety net; a provider without it must not block a submit
+        log.warning("could not list existing batches (%s); an interrupted earlier submit cannot be detected", err)
+    return found
+
+
+def submit(
+    client,
+    requests: Sequence[TeacherRequest],
+    cache: ResponseCache,
+    out_dir: str | Path,
+    *,
+    max_requests: int = MAX_REQUESTS_PER_FILE,
+    max_bytes: int = MAX_BYTES_PER_FILE,
+) -> SubmitResult:
+    """Upload the requests not answered and not pending as batches; see the module docstring."""
+    result = SubmitResult()
+    unique = {r.key: r for r in requests}
+    answered = cache.answered(unique)
+    pending = cache.pending_batch_keys() & set(unique)
+    result.already_answered, result.already_pending = len(answered), len(pending)
+    todo = [r for key, r in unique.items() if key not in answered and key not in pending]
+    if not todo:
+        return result
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = _existing_batches(client)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for number, (chunk, data) in enumerate(split_lines(todo, max_requests, max_bytes), start=1):
+        digest = hashlib.sha256(data).hexdigest()
+        path = out_dir / f"batch-{stamp}-{number:03d}.jsonl"
+        path.write_bytes(data)
+        result.files.append(path)
+        batch = existing.get(digest)
+        if batch is not None:
+            result.adopted += 1
+            log.info("batch %s already holds %s; recording it instead of submitting again", batch.id, path.name)
+        else:
+            with path.open("rb") as handle:
+                uploaded = _api(f"uploading {path.name}", client.files.create, file=handle, purpose="batch")
+            batch = _api(
+                f"creating the batch of {path.name}",
+                client.batches.create,
+                input_file_id=uploaded.id,
+                endpoint=ENDPOINT,
+                completion_window=COMPLETION_WINDOW,
+                metadata={DIGEST_KEY: digest, "file": path.name},
+            )
+        cache.record_batch(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status)
+        result.batch_ids.append(batch.id)
+        result.submitted += len(chunk)
+        log.info("batch %s: %d requests (%s, %d bytes)", batch.id, len(chunk), path.name, len(data))
+    return result
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _refresh(client, cache: ResponseCache, row: dict):
+    batch = _api(f"reading batch {row['batch_id']}", client.batches.retrieve, row["batch_id"])
+    cache.update_batch(
+        row["batch_id"], status=batch.status, output_file_id=batch.output_file_id, error_file_id=batch.error_file_id
+    )
+    return batch
+
+
+def status(client, cache: ResponseCache) -> StatusReport:
+    """The state of every batch recorded in the cache (uncollected ones are asked from the API and updated)."""
+    report = StatusReport()
+    for row in cache.batches():
+        collected = row["collected_at"] is not None
+        counts = {"total": row["n_requests"], "completed": 0, "failed": 0}
+        state = row["status"]
+        if not collected:
+            batch = _refresh(client, cache, row)
+            state = batch.status
+            if batch.request_counts is not None:
+                counts = batch.request_counts.model_dump()
+        else:
+            counts["completed"] = counts["total"]
+        report.rows.append({"batch_id": row["batch_id"], "status": state, "collected": collected, **counts})
+    return report
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def _jsonl(client, file_id: str | None, what: str) -> list[dict]:
+    if not file_id:
+        return []
+    text = _api(f"downloading {what} {file_id}", client.files.content, file_id).text
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise CacheError(f"{what} {file_id} line {number} is not JSON") from None
+    return lines
+
+
+def _requests_of(client, cache: ResponseCache, batch) -> dict[str, TeacherRequest]:
+    """The batch's requests by key, rebuilt from its input file and the cache's record of each key."""
+    requests = {}
+    for item in _jsonl(client, batch.input_file_id, "input file"):
+        key, body = item.get("custom_id"), item.get("body")
+        meta = cache.batch_request(key) if isinstance(key, str) else None
+        if meta is None or not isinstance(body, dict) or request_key(body) != key:
+            log.warning("input line %s of batch %s does not match a recorded request; skipped", key, batch.id)
+            continue
+        requests[key] = TeacherRequest(
+            task=meta["task"],
+            image_id=meta["image_id"],
+            coco_split=meta["coco_split"],
+            prompt_version=meta["prompt_version"],
+            body=body,
+        )
+    return requests
+
+
+def _completion(body: dict, request: TeacherRequest) -> Completion:
+    choice = body["choices"][0]
+    usage = body.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return Completion(
+        text=(choice.get("message") or {}).get("content") or "",
+        finish_reason=choice.get("finish_reason") or "unknown",
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        model=str(body.get("model") or request.body.get("model", "")),
+    )
+
+
+def _failure_reason(batch_id: str, line: dict) -> str:
+    response = line.get("response") or {}
+    error = line.get("error") or (response.get("body") or {}).get("error") or {}
+    code = error.get("code") or error.get("type") or "error"
+    status_code = response.get("status_code")
+    where = f"HTTP {status_code} " if status_code else ""
+    return f"batch {batch_id}: {where}{code}: {error.get('message') or 'no message'}"
+
+
+def _ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, result: CollectResult) -> None:
+    answered = cache.answered(line.get("custom_id") for line in lines)
+    for line in lines:
+        request = requests.get(line.get("custom_id"))
+        if request is None:
+            result.unmatched += 1
+            continue
+        if request.key in answered:
+            result.already_present += 1
+            continue
+        response = line.get("response") or {}
+        if response.get("status_code") == 200 and not line.get("error"):
+            try:
+                completion = _completion(response["body"], request)
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                reason = f"batch {batch.id}: malformed answer ({type(err).__name__}: {err})"
+            else:
+                cost = completion_cost(
+                    str(request.body.get("model", completion.model)),
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    cached_tokens=completion.cached_tokens,
+                    batch=True,
+                )
+                stored = cache.put(request, completion, 0.0, cost_usd=cost)
+                answered.add(request.key)
+                result.added += 1
+                result.cost_usd += stored.cost_usd
+                continue
+        else:
+            reason = _failure_reason(batch.id, line)
+        if not any(f["reason"] == reason for f in cache.failures(request.key)):
+            cache.record_failure(request, reason)
+        result.failures += 1
+
+
+def collect(client, cache: ResponseCache) -> CollectResult:
+    """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
+    result = CollectResult()
+    rows = [row for row in cache.batches() if row["collected_at"] is None]
+    for row in rows:
+        batch = _refresh(client, cache, row)
+        if batch.status not in TERMINAL:
+            result.waiting_batches.append(batch.id)
+            continue
+        requests = _requests_of(client, cache, batch)
+        lines = _jsonl(client, batch.output_file_id, "output file") + _jsonl(client, batch.error_file_id, "error file")
+        _ingest(cache, batch, lines, requests, result)
+        cache.update_batch(batch.id, collected_at=datetime.now(UTC).isoformat(timespec="microseconds"))
+        result.collected_batches.append(batch.id)
+        log.info("collected batch %s (%s): %d lines", batch.id, batch.status, len(lines))
+    return result

@@ -1,0 +1,166 @@
+"""Batch API round trips against the fake OpenAI server: submit, status, collect exactly once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openai import OpenAI
+
+from keypoint_instruct import batch
+from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.cli import main
+from keypoint_instruct.coco import load_scenes
+from keypoint_instruct.context import select_scenes
+from keypoint_instruct.errors import TeacherError
+from keypoint_instruct.pricing import completion_cost
+from keypoint_instruct.teacher import GenerationSettings, build_requests, request_key
+
+SPLIT = "val2014"
+
+
+@pytest.fixture(scope="module")
+def scenes(coco_root):
+    return select_scenes(load_scenes(coco_root, SPLIT).values(), limit=4)
+
+
+def make_requests(scenes, tasks=("conversation", "complex_reasoning")):
+    settings = GenerationSettings()
+    return [r for task in tasks for r in build_requests(scenes, task, settings, "paper", SPLIT)]
+
+
+def client_for(server) -> OpenAI:
+    return OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0, timeout=10)
+
+
+def paths(server) -> list[str]:
+    return [f"{e.method} {e.path}" for e in server.log()]
+
+
+def test_submit_collect_round_trip_exactly_once(fake_openai, scenes, tmp_path):
+    requests = make_requests(scenes)
+    client = client_for(fake_openai)
+    failing = requests[3].key
+    fake_openai.set_batch(error_ids={failing})
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        submitted = batch.submit(client, requests, cache, tmp_path / "files")
+        assert submitted.submitted == len(requests) == 8 and len(submitted.batch_ids) == 1
+        assert paths(fake_openai).count("POST /v1/files") == 1 and paths(fake_openai).count("POST /v1/batches") == 1
+        lines = [json.loads(x) for x in submitted.files[0].read_text().splitlines()]
+        assert [x["custom_id"] for x in lines] == [r.key for r in requests]
+        assert all(request_key(x["body"]) == x["custom_id"] and x["url"] == "/v1/chat/completions" for x in lines)
+        assert cache.pending_batch_keys() == {r.key for r in requests}
+
+        # not finished yet: nothing is ingested, the batch stays uncollected
+        early = batch.collect(client, cache)
+        assert early.waiting_batches == submitted.batch_ids and early.added == 0
+        assert "in_progress" in str(batch.status(client, cache))
+
+        fake_openai.complete_batches()
+        done = batch.collect(client, cache)
+        assert (done.added, done.failures, done.already_present, done.unmatched) == (7, 1, 0, 0)
+        assert cache.answered(r.key for r in requests) == {r.key for r in requests} - {failing}
+        assert "HTTP 500" in cache.failures(failing)[0]["reason"]
+
+        # answers are matched by custom_id although the output file is shuffled
+        remote = client.batches.retrieve(submitted.batch_ids[0])
+        output = {
+            x["custom_id"]: x for x in map(json.loads, client.files.content(remote.output_file_id).text.splitlines())
+        }
+        for request in requests:
+            if request.key == failing:
+                continue
+            stored, body = cache.get(request.key), output[request.key]["response"]["body"]
+            assert stored.text == body["choices"][0]["message"]["content"]
+            assert (stored.task, stored.image_id, stored.prompt_version) == (
+                request.task,
+                request.image_id,
+                request.prompt_version,
+            )
+            usage = body["usage"]
+            sync = completion_cost(
+                "gpt-4o-2024-08-06",
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
+                cached_tokens=usage["prompt_tokens_details"]["cached_tokens"],
+            )
+            assert stored.cost_usd == pytest.approx(sync / 2) and stored.cost_usd > 0
+
+        # a second collect adds nothing and asks for no file
+        before = len(fake_openai.log())
+        again = batch.collect(client, cache)
+        assert (again.added, again.failures, again.collected_batches) == (0, 0, [])
+        assert len(fake_openai.log()) == before and cache.stats().responses == 7
+        assert "collected" in str(batch.status(client, cache))
+
+        # submitting the same selection again sends only the failed request
+        fake_openai.set_batch()
+        resubmitted = batch.submit(client, requests, cache, tmp_path / "files")
+        assert (resubmitted.submitted, resubmitted.already_answered) == (1, 7)
+        assert cache.pending_batch_keys() == {failing}
+
+
+def test_pending_requests_are_not_submitted_twice(fake_openai, scenes, tmp_path):
+    requests = make_requests(scenes, tasks=("conversation",))
+    client = client_for(fake_openai)
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        batch.submit(client, requests[:2], cache, tmp_path)
+        second = batch.submit(client, requests, cache, tmp_path)
+    assert (second.submitted, second.already_pending) == (2, 2)
+    assert paths(fake_openai).count("POST /v1/batches") == 2
+
+
+def test_files_split_by_count_and_bytes(fake_openai, scenes, tmp_path):
+    requests = make_requests(scenes)
+    client = client_for(fake_openai)
+    with ResponseCache(tmp_path / "a.db", create=True) as cache:
+        by_count = batch.submit(client, requests, cache, tmp_path / "a", max_requests=3)
+    assert [len(p.read_text().splitlines()) for p in by_count.files] == [3, 3, 2]
+    assert len(by_count.batch_ids) == 3 and paths(fake_openai).count("POST /v1/files") == 3
+
+    size = len(batch.request_line(requests[0]))
+    chunks = batch.split_lines(requests, max_requests=50_000, max_bytes=int(size * 2.5))
+    assert all(len(data) <= size * 2.5 for _, data in chunks) and sum(len(c) for c, _ in chunks) == len(requests)
+    assert len(chunks) >= 4
+
+
+def test_interrupted_submit_finds_its_batch_again(fake_openai, scenes, tmp_path):
+    requests = make_requests(scenes, tasks=("complex_reasoning",))
+    client = client_for(fake_openai)
+    with ResponseCache(tmp_path / "first.db", create=True) as cache:
+        first = batch.submit(client, requests, cache, tmp_path / "f")
+    # the batch was created but (as after a crash) never recorded in this cache
+    with ResponseCache(tmp_path / "second.db", create=True) as cache:
+        second = batch.submit(client, requests, cache, tmp_path / "g")
+        assert second.adopted == 1 and second.batch_ids == first.batch_ids
+        assert paths(fake_openai).count("POST /v1/batches") == 1
+        fake_openai.complete_batches()
+        assert batch.collect(client, cache).added == len(requests)
+
+
+def test_unreachable_endpoint_is_one_teacher_error(scenes, tmp_path):
+    client = OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-test", max_retries=0, timeout=2)
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        with pytest.raises(TeacherError, match="Batch API: uploading .* failed"):
+            batch.submit(client, make_requests(scenes, tasks=("conversation",)), cache, tmp_path)
+
+
+def test_cli_round_trip(fake_openai, coco_root, tmp_path, capsys):
+    cache = str(tmp_path / "c.db")
+    url = ["--base-url", fake_openai.base_url]
+    selection = ["--task", "detailed_description", "--coco-root", str(coco_root), "--split", SPLIT, "--limit", "3"]
+    assert main(["batch", "submit", *selection, "--cache", cache, *url]) == 0
+    assert "submitted 3 requests in 1 batches" in capsys.readouterr().out
+    fake_openai.complete_batches()
+    assert main(["batch", "status", "--cache", cache, *url]) == 0
+    assert "completed" in capsys.readouterr().out
+    assert main(["batch", "collect", "--cache", cache, *url]) == 0
+    assert "3 answers added" in capsys.readouterr().out
+    assert main(["batch", "collect", "--cache", cache, *url]) == 0
+    assert "collected 0 batches: 0 answers added" in capsys.readouterr().out
+
+
+def test_cli_status_of_a_missing_cache_is_one_line(tmp_path, capsys):
+    code = main(["batch", "status", "--cache", str(tmp_path / "none.db"), "--base-url", "http://127.0.0.1:9/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and "none.db" in err
