@@ -1,9 +1,11 @@
 """Teacher prompt templates, loaded by task name from the data files under ``keypoint_instruct/prompts/<task>/``.
 
 A task folder holds ``system.txt`` and few-shot examples as ``examples/<n>.context.txt`` and
-``examples/<n>.response.txt`` (taken in numeric order). ``detailed_description/instructions.txt`` lists the user
-instructions of the detailed descriptions, one per line. ``pose_notes.txt`` is the sentence added to every system
-message in the context mode "paper+facts", whose contexts end with a block of plain-language pose notes.
+``examples/<n>.response.txt`` (taken in numeric order), plus ``examples/<n>.facts.txt``, the pose-notes block that
+follows the example's context in the context mode "paper+facts". ``example_scenes.json`` holds the pixel-space
+scenes the example contexts and pose notes are made from (a test rebuilds them with the project's formatter).
+``detailed_description/instructions.txt`` lists the user instructions of the detailed descriptions, one per line.
+``pose_notes.txt`` is the sentence added to every system message in the context mode "paper+facts".
 
 The messages of a request are the system message, the few-shot (context, response) pairs as user/assistant turns,
 and the image's context last: everything before the last message is byte-identical across the requests of a task,
@@ -102,6 +104,8 @@ def load_prompt(task: str, context_mode: str = "paper") -> PromptTemplate:
     examples = []
     for number in _example_numbers(folder / "examples"):
         context = read(folder / "examples" / f"{number}.context.txt")
+        if context_mode == "paper+facts":  # the same blocks format_context(scene, "paper+facts") joins
+            context = f"{context}\n\n{read(folder / 'examples' / f'{number}.facts.txt')}"
         response = read(folder / "examples" / f"{number}.response.txt")
         examples.append((context, response))
     if len(examples) < 2:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from keypoint_instruct import prompts
+from keypoint_instruct.coco import Instance, Scene
+from keypoint_instruct.context import format_context
 from keypoint_instruct.errors import PromptError
 from keypoint_instruct.prompts import (
     CONTEXT_MODES,
@@ -38,6 +40,11 @@ person: [0.12, 0.2, 0.35, 0.95], keypoints: [0.25, 0.26, 2, 0.26, 0.25, 2, 0.24,
 dog: [0.34, 0.78, 0.46, 0.95]
 person: [0.7, 0.3, 0.82, 0.9]
 car: [0.5, 0.4, 1.0, 0.75]"""
+
+FACTS = (
+    "Person 1 (on the left, standing, facing the camera): torso upright; left knee straight; right knee straight.\n"
+    "Person 2 (on the right): no body joints marked."
+)
 
 PERSON_LINE = re.compile(r"^person: \[([^\]]*)\], keypoints: \[([^\]]*)\]$")
 BOX_LINE = re.compile(r"^[a-z][a-z ]*: \[([^\]]*)\]$")
@@ -71,10 +78,12 @@ def test_the_fixed_context_has_the_contract_format():
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_snapshot_of_full_messages(task):
-    template = load_prompt(task)
-    got = {"task": task, "context_mode": "paper", "version": template.version, "messages": template.messages(CONTEXT)}
-    path = SNAPSHOTS / f"{task}.json"
+@pytest.mark.parametrize("mode", CONTEXT_MODES)
+def test_snapshot_of_full_messages(task, mode):
+    template = load_prompt(task, mode)
+    context = CONTEXT if mode == "paper" else CONTEXT + "\n\n" + FACTS
+    got = {"task": task, "context_mode": mode, "version": template.version, "messages": template.messages(context)}
+    path = SNAPSHOTS / (f"{task}.json" if mode == "paper" else f"{task}.{mode}.json")
     if UPDATE or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -132,16 +141,52 @@ def test_few_shot_examples_follow_the_rules(task):
             assert answer.startswith("Answer:\n") and len(answer) > len("Answer:\n") + 20
 
 
-def test_the_contract_coco_names_match_when_available():
-    coco = pytest.importorskip("keypoint_instruct.coco", reason="coco.py has not landed")
-    assert tuple(coco.KEYPOINT_NAMES) == prompts_keypoint_names()
+def test_the_body_parts_are_coco_keypoint_names():
+    from keypoint_instruct.coco import KEYPOINT_NAMES
+
+    assert tuple(KEYPOINT_NAMES) == prompts_keypoint_names()
 
 
-def test_facts_mode_adds_the_pose_notes_sentence():
+def _example_scenes() -> dict[str, tuple[Scene, list[str]]]:
+    data = json.loads((Path(prompts.__file__).parent / "prompts" / "example_scenes.json").read_text())
+    scenes = {}
+    for name, s in data["scenes"].items():
+        instances = tuple(
+            Instance(
+                id=number,
+                category=x["category"],
+                bbox=tuple(float(v) for v in x["bbox"]),
+                iscrowd=False,
+                keypoints=tuple(float(v) for v in x["keypoints"]) if "keypoints" in x else None,
+                num_keypoints=sum(1 for v in x.get("keypoints", [])[2::3] if v > 0),
+            )
+            for number, x in enumerate(s["instances"], start=1)
+        )
+        scene = Scene(0, f"{name}.jpg", "examples", s["width"], s["height"], tuple(s["captions"]), instances)
+        scenes[name] = (scene, s["used_by"])
+    return scenes
+
+
+def test_examples_are_rebuilt_exactly_from_their_scenes():
+    """Every example context (both modes) is what the project's own formatter makes of its pixel-space scene."""
+    covered = set()
+    for scene, used_by in _example_scenes().values():
+        for use in used_by:
+            task, number = use.split("/")
+            for mode in CONTEXT_MODES:
+                context, _ = load_prompt(task, mode).examples[int(number) - 1]
+                assert context == format_context(scene, mode), f"{use} ({mode}) is stale"
+            covered.add(use)
+    assert covered == {f"{t}/{n + 1}" for t in TASKS for n in range(len(load_prompt(t).examples))}
+
+
+def test_facts_mode_adds_the_pose_notes_sentence_and_blocks():
     for task in TASKS:
         paper, facts = load_prompt(task, "paper"), load_prompt(task, "paper+facts")
         assert facts.system.startswith(paper.system + "\n\n") and "pose notes" in facts.system[len(paper.system) :]
-        assert facts.examples == paper.examples and facts.version != paper.version
+        for (with_notes, answer), (plain, same_answer) in zip(facts.examples, paper.examples, strict=True):
+            assert with_notes.startswith(plain + "\n\nPerson 1 (") and answer == same_answer
+        assert facts.version != paper.version
     versions = {load_prompt(t, m).version for t in TASKS for m in CONTEXT_MODES}
     assert len(versions) == len(TASKS) * len(CONTEXT_MODES)
 
