@@ -94,8 +94,8 @@ class ScriptArguments:
             raise TrainingConfigError(f"image_root {self.image_root} is not a folder (expected the COCO root)")
 
 
-def main(script_args: ScriptArguments, training_args, model_args) -> None:
-    """Check the inputs, load model and processor, train, and save a checkpoint with canonical key names."""
+def build_trainer(script_args: ScriptArguments, training_args, model_args):
+    """Check the inputs, then load model and processor and return the SFTTrainer (nothing trained yet)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTTrainer
@@ -125,22 +125,33 @@ def main(script_args: ScriptArguments, training_args, model_args) -> None:
         attn_implementation=model_args.attn_implementation,
     )
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if any(hasattr(param, "ds_numel") for param in model.parameters()):
+        logger.info("parameters partitioned by ZeRO-3 at load")
     if script_args.freeze_vision_tower:
         freeze_vision_tower(model)
+    return SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=processor)
 
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=processor)
+
+def main(script_args: ScriptArguments, training_args, model_args) -> None:
+    """Train, then save a checkpoint (weights, processor, chat template) with canonical key names."""
+    if not model_args.model_name_or_path:
+        raise TrainingConfigError("model_name_or_path is required: a Hub id (llava-hf/llava-1.5-7b-hf) or a folder")
+    trainer = build_trainer(script_args, training_args, model_args)
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    where = f"DeepSpeed ZeRO-{plugin.zero_stage}" if plugin is not None else "plain"
+    logger.info("training: %s on %d process(es)", where, trainer.accelerator.num_processes)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
-        fix_saved_keys(training_args.output_dir, model.config)
+        fix_saved_keys(training_args.output_dir, trainer.model.config)
     trainer.accelerator.wait_for_everyone()
     logger.info("model saved to %s", training_args.output_dir)
     trainer.end()
 
 
 def parse_args(argv: list[str] | None = None) -> tuple:
-    """Recipe YAML + flags -> (ScriptArguments, SFTConfig, ModelConfig); a stale or bad key is a TrainingConfigError."""
+    """Recipe YAML + flags -> (ScriptArguments, SFTConfig, ModelConfig); a stale or bad key: TrainingConfigError."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))

@@ -1,0 +1,217 @@
+"""train_sft.py on the tiny LLaVA: what is trained (labels, images), that it learns, what it saves, bad input.
+
+Plain runs happen in this process; the ZeRO-3 runs go through the real `accelerate launch` (marked slow).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keypoint_instruct.images import CLIP_MEAN_RGB, resolve_image
+from train_sft import build_trainer, parse_args, run
+
+REPO = Path(__file__).resolve().parent.parent
+CPU_RECIPE = REPO / "recipes" / "tiny-llava" / "sft" / "config_cpu.yaml"
+ZERO3_CPU = REPO / "recipes" / "accelerate_configs" / "zero3_cpu.yaml"
+
+
+def _argv(tiny_llava_dir, sft_dataset, output_dir, *extra) -> list[str]:
+    dataset_dir, coco_root = sft_dataset
+    return [
+        "--config", str(CPU_RECIPE),
+        "--model_name_or_path", str(tiny_llava_dir),
+        "--dataset_name", str(dataset_dir),
+        "--image_root", str(coco_root),
+        "--output_dir", str(output_dir),
+        *extra,
+    ]  # fmt: skip
+
+
+def _expected_label_texts(trainer) -> set[str]:
+    """For every row: the text its labels must decode to, the answers each followed by </s> (LLaVA-1.5)."""
+    eos = trainer.processing_class.tokenizer.eos_token
+    texts = set()
+    for row in trainer.train_dataset.with_format(None).select_columns(["messages"]):
+        answers = [m["content"][0]["text"] for m in row["messages"] if m["role"] == "assistant"]
+        texts.add("".join(f" {answer}{eos}" for answer in answers))
+    return texts
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_llava_dir, sft_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("labels")
+    return build_trainer(*parse_args(_argv(tiny_llava_dir, sft_dataset, out, "--per_device_train_batch_size", "4")))
+
+
+def test_first_batch_trains_only_answers_and_their_eos(trainer):
+    tokenizer = trainer.processing_class.tokenizer
+    image_token_id = trainer.model.config.image_token_id
+    batch = next(iter(trainer.get_train_dataloader()))
+    labels, input_ids = batch["labels"], batch["input_ids"]
+    assert labels.shape == input_ids.shape
+    expected = _expected_label_texts(trainer)
+    for row_ids, row_labels in zip(input_ids, labels, strict=True):
+        trained = row_labels != -100
+        assert (row_labels[trained] == row_ids[trained]).all()
+        assert not trained[row_ids == image_token_id].any(), "an image token carries a label"
+        assert (row_ids == image_token_id).sum() == 16  # 56x56 tower, 14-pixel patches, CLS dropped
+        decoded = tokenizer.decode(row_ids[trained])
+        assert decoded in expected, decoded
+        assert decoded.endswith(tokenizer.eos_token)
+        assert "USER:" not in decoded and "ASSISTANT" not in decoded
+
+
+def test_images_arrive_padded_to_square_not_cropped(trainer, sft_dataset):
+    dataset_images = trainer.train_dataset.with_format(None).select_columns(["images"])
+    examples = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    checked = 0
+    for index, example in enumerate(examples):
+        original = resolve_image(dataset_images[index]["images"][0], sft_dataset[1])
+        padded = example["images"][0]
+        width, height = original.size
+        assert padded.size == (max(width, height),) * 2
+        if width != height:
+            corner = padded.getpixel((0, 0))
+            assert corner == CLIP_MEAN_RGB
+            checked += 1
+    assert checked, "no non-square image in the dataset to check"
+    # The collator's pixels: a landscape image's top rows are CLIP's mean, i.e. ~0 after normalisation.
+    batch = trainer.data_collator(examples[:2])
+    pixels = batch["pixel_values"]
+    for example, image_pixels in zip(examples[:2], pixels, strict=True):
+        assert image_pixels.shape[-1] == image_pixels.shape[-2] == 56
+        width, height = resolve_image(example["images"][0], None).size
+        assert width == height  # the processor gets squares, so its centre crop removes nothing
+        border = image_pixels[:, 0, :] if abs(image_pixels[:, 0, :]).max() < 0.05 else image_pixels[:, :, 0]
+        assert abs(border).max() < 0.05
+
+
+def test_loss_is_finite_and_falls_on_a_repeated_batch(tiny_llava_dir, sft_dataset, tmp_path):
+    argv = _argv(
+        tiny_llava_dir,
+        sft_dataset,
+        tmp_path,
+        "--max_steps",
+        "12",
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "5e-3",
+    )
+    trainer = build_trainer(*parse_args(argv))
+    trainer.train_dataset = trainer.train_dataset.select([0, 1])  # one batch, seen 12 times
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 12 and all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def _check_checkpoint(out: Path, initial: Path) -> None:
+    """Full weights under canonical names, vision tower untouched, the rest trained; reloads and generates."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from keypoint_instruct.training import canonical_names
+
+    saved, before = load_file(out / "model.safetensors"), load_file(initial / "model.safetensors")
+    _, expected = canonical_names(AutoConfig.from_pretrained(out))
+    assert set(saved) == expected == set(before)
+    changed = {key for key in saved if not torch.equal(saved[key].float(), before[key].float())}
+    assert not {key for key in changed if "vision_tower" in key}, "the frozen vision tower moved"
+    assert any("multi_modal_projector" in key for key in changed)
+    assert any("lm_head" in key for key in changed)
+    model, info = AutoModelForImageTextToText.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    processor = AutoProcessor.from_pretrained(out)
+    assert "{% generation %}" in processor.chat_template.replace("-", "")
+    from PIL import Image
+
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is the person doing?"}]}
+    ]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert prompt.endswith("ASSISTANT:")
+    inputs = processor(images=[Image.new("RGB", (56, 56), (9, 9, 9))], text=prompt, return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_plain_run_trains_and_saves_a_checkpoint_that_reloads(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    assert run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--max_steps", "3")) == 0
+    _check_checkpoint(tmp_path / "out", tiny_llava_dir)
+
+
+def _only_config(dataset_dir: Path, out: Path, config: str) -> Path:
+    shutil.copytree(dataset_dir / config, out / config)
+    card = (
+        f"---\nconfigs:\n- config_name: {config}\n  data_files:\n  - split: train\n    path: {config}/*.parquet\n---\n"
+    )
+    (out / "README.md").write_text(card)
+    return out
+
+
+def _assert_one_line_error(code, err: str, *needles: str) -> None:
+    assert code == 2
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("train_sft: error:")]
+    assert len(errors) == 1, err
+    assert "\n" not in errors[0]
+    for needle in needles:
+        assert needle in errors[0]
+
+
+def test_dataset_without_the_requested_config_fails_before_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    dataset = _only_config(sft_dataset[0], tmp_path / "partial", "conversation")
+    argv = _argv(tiny_llava_dir, (dataset, sft_dataset[1]), tmp_path / "out", "--dataset_configs", "complex_reasoning")
+    code = run(argv)
+    _assert_one_line_error(code, capsys.readouterr().err, "no config complex_reasoning", "conversation")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_images_fail_before_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    empty_root = tmp_path / "coco"
+    empty_root.mkdir()
+    code = run(_argv(tiny_llava_dir, (sft_dataset[0], empty_root), tmp_path / "out"))
+    _assert_one_line_error(code, capsys.readouterr().err, "missing under image_root", str(empty_root))
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_recipe_key_fails_through_the_real_script(tiny_llava_dir, sft_dataset, tmp_path):
+    recipe = tmp_path / "stale.yaml"
+    recipe.write_text(CPU_RECIPE.read_text() + "max_seq_length: 2048\n")
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out")
+    argv[1] = str(recipe)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train_sft.py"), *argv], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    _assert_one_line_error(proc.returncode, proc.stderr, "max_seq_length")
+    assert not (tmp_path / "out").exists()
+
+
+def _accelerate(num_processes: int, argv: list[str]) -> subprocess.CompletedProcess:
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--config_file", str(ZERO3_CPU), "--num_processes", str(num_processes)]
+    command += ["--num_cpu_threads_per_process", "1", str(REPO / "train_sft.py"), *argv]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=400, env=os.environ.copy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_processes", [1, 2])
+def test_zero3_launch_trains_and_saves_canonical_full_weights(num_processes, tiny_llava_dir, sft_dataset, tmp_path):
+    out = tmp_path / "out"
+    proc = _accelerate(
+        num_processes, _argv(tiny_llava_dir, sft_dataset, out, "--max_steps", "3", "--logging_steps", "1")
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert f"DeepSpeed ZeRO-3 on {num_processes} process" in proc.stderr
+    assert "parameters partitioned by ZeRO-3 at load" in proc.stderr
+    _check_checkpoint(out, tiny_llava_dir)
