@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+import quicktok
 
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
 from keypoint_instruct.context import select_scenes
-from keypoint_instruct.teacher import request_key
+from keypoint_instruct.prompts import TASKS, load_prompt
+from keypoint_instruct.teacher import Completion, GenerationSettings, build_requests, request_key
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "keypoint_instruct"]
@@ -218,3 +220,68 @@ def test_stage_cli_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def hand_count(messages: list[dict]) -> int:
+    """o200k tokens of a chat body as OpenAI bills it: 3 per message around role + content, 3 to prime the reply."""
+    enc = quicktok.get_encoding("o200k_base")
+    return 3 + sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in messages)
+
+
+def test_dry_run_figures_equal_a_hand_count(coco_root, tmp_path, capsys):
+    scenes = select_scenes(load_scenes(coco_root, "val2014").values(), limit=6)
+    requests = [r for task in TASKS for r in build_requests(scenes, task, GenerationSettings(), "paper", "val2014")]
+    cache_path = tmp_path / "dry.sqlite"
+    assert main(generate_args(coco_root, cache_path, "--task", "all", "--limit", "6", "--dry-run")) == 0
+    assert not cache_path.exists()  # a dry run creates nothing
+    with ResponseCache(cache_path, create=True) as cache:  # two answered already: left out of the estimate
+        for request in requests[:2]:
+            cache.put(request, Completion("x", "stop", 1, 1, 0, "gpt-4o-2024-08-06"), 0.0)
+    assert main(generate_args(coco_root, cache_path, "--task", "all", "--limit", "6", "--dry-run")) == 0
+    out = capsys.readouterr().out.split("requests selected:")[-1]
+    todo = requests[2:]
+
+    enc = quicktok.get_encoding("o200k_base")
+    input_tokens = sum(hand_count(r.body["messages"]) for r in todo)
+    expected = {
+        task: round(sum(len(enc.encode(resp)) for _, resp in load_prompt(task).examples) / 2) for task in TASKS
+    }
+    output_tokens = sum(expected[r.task] for r in todo)
+    sync = (input_tokens * 2.50 + output_tokens * 10.00) / 1e6
+    assert f" 18; already cached: 2; to send: {len(todo)}" in out
+    assert f"estimated input tokens: {input_tokens:,} (counted with o200k (quicktok-v1), exact" in out
+    assert f"estimated output tokens: {output_tokens:,} " in out
+    assert f"estimated cost sync: ${sync:,.2f} without prompt-cache hits" in out
+    assert f"estimated cost Batch API: ${sync / 2:,.2f}" in out
+
+
+def test_batch_round_trip_then_generate_sends_nothing(fake_openai, coco_root, tmp_path, capsys):
+    cache_path = tmp_path / "batch.sqlite"
+    select = [
+        "--task",
+        "all",
+        "--coco-root",
+        str(coco_root),
+        "--split",
+        "val2014",
+        "--cache",
+        str(cache_path),
+        "--limit",
+        "5",
+        "--base-url",
+        fake_openai.base_url,
+    ]
+    assert main(["batch", "submit", *select, "--out-dir", str(tmp_path / "jsonl")]) == 0
+    assert "submitted 15 requests" in capsys.readouterr().out
+    assert main(["batch", "status", "--cache", str(cache_path), "--base-url", fake_openai.base_url]) == 0
+    assert "in_progress" in capsys.readouterr().out
+    fake_openai.complete_batches()
+    for added in (15, 0):  # collected exactly once
+        assert main(["batch", "collect", "--cache", str(cache_path), "--base-url", fake_openai.base_url]) == 0
+        assert f"{added} answers added" in capsys.readouterr().out
+    with ResponseCache(cache_path) as cache:
+        rows = list(cache.iter_responses())
+    assert len(rows) == 15 and all(r.cost_usd > 0 for r in rows)
+    assert main(["generate", *select, "--no-progress"]) == 0
+    assert "15 requests: 15 already cached, 0 answered" in capsys.readouterr().out
+    assert fake_openai.chat_log() == []  # batch answers are the same cache keys: nothing sent again
