@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 JUDGE_MODEL = "gpt-4o-2024-08-06"  # pinned snapshot
 JUDGE_SEED = 20250405
 JUDGE_MAX_TOKENS = 1024
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.-])(\d+(?:\.\d+)?)(?![\w.])")
 
 
 @dataclass(frozen=True)

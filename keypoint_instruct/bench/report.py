@@ -214,7 +214,7 @@ def plot(scored: list[ModelScores], path: Path, title: str) -> None:
         pos = x - 0.4 + width * (i + 0.5)
         ax.bar(pos, values, width, label=s.model, yerr=[low, high], capsize=3)
         for px, v in zip(pos, values, strict=True):
-            ax.text(px, v / 2, f"{v:.1f}", ha="center", va="center", fontsize=7, rotation=90, color="white")
+            ax.text(px, 1.5, f"{v:.1f}", ha="center", va="bottom", fontsize=7, rotation=90, color="white")
     ax.set_xticks(x, [TITLES[c] for c in COLUMNS])
     ax.set_ylabel("score (mean judge score x 10)")
     ax.set_ylim(0, 105)

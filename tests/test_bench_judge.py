@@ -1,0 +1,165 @@
+"""``bench judge`` against the local OpenAI-compatible server with scripted replies, and the offline-overlap judge."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from keypoint_instruct.bench.judge import JUDGE_MODEL, JUDGE_SEED, load_rubrics, parse_scores, read_result
+from keypoint_instruct.bench.overlap import OVERLAP_LABEL, token_f1
+from keypoint_instruct.bench.report import ALL, build_report
+from keypoint_instruct.cli import main
+from tests.test_bench_layout import make_bench, reference_text, write_answers
+
+# The model's answer decides the scripted judge reply: (first reply, reply to the retry nudge).
+SCRIPT = {
+    "conversation-42": ("good", "8 6\nBoth are fine.", None),
+    "detailed_description-42": ("so-so", "7 3\nAssistant 2 misses the knees.", None),
+    "complex_reasoning-42": ("unclear-once", "Assistant 1 is better.", "9 5\nNow in the format."),
+    "conversation-73": ("unclear-always", "I cannot grade this.", "Still no scores, sorry."),
+    "detailed_description-73": ("fine", "8, 4\nComma-separated still reads.", None),
+    "complex_reasoning-73": ("better", "6 7\nAssistant 2 reasons well.", None),
+}
+_ANSWER = re.compile(r"\[Assistant 2\]\n(.*?)\n\n\[End of Assistant 2\]", re.DOTALL)
+
+
+def scripted_judge(body: dict) -> str:
+    user = body["messages"][1]["content"]
+    answer = _ANSWER.search(user).group(1)
+    qid = next(q for q, (text, _, _) in SCRIPT.items() if text == answer)
+    retry = body["messages"][-1]["content"] == load_rubrics().retry
+    return SCRIPT[qid][2] if retry else SCRIPT[qid][1]
+
+
+def judge(tmp_path, server, answers="answers.jsonl", out="result.json", *extra):
+    return main(
+        [
+            "bench", "judge", "--bench", str(tmp_path / "bench"), "--answers", str(tmp_path / answers),
+            "--cache", str(tmp_path / "judge.sqlite"), "--base-url", server.base_url, "--out", str(tmp_path / out),
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+@pytest.fixture
+def bench_and_answers(tmp_path):
+    make_bench(tmp_path / "bench")
+    write_answers(tmp_path / "answers.jsonl", {qid: text for qid, (text, _, _) in SCRIPT.items()})
+    return tmp_path
+
+
+def test_parse_scores():
+    assert parse_scores("8 6\nbecause") == (8.0, 6.0)
+    assert parse_scores("\n 7.5, 9 \nx") == (7.5, 9.0)
+    assert parse_scores("**8** **7**") == (8.0, 7.0)
+    for bad in ("", "Assistant 1: 8, Assistant 2: 7", "8\n7", "8 6 5", "0 5", "11 3", "8 -1", "good good"):
+        assert parse_scores(bad) is None, bad
+
+
+def test_scripted_judge_scores_excludes_and_caches(bench_and_answers, fake_openai, capsys):
+    tmp_path = bench_and_answers
+    fake_openai.set_responder(scripted_judge)
+    assert judge(tmp_path, fake_openai) == 0
+    assert "judged 5, excluded 1" in capsys.readouterr().out
+    bodies = [e.body for e in fake_openai.chat_log(ok_only=True)]
+    assert len(bodies) == 6 + 2  # two unreadable first replies asked again once each
+    first = next(b for b in bodies if "(complex_reasoning, 42)" in b["messages"][1]["content"])
+    assert (first["model"], first["temperature"], first["seed"]) == (JUDGE_MODEL, 0.0, JUDGE_SEED)
+    user = first["messages"][1]["content"]
+    assert user.index(reference_text("complex_reasoning", 42)) < user.index("unclear-once")
+    assert load_rubrics().by_category["complex_reasoning"] in user and "person: [0.1, 0.2, 0.5, 0.9] #42" in user
+
+    result = read_result(tmp_path / "result.json")
+    by_id = {j.question_id: j for j in result.judgements}
+    assert by_id["conversation-73"].status == "excluded" and by_id["conversation-73"].model_score is None
+    assert by_id["conversation-73"].attempts == 2 and len(set(by_id["conversation-73"].judge_keys)) == 2
+    assert (by_id["complex_reasoning-42"].reference_score, by_id["complex_reasoning-42"].model_score) == (9, 5)
+    assert result.counts()["conversation"] == {"judged": 1, "excluded": 1, "unanswered": 0}
+    scores = build_report([result], resamples=200)[0]
+    assert scores.score == pytest.approx(
+        {"conversation": 60.0, "detailed_description": 35.0, "complex_reasoning": 60.0, ALL: 155 / 3}
+    )
+    assert scores.relative["detailed_description"] == pytest.approx(3.5 / 7.5 * 100)
+    assert scores.relative["complex_reasoning"] == pytest.approx(80.0)
+
+    # A rerun asks nothing (every key is cached) and gives the same result.
+    fake_openai.clear_log()
+    assert judge(tmp_path, fake_openai, "answers.jsonl", "again.json") == 0
+    assert fake_openai.chat_log() == []
+    assert (
+        json.loads((tmp_path / "again.json").read_text())["judgements"]
+        == json.loads((tmp_path / "result.json").read_text())["judgements"]
+    )
+    # A changed answer is a new key: only that question is asked again.
+    lines = (tmp_path / "answers.jsonl").read_text().replace('"good"', '"good (edited)"')
+    (tmp_path / "answers.jsonl").write_text(lines)
+    SCRIPT["conversation-42"] = ("good (edited)", "8 2\nworse", None)
+    try:
+        assert judge(tmp_path, fake_openai, "answers.jsonl", "edited.json") == 0
+    finally:
+        SCRIPT["conversation-42"] = ("good", "8 6\nBoth are fine.", None)
+    assert len(fake_openai.chat_log()) == 1
+
+
+def test_unanswered_questions_are_counted_not_scored(tmp_path, fake_openai):
+    make_bench(tmp_path / "bench")
+    write_answers(tmp_path / "answers.jsonl", {q: t for q, (t, _, _) in SCRIPT.items() if q != "complex_reasoning-73"})
+    fake_openai.set_responder(scripted_judge)
+    assert judge(tmp_path, fake_openai) == 0
+    result = read_result(tmp_path / "result.json")
+    assert result.counts()["complex_reasoning"] == {"judged": 1, "excluded": 0, "unanswered": 1}
+
+
+def test_offline_overlap_judge(tmp_path, capsys):
+    make_bench(tmp_path / "bench")
+    ref = reference_text("conversation", 42)
+    texts = {"conversation-42": ref, "conversation-73": "skier bends knees"}
+    texts.update({q: "unrelated words only" for q in ("detailed_description-42", "complex_reasoning-42")})
+    texts.update({q: "zzz" for q in ("detailed_description-73", "complex_reasoning-73")})
+    write_answers(tmp_path / "answers.jsonl", texts)
+    args = ["bench", "judge", "--bench", str(tmp_path / "bench"), "--answers", str(tmp_path / "answers.jsonl")]
+    args += [
+        "--cache",
+        str(tmp_path / "j.sqlite"),
+        "--judge-model",
+        "offline-overlap",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    assert main(args) == 0
+    assert "NOT GPT-4o" in capsys.readouterr().out
+    result = read_result(tmp_path / "r.json")
+    assert result.judge_label == OVERLAP_LABEL and result.judge_model == "offline-overlap"
+    by_id = {j.question_id: j for j in result.judgements}
+    assert (by_id["conversation-42"].reference_score, by_id["conversation-42"].model_score) == (10, 10)
+    # "skier bends knees" against a 12-token reference ("the" dropped): P = 1, R = 3/12, F1 = 0.4 -> 1 + 9 * 0.4
+    assert token_f1("skier bends knees", reference_text("conversation", 73)) == pytest.approx(0.4)
+    assert by_id["conversation-73"].model_score == pytest.approx(4.6)
+    assert by_id["detailed_description-73"].model_score == 1
+    main(["bench", "report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")])
+    assert "NOT GPT-4o" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_input_is_one_line_exit_2(bench_and_answers, capsys):
+    tmp_path = bench_and_answers
+    base = ["bench", "judge", "--bench", str(tmp_path / "bench"), "--cache", str(tmp_path / "j.sqlite")]
+    # a judge model without a key or a URL
+    assert main([*base, "--answers", str(tmp_path / "answers.jsonl"), "--out", str(tmp_path / "r.json")]) == 2
+    assert "OPENAI_API_KEY" in _one_line_error(capsys)
+    # answers for questions that are not in the benchmark
+    write_answers(tmp_path / "answers.jsonl", {"conversation-5": "stray"})
+    assert main([*base, "--answers", str(tmp_path / "answers.jsonl"), "--out", str(tmp_path / "r.json")]) == 2
+    assert "conversation-5" in _one_line_error(capsys)
+    # a missing image
+    (tmp_path / "bench" / "images" / "COCO_val2014_000000000042.jpg").unlink()
+    assert main([*base, "--answers", str(tmp_path / "answers.jsonl"), "--out", str(tmp_path / "r.json")]) == 2
+    assert "COCO_val2014_000000000042.jpg" in _one_line_error(capsys)
+    assert not (tmp_path / "r.json").exists()

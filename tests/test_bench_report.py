@@ -1,0 +1,120 @@
+"""HPAUB report: scores, All, relative scores, improvement and intervals against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from keypoint_instruct.bench.judge import Judgement, JudgeResult, read_result
+from keypoint_instruct.bench.report import ALL, build_report
+from keypoint_instruct.cli import main
+from keypoint_instruct.errors import BenchmarkError
+
+# (reference score, model score) per question, two judged questions per category.
+MODEL_A = {
+    "conversation": [(8, 4), (8, 3)],  # mean 3.5 -> 35.00; relative 3.5 / 8 = 43.75
+    "detailed_description": [(10, 6), (6, 2)],  # mean 4 -> 40.00; relative 4 / 8 = 50.00
+    "complex_reasoning": [(9, 7), (7, 9)],  # mean 8 -> 80.00; relative 8 / 8 = 100.00
+}
+MODEL_B = {
+    "conversation": [(8, 3), (8, 3)],  # 30
+    "detailed_description": [(10, 4), (6, 2)],  # 30
+    "complex_reasoning": [(9, 6), (7, 6)],  # 60
+}
+
+
+def make_result(model: str, table: dict, *, excluded: int = 0, label: str = "gpt-4o-2024-08-06") -> JudgeResult:
+    judgements = []
+    for category, pairs in table.items():
+        for i, (ref, mod) in enumerate(pairs):
+            judgements.append(
+                Judgement(
+                    f"{category}-{i}", category, i, "judged", float(ref), float(mod), 1, (f"k{i}",), f"{ref} {mod}"
+                )
+            )
+    for i in range(excluded):  # never scored, only counted
+        judgements.append(Judgement(f"conversation-x{i}", "conversation", 100 + i, "excluded", None, None, 2, (), "?"))
+    return JudgeResult(model, "gpt-4o-2024-08-06", label, "rubric1", "bench", {}, tuple(judgements))
+
+
+def test_scores_all_relative_and_improvement_match_hand_computation():
+    a = make_result("model-a", MODEL_A, excluded=1)
+    b = make_result("model-b", MODEL_B, excluded=1)
+    scored = {s.model: s for s in build_report([a, b], baseline="model-b", resamples=500)}
+    sa, sb = scored["model-a"], scored["model-b"]
+    assert sa.score == pytest.approx(
+        {"conversation": 35.0, "detailed_description": 40.0, "complex_reasoning": 80.0, ALL: 155 / 3}
+    )
+    assert sa.relative == pytest.approx(
+        {"conversation": 43.75, "detailed_description": 50.0, "complex_reasoning": 100.0, ALL: 193.75 / 3}
+    )
+    assert sb.score[ALL] == pytest.approx(40.0)
+    assert sa.improvement == pytest.approx((155 / 3 / 40 - 1) * 100)  # 29.17 %
+    assert sb.improvement == pytest.approx(0.0)
+    assert sa.counts["conversation"] == {"judged": 2, "excluded": 1, "unanswered": 0}
+
+
+def test_paper_improvement_formula():
+    # Table 4: All = mean of the categories; 59.11 / 48.78 - 1 = 21.18 %
+    base = {"conversation": [(10, 3.575)], "detailed_description": [(10, 3.85)], "complex_reasoning": [(10, 7.2083)]}
+    full = {"conversation": [(10, 4.367)], "detailed_description": [(10, 6.7)], "complex_reasoning": [(10, 6.667)]}
+    scored = build_report([make_result("full", full), make_result("llava", base)], baseline="llava", resamples=200)
+    assert scored[1].score[ALL] == pytest.approx(48.78, abs=0.01)
+    assert scored[0].score[ALL] == pytest.approx(59.11, abs=0.01)
+    assert scored[0].improvement == pytest.approx(21.18, abs=0.02)
+
+
+def test_bootstrap_intervals_are_seeded_and_bracket_the_score():
+    a = make_result("model-a", MODEL_A)
+    first = build_report([a], resamples=1000, seed=3)[0]
+    again = build_report([a], resamples=1000, seed=3)[0]
+    assert first.score_ci == again.score_ci
+    for column, (low, high) in first.score_ci.items():
+        assert low <= first.score[column] <= high
+    # two distinct values 3 and 4: the resampled mean spans [30, 40]
+    assert first.score_ci["conversation"] == pytest.approx((30.0, 40.0))
+    b = make_result("b", {c: [(8, 5), (8, 5)] for c in MODEL_A})
+    assert build_report([b], resamples=200)[0].score_ci[ALL] == pytest.approx((50.0, 50.0))
+
+
+def test_bad_combinations_are_refused():
+    a = make_result("model-a", MODEL_A)
+    with pytest.raises(BenchmarkError, match="baseline 'nope'"):
+        build_report([a], baseline="nope")
+    with pytest.raises(BenchmarkError, match="several results"):
+        build_report([a, make_result("model-a", MODEL_B)])
+    empty = make_result("e", {"conversation": [(8, 4)], "detailed_description": [(8, 4)]})
+    with pytest.raises(BenchmarkError, match="complex_reasoning"):
+        build_report([empty])
+
+
+def test_report_command_writes_table_json_and_chart(tmp_path, capsys):
+    paths = []
+    for name, table in (("model-a", MODEL_A), ("model-b", MODEL_B)):
+        result = make_result(name, table, excluded=1)
+        result.write(tmp_path / f"{name}.json")
+        assert read_result(tmp_path / f"{name}.json") == result
+        paths.append(str(tmp_path / f"{name}.json"))
+    assert main(["bench", "report", *paths, "--baseline", "model-b", "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert out.startswith(md)
+    row = next(line for line in md.splitlines() if line.startswith("| model-a") and "%" in line)
+    assert "**35.00**" in row and "**51.67**" in row and "+29.17%" in row
+    assert "| model-b | 30.00" in md and "baseline" in md
+    assert "| model-a | 2 / 1 / 0 |" in md
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["models"][0]["score"]["all"] == pytest.approx(155 / 3)
+    with Image.open(tmp_path / "rep" / "report.png") as png:
+        assert png.format == "PNG" and png.size[0] > 300
+
+
+def test_report_cli_bad_input_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["bench", "report", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "bad.json" in err
+    assert main(["bench", "report", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r")]) == 2
+    assert "missing.json" in capsys.readouterr().err
