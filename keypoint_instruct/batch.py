@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,6 +109,14 @@ class CollectResult:
         return text
 
 
+_KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_*-]{4,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like an API key (providers echo a masked key on a 401) replaced."""
+    return _KEY_LIKE.sub("<redacted key>", text)
+
+
 def _api(what: str, call, *args, **kwargs):
     """Call the API; an error becomes one TeacherError line (the key is never part of it)."""
     import openai
@@ -115,9 +124,10 @@ def _api(what: str, call, *args, **kwargs):
     try:
         return call(*args, **kwargs)
     except openai.APIStatusError as err:
-        raise TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {_message(err)}") from None
+        message = redact(_message(err))
+        raise TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {message}") from None
     except openai.APIError as err:
-        raise TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {err.message}") from None
+        raise TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {redact(err.message)}") from None
 
 
 def _message(err) -> str:

@@ -164,3 +164,16 @@ def test_cli_status_of_a_missing_cache_is_one_line(tmp_path, capsys):
     code = main(["batch", "status", "--cache", str(tmp_path / "none.db"), "--base-url", "http://127.0.0.1:9/v1"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and "none.db" in err
+
+
+def test_key_shaped_text_is_redacted_from_errors():
+    text = "Incorrect API key provided: sk-proj-abc1****************wxyz. You can find your key at ..."
+    assert "abc1" not in batch.redact(text) and "<redacted key>" in batch.redact(text)
+    assert batch.redact("batch batch-fake3 not found") == "batch batch-fake3 not found"
+
+
+def test_cli_unreachable_endpoint_is_one_line(coco_root, tmp_path, capsys):
+    args = ["batch", "submit", "--task", "conversation", "--coco-root", str(coco_root), "--split", SPLIT]
+    code = main([*args, "--limit", "1", "--cache", str(tmp_path / "c.db"), "--base-url", "http://127.0.0.1:9/v1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("INFO ", "WARNING "))]
+    assert code == 2 and len(err) == 1 and "Batch API: uploading" in err[0] and "Traceback" not in err[0]
