@@ -166,14 +166,18 @@ def split_lines(
     return [(reqs, b"".join(lines)) for reqs, lines in chunks]
 
 
-def _existing_batches(client) -> dict[str, Any]:
-    """Recent batches by input digest (a batch created by an interrupted submit)."""
+def _existing_batches(client, known: set[str]) -> dict[str, Any]:
+    """Recent batches by input digest that the cache does not know (created by an interrupted submit)."""
     found = {}
     try:
         page = client.batches.list(limit=100)
         for batch in page.data:
             digest = (batch.metadata or {}).get(DIGEST_KEY)
-            if digest and batch.status not in ("failed", "expired", "cancelled", "cancelling"):
+            if (
+                digest
+                and batch.id not in known
+                and batch.status not in ("failed", "expired", "cancelled", "cancelling")
+            ):
                 found.setdefault(digest, batch)
     except Exception as err:  # listing is a safety net; a provider without it must not block a submit
         log.warning("could not list existing batches (%s); an interrupted earlier submit cannot be detected", err)
@@ -200,7 +204,7 @@ def submit(
         return result
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    existing = _existing_batches(client)
+    existing = _existing_batches(client, {row["batch_id"] for row in cache.batches()})
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     for number, (chunk, data) in enumerate(split_lines(todo, max_requests, max_bytes), start=1):
         digest = hashlib.sha256(data).hexdigest()

@@ -138,6 +138,22 @@ def test_interrupted_submit_finds_its_batch_again(fake_openai, scenes, tmp_path)
         assert batch.collect(client, cache).added == len(requests)
 
 
+def test_a_failed_request_resubmitted_alone_gets_a_new_batch(fake_openai, scenes, tmp_path):
+    """The same input bytes as a batch this cache already collected must not be mistaken for an interrupted submit."""
+    [request] = make_requests(scenes[:1], tasks=("conversation",))
+    client = client_for(fake_openai)
+    fake_openai.set_batch(error_ids={request.key})
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        batch.submit(client, [request], cache, tmp_path)
+        fake_openai.complete_batches()
+        assert batch.collect(client, cache).failures == 1
+        fake_openai.set_batch()
+        again = batch.submit(client, [request], cache, tmp_path)
+        assert again.adopted == 0 and paths(fake_openai).count("POST /v1/batches") == 2
+        fake_openai.complete_batches()
+        assert batch.collect(client, cache).added == 1 and cache.get(request.key) is not None
+
+
 def test_unreachable_endpoint_is_one_teacher_error(scenes, tmp_path):
     client = OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-test", max_retries=0, timeout=2)
     with ResponseCache(tmp_path / "c.db", create=True) as cache:
