@@ -165,7 +165,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
         )
-    print(f"{name}: answered {done} question(s) now, {len(bench.questions) - done} skipped or before; -> {args.out}")
+    print(f"{name}: answered {done} question(s) now, {len(bench.questions) - done} answered before -> {args.out}")
     return 0
 
 

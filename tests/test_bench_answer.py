@@ -1,0 +1,88 @@
+"""``bench answer``: the openai backend against the local server, the hf backend with the tiny LLaVA, resume."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from keypoint_instruct.bench.layout import load_answers, load_bench
+from keypoint_instruct.cli import main
+from tests.test_bench_layout import make_bench, write_answers
+
+
+def echo_responder(body: dict) -> str:
+    """Answers with the question and the size of the image it received."""
+    content = body["messages"][0]["content"]
+    url = next(p["image_url"]["url"] for p in content if p["type"] == "image_url")
+    question = next(p["text"] for p in content if p["type"] == "text")
+    return f"{question} | {len(base64.b64decode(url.split(',', 1)[1]))} bytes"
+
+
+def answer(tmp_path, *extra):
+    return main(["bench", "answer", "--bench", str(tmp_path / "bench"), "--out", str(tmp_path / "a.jsonl"), *extra])
+
+
+def test_openai_backend_sends_the_image_and_resumes(tmp_path, fake_openai, capsys):
+    bench = load_bench(make_bench(tmp_path / "bench"))
+    done_before = {q.question_id: "answered earlier" for q in bench.questions[:2]}
+    write_answers(tmp_path / "a.jsonl", done_before, model="remote-vlm")  # an interrupted earlier run
+    fake_openai.set_responder(echo_responder)
+    args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url, "--batch-size", "3"]
+    assert answer(tmp_path, *args) == 0
+    assert "answered 4 question(s) now" in capsys.readouterr().out
+    log = fake_openai.chat_log(ok_only=True)
+    assert len(log) == 4
+    body = log[0].body
+    assert body["model"] == "remote-vlm" and body["temperature"] == 0
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    answers = load_answers(tmp_path / "a.jsonl", bench)
+    assert len(answers) == 6 and all(a.model == "remote-vlm" for a in answers.values())
+    for q in bench.questions[2:]:
+        size = bench.image_path(q).stat().st_size
+        assert answers[q.question_id].text == f"{q.text} | {size} bytes"
+    assert answers[bench.questions[0].question_id].text == "answered earlier"
+    # Everything answered: a rerun sends nothing.
+    fake_openai.clear_log()
+    assert answer(tmp_path, *args) == 0
+    assert fake_openai.chat_log() == []
+
+
+def test_answers_of_another_model_are_not_mixed(tmp_path, fake_openai, capsys):
+    make_bench(tmp_path / "bench")
+    write_answers(tmp_path / "a.jsonl", {"conversation-42": "x"}, model="other")
+    args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url]
+    assert answer(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'other'" in err and "Traceback" not in err
+
+
+def test_openai_backend_without_key_or_url_is_one_line(tmp_path, capsys):
+    make_bench(tmp_path / "bench")
+    assert answer(tmp_path, "--model", "gpt-4o", "--backend", "openai") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "OPENAI_API_KEY" in err
+
+
+def test_hf_backend_tiny_llava_batched_equals_unbatched(tmp_path, tiny_llava_dir, capsys):
+    make_bench(tmp_path / "bench")
+    common = ["--model", str(tiny_llava_dir), "--backend", "hf", "--max-new-tokens", "6", "--name", "tiny"]
+    assert answer(tmp_path, *common, "--batch-size", "6") == 0
+    batched = load_answers(tmp_path / "a.jsonl")
+    (tmp_path / "a.jsonl").rename(tmp_path / "batched.jsonl")
+    assert answer(tmp_path, *common, "--batch-size", "1") == 0
+    single = load_answers(tmp_path / "a.jsonl")
+    assert len(batched) == 6 and {a.model for a in batched.values()} == {"tiny"}
+    # left padding + attention mask: a question's greedy answer does not depend on its batch-mates
+    assert {k: a.text for k, a in batched.items()} == {k: a.text for k, a in single.items()}
+    assert all(a.backend == "hf" for a in batched.values())
+
+
+@pytest.mark.parametrize("bad", ["not-a-model-dir"])
+def test_hf_backend_unloadable_model_is_one_line(tmp_path, bad, capsys):
+    make_bench(tmp_path / "bench")
+    (tmp_path / bad).mkdir()
+    assert answer(tmp_path, "--model", str(tmp_path / bad), "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and bad in err
