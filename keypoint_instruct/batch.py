@@ -117,17 +117,24 @@ def redact(text: str) -> str:
     return _KEY_LIKE.sub("<redacted key>", text)
 
 
+def _api_error(what: str, err: Exception) -> TeacherError:
+    """One TeacherError line for an API error (the key is never part of it)."""
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        return TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {redact(_message(err))}")
+    message = getattr(err, "message", str(err))
+    return TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {redact(message)}")
+
+
 def _api(what: str, call, *args, **kwargs):
-    """Call the API; an error becomes one TeacherError line (the key is never part of it)."""
+    """Call the API; an error becomes one TeacherError line."""
     import openai
 
     try:
         return call(*args, **kwargs)
-    except openai.APIStatusError as err:
-        message = redact(_message(err))
-        raise TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {message}") from None
     except openai.APIError as err:
-        raise TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {redact(err.message)}") from None
+        raise _api_error(what, err) from None
 
 
 def _message(err) -> str:
@@ -184,6 +191,30 @@ def _existing_batches(client, known: set[str]) -> dict[str, Any]:
     return found
 
 
+def _create(client, cache: ResponseCache, input_file_id: str, digest: str, name: str):
+    """Create one batch, sent once (no SDK retry): when its answer is lost, look for it before giving up."""
+    import openai
+
+    try:
+        return client.with_options(max_retries=0).batches.create(
+            input_file_id=input_file_id,
+            endpoint=ENDPOINT,
+            completion_window=COMPLETION_WINDOW,
+            metadata={DIGEST_KEY: digest, "file": name},
+        )
+    except (openai.APIConnectionError, openai.InternalServerError) as err:
+        found = _existing_batches(client, {row["batch_id"] for row in cache.batches()}).get(digest)
+        if found is not None:
+            log.info("the answer to creating %s was lost (%s); found batch %s", name, type(err).__name__, found.id)
+            return found
+        raise TeacherError(
+            f"Batch API: creating the batch of {name} failed ({type(err).__name__}) and no such batch exists; "
+            "rerun `batch submit`"
+        ) from None
+    except openai.APIError as err:
+        raise _api_error(f"creating the batch of {name}", err) from None
+
+
 def submit(
     client,
     requests: Sequence[TeacherRequest],
@@ -218,14 +249,7 @@ def submit(
         else:
             with path.open("rb") as handle:
                 uploaded = _api(f"uploading {path.name}", client.files.create, file=handle, purpose="batch")
-            batch = _api(
-                f"creating the batch of {path.name}",
-                client.batches.create,
-                input_file_id=uploaded.id,
-                endpoint=ENDPOINT,
-                completion_window=COMPLETION_WINDOW,
-                metadata={DIGEST_KEY: digest, "file": path.name},
-            )
+            batch = _create(client, cache, uploaded.id, digest, path.name)
         cache.record_batch(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status)
         result.batch_ids.append(batch.id)
         result.submitted += len(chunk)

@@ -15,7 +15,9 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
                                   # runs out; then the seeded rate picks a kind from `kinds`.
     server.set_latency(seconds)   # added before every chat answer
     server.set_limits(rpm=None, tpm=None, window_s=1.0)   # token buckets; 429 + Retry-After when empty
-    server.set_batch(delay_s=None, error_rate=0.0, error_ids=())   # delay None: complete only on complete_batches()
+    server.set_batch(delay_s=None, error_rate=0.0, error_ids=(), drop_creates=0)
+                                  # delay None: complete only on complete_batches(); drop_creates: the next N
+                                  # batch creations are made but their answer is lost (a dropped connection)
     server.complete_batches()     # finish every pending batch now
     server.log()                  # list of LogEntry (time, method, path, body, status, fault, tokens, custom)
     server.chat_log(ok_only=False)   # only the chat-completion entries
@@ -275,10 +277,16 @@ class FakeOpenAI:
             self._tpm = _Bucket(tpm, window_s, 0) if tpm else None
 
     def set_batch(
-        self, delay_s: float | None = None, error_rate: float = 0.0, error_ids: Iterable[str] = (), seed: int = 0
+        self,
+        delay_s: float | None = None,
+        error_rate: float = 0.0,
+        error_ids: Iterable[str] = (),
+        seed: int = 0,
+        drop_creates: int = 0,
     ) -> None:
         self._batch_delay, self._batch_error_rate = delay_s, error_rate
         self._batch_error_ids, self._batch_rng = set(error_ids), random.Random(seed)
+        self._drop_creates = drop_creates  # the next N batch creations succeed but their answer is lost
 
     # ----------------------------------------------------------------- log
     def log(self) -> list[LogEntry]:
@@ -620,6 +628,9 @@ class FakeOpenAI:
             "metadata": body.get("metadata"),
         }
         self._batches[batch["id"]] = batch
+        if self._drop_creates > 0:
+            self._drop_creates -= 1
+            return None
         return 200, {}, json.dumps(batch).encode()
 
     def _list_batches(self):

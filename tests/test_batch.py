@@ -138,6 +138,19 @@ def test_interrupted_submit_finds_its_batch_again(fake_openai, scenes, tmp_path)
         assert batch.collect(client, cache).added == len(requests)
 
 
+def test_lost_answer_to_a_batch_creation_is_found_not_repeated(fake_openai, scenes, tmp_path):
+    requests = make_requests(scenes, tasks=("conversation",))
+    client = OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=2, timeout=10)
+    fake_openai.set_batch(drop_creates=1)
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        result = batch.submit(client, requests, cache, tmp_path)
+        creations = [e for e in fake_openai.log() if e.method == "POST" and e.path == "/v1/batches"]
+        assert [e.status for e in creations] == [0]  # sent once although the SDK would retry, answer lost
+        assert result.batch_ids == [row["batch_id"] for row in cache.batches()] and result.submitted == 4
+        fake_openai.complete_batches()
+        assert batch.collect(client, cache).added == 4
+
+
 def test_a_failed_request_resubmitted_alone_gets_a_new_batch(fake_openai, scenes, tmp_path):
     """The same input bytes as a batch this cache already collected must not be mistaken for an interrupted submit."""
     [request] = make_requests(scenes[:1], tasks=("conversation",))
