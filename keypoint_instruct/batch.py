@@ -11,7 +11,8 @@ Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them;
 request JSONL files under ``out_dir`` (``custom_id`` = the cache key; a new file every ``max_requests`` requests or
 before ``max_bytes``), uploads each (purpose "batch"), creates a batch for it (``/v1/chat/completions``, 24h window)
 and records the batch and its keys in the cache. Each batch carries the sha256 of its input file in its metadata: a
-rerun after a crash between creating a batch and recording it finds the batch again instead of paying twice.
+rerun after a crash between creating a batch and recording it finds the batch again instead of paying twice, and a
+creation whose answer is lost is sent once only (no SDK retry) and then looked up by that digest.
 
 ``collect`` downloads the output and error files of every finished, uncollected batch and ingests them exactly once:
 answers go in through ``ResponseCache.put`` at the Batch price (a key answered already is left alone), failed lines
