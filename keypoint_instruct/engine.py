@@ -144,9 +144,9 @@ class RateLimiter:
         if limits is None:
             return
         now = time.monotonic()
-        for name, limit, remaining in (
-            ("requests", limits.limit_requests, limits.remaining_requests),
-            ("tokens", limits.limit_tokens, limits.remaining_tokens),
+        for name, limit, remaining, reset_s in (
+            ("requests", limits.limit_requests, limits.remaining_requests, limits.reset_requests_s),
+            ("tokens", limits.limit_tokens, limits.remaining_tokens, limits.reset_tokens_s),
         ):
             bucket = getattr(self, name)
             if bucket is None and limit:
@@ -156,6 +156,9 @@ class RateLimiter:
             if bucket is not None and remaining is not None:
                 bucket.refill(now)
                 bucket.level = min(bucket.level, float(remaining))
+            if remaining == 0 and reset_s:
+                # Nothing left: wait until the endpoint's window gives some back (at most one unit's refill time).
+                self.pause(min(reset_s, 60.0 / limit) if limit else reset_s)
 
 
 class _Progress:

@@ -135,6 +135,10 @@ def test_limiter_follows_headers():
     assert limiter.requests.rate == 10 and limiter.requests.level <= 2
     assert limiter.tokens.level <= 50
     assert estimate_request_tokens(chat_request(1)) > 1024 + 1000  # prompt estimate + max_tokens
+    limiter.observe(RateLimits(limit_requests=600, remaining_requests=0, reset_requests_s=5.0))
+    assert 0.05 < limiter.paused_until - time.monotonic() <= 0.1  # 60 s / 600 until one request comes back
+    limiter.observe(RateLimits(remaining_requests=0, reset_requests_s=0.5))
+    assert limiter.paused_until - time.monotonic() > 0.4  # no limit given: the whole reset time
 
 
 def test_settings_are_checked():

@@ -77,7 +77,8 @@ def register(subparsers) -> None:
         "generate",
         help="ask the teacher for every selected image and task; answers go to the response cache",
         description="Send one teacher request per selected image and task. Answers already in the cache are never "
-        "sent again; each answer is saved the moment it arrives. The key comes from OPENAI_API_KEY.",
+        "sent again; each answer is saved the moment it arrives. The key comes from OPENAI_API_KEY. Exit status 1 "
+        "when some requests were given up after --max-attempts (run the same command again to retry only those).",
     )
     add_selection_options(gen)
     add_endpoint_options(gen)
