@@ -19,7 +19,7 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
                                   # delay None: complete only on complete_batches(); drop_creates: the next N
                                   # batch creations are made but their answer is lost (a dropped connection)
     server.complete_batches()     # finish every pending batch now
-    server.log()                  # list of LogEntry (time, method, path, body, status, fault, tokens, custom)
+    server.log()                  # list of LogEntry (time, method, path, body, status, fault, tokens)
     server.chat_log(ok_only=False)   # only the chat-completion entries
     server.clear_log()
     server.stop()
@@ -60,7 +60,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "drop", "stall", "non_json", "length", "content_filter")
@@ -87,7 +87,6 @@ class LogEntry:
     status: int = 0  # 0: the connection was dropped with no answer
     fault: str | None = None
     tokens: int = 0  # what the request cost against the TPM limit
-    custom: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- default answers
