@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,75 +28,11 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
 
-_RESPONSE_COLUMNS = (
-    "key",
-    "task",
-    "image_id",
-    "coco_split",
-    "model",
-    "prompt_version",
-    "text",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost_usd",
-    "latency_s",
-    "created_at",
-)
+# fmt: off
+_RESPONSE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "text", "finish_reason",
+                     "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "latency_s", "created_at")
+# fmt: on
 _FAILURE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "reason", "created_at")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
-    task TEXT NOT NULL,
-    image_id INTEGER NOT NULL,
-    coco_split TEXT NOT NULL,
-    model TEXT NOT NULL,
-    prompt_version TEXT NOT NULL,
-    text TEXT NOT NULL,
-    finish_reason TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    latency_s REAL NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS responses_order ON responses (task, image_id, key);
-CREATE TABLE IF NOT EXISTS failures (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
-    task TEXT NOT NULL,
-    image_id INTEGER NOT NULL,
-    coco_split TEXT NOT NULL,
-    model TEXT NOT NULL,
-    prompt_version TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (key, created_at, reason)
-);
-CREATE INDEX IF NOT EXISTS failures_key ON failures (key);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id TEXT PRIMARY KEY,
-    input_file_id TEXT,
-    output_file_id TEXT,
-    error_file_id TEXT,
-    status TEXT NOT NULL,
-    n_requests INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    collected_at TEXT
-);
-CREATE TABLE IF NOT EXISTS batch_requests (
-    key TEXT PRIMARY KEY,
-    batch_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    image_id INTEGER NOT NULL,
-    coco_split TEXT NOT NULL,
-    prompt_version TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -136,6 +74,10 @@ class CacheStats:
     @property
     def cached_share(self) -> float:
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+def _schema() -> str:
+    return (resources.files("keypoint_instruct") / "data" / "cache_schema.sql").read_text(encoding="utf-8")
 
 
 def utc_now() -> str:
@@ -184,7 +126,7 @@ class ResponseCache:
         if app_id == 0 and not tables:
             self._db.execute("PRAGMA journal_mode = WAL")
             with self._transaction():
-                for statement in _SCHEMA.split(";"):
+                for statement in _schema().split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
@@ -199,18 +141,15 @@ class ResponseCache:
         # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
         self._db.execute("PRAGMA synchronous = NORMAL")
 
-    def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self_inner):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-                return False
-
-        return _Tx()
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -264,24 +203,15 @@ class ResponseCache:
             "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, finish_reason "
             "ORDER BY task, model, finish_reason"
         )
-        for task, model, finish, count, prompt, completion, cached, cost in self._db.execute(query):
-            stats.rows.append(
-                {
-                    "task": task,
-                    "model": model,
-                    "status": status_of(finish),
-                    "responses": count,
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "cached_tokens": cached,
-                    "cost_usd": cost,
-                }
-            )
-            stats.responses += count
-            stats.prompt_tokens += prompt
-            stats.completion_tokens += completion
-            stats.cached_tokens += cached
-            stats.cost_usd += cost
+        names = ("task", "model", "status", "responses", "prompt_tokens", "completion_tokens", "cached_tokens",
+                 "cost_usd")  # fmt: skip
+        for row in self._db.execute(query):
+            stats.rows.append(dict(zip(names, (*row[:2], status_of(row[2]), *row[3:]), strict=True)))
+            stats.responses += row[3]
+            stats.prompt_tokens += row[4]
+            stats.completion_tokens += row[5]
+            stats.cached_tokens += row[6]
+            stats.cost_usd += row[7]
         stats.failed_attempts = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
         stats.unanswered_keys = self._db.execute(
             "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"

@@ -1,0 +1,50 @@
+-- The response cache (keypoint_instruct/cache.py). Bump cache.SCHEMA_VERSION on any change.
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    coco_split TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    latency_s REAL NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_order ON responses (task, image_id, key);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    task TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    coco_split TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (key, created_at, reason)
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures (key);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    input_file_id TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    status TEXT NOT NULL,
+    n_requests INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    collected_at TEXT
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    key TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    image_id INTEGER NOT NULL,
+    coco_split TEXT NOT NULL,
+    prompt_version TEXT NOT NULL
+);
