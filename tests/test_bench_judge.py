@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
-from keypoint_instruct.bench.judge import JUDGE_MODEL, JUDGE_SEED, load_rubrics, parse_scores, read_result
+from keypoint_instruct.bench.judge import (
+    JUDGE_MODEL,
+    JUDGE_SEED,
+    judge_messages,
+    load_rubrics,
+    parse_scores,
+    read_result,
+    retry_messages,
+)
+from keypoint_instruct.bench.layout import CATEGORIES
 from keypoint_instruct.bench.overlap import OVERLAP_LABEL, token_f1
 from keypoint_instruct.bench.report import ALL, build_report
 from keypoint_instruct.cli import main
@@ -163,3 +174,27 @@ def test_bad_input_is_one_line_exit_2(bench_and_answers, capsys):
     assert main([*base, "--answers", str(tmp_path / "answers.jsonl"), "--out", str(tmp_path / "r.json")]) == 2
     assert "COCO_val2014_000000000042.jpg" in _one_line_error(capsys)
     assert not (tmp_path / "r.json").exists()
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "judge"
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_judge_prompt_snapshot(category):
+    """A change to the judge's prompt or a rubric is a visible diff (UPDATE_SNAPSHOTS=1 rewrites them)."""
+    rubrics = load_rubrics()
+    messages = judge_messages(
+        rubrics, category, "A person skis.\nperson: [0.1, 0.2, 0.5, 0.9]", "What is the skier doing?",
+        "The skier bends both knees.", "The skier stands.",
+    )  # fmt: skip
+    retry = retry_messages(rubrics, messages, "no scores here")
+    current = json.dumps({"messages": messages, "retry_turns": retry[len(messages) :]}, indent=1, ensure_ascii=False)
+    path = SNAPSHOTS / f"{category}.json"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(current + "\n", encoding="utf-8")
+        if os.environ.get("UPDATE_SNAPSHOTS") != "1":
+            pytest.fail(f"wrote a new snapshot {path}; check it and commit it")
+    assert current + "\n" == path.read_text(encoding="utf-8"), (
+        f"the {category} judge prompt changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the diff"
+    )

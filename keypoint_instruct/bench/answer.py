@@ -87,7 +87,8 @@ def answer_hf(
         for q in batch:
             with Image.open(bench.image_path(q)) as image:
                 images.append(pad_to_square(image.convert("RGB")))
-        inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt").to(device)
+        inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        inputs = inputs.to(device, dtype=model.dtype)  # ids move, pixel values also take the model dtype
         with torch.inference_mode():
             output = model.generate(
                 **inputs, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id

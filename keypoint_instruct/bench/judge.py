@@ -36,6 +36,12 @@ class Rubrics:
     version: str  # hash of every judge prompt file
 
 
+def _unwrap(text: str) -> str:
+    """The files are wrapped for reading; the prompt gets one line per paragraph (blank lines separate them)."""
+    paragraphs = [" ".join(line.strip() for line in block.splitlines()) for block in text.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
 def load_rubrics() -> Rubrics:
     """Read the judge's system prompt, one rubric per category and the retry nudge from ``prompts/judge/``."""
     folder = resources.files("keypoint_instruct") / "prompts" / "judge"
@@ -43,7 +49,7 @@ def load_rubrics() -> Rubrics:
     texts = {}
     digest = hashlib.sha256()
     for name in names:
-        text = (folder / f"{name}.txt").read_text(encoding="utf-8").strip()
+        text = _unwrap((folder / f"{name}.txt").read_text(encoding="utf-8"))
         texts[name] = text
         digest.update(f"{name}\0{text}\0".encode())
     return Rubrics(
