@@ -86,6 +86,7 @@ def test_scripted_judge_scores_excludes_and_caches(bench_and_answers, fake_opena
     by_id = {j.question_id: j for j in result.judgements}
     assert by_id["conversation-73"].status == "excluded" and by_id["conversation-73"].model_score is None
     assert by_id["conversation-73"].attempts == 2 and len(set(by_id["conversation-73"].judge_keys)) == 2
+    assert by_id["conversation-73"].reason == "unparseable" and by_id["complex_reasoning-42"].reason == ""
     assert (by_id["complex_reasoning-42"].reference_score, by_id["complex_reasoning-42"].model_score) == (9, 5)
     assert result.counts()["conversation"] == {"judged": 1, "excluded": 1, "unanswered": 0}
     scores = build_report([result], resamples=200)[0]
@@ -121,6 +122,22 @@ def test_unanswered_questions_are_counted_not_scored(tmp_path, fake_openai):
     assert judge(tmp_path, fake_openai) == 0
     result = read_result(tmp_path / "result.json")
     assert result.counts()["complex_reasoning"] == {"judged": 1, "excluded": 0, "unanswered": 1}
+
+
+def test_judge_without_usable_reply_is_excluded_not_scored(bench_and_answers, fake_openai):
+    tmp_path = bench_and_answers
+    fake_openai.set_responder(scripted_judge)
+    # every judge request about the "better" answer is cut by the content filter (no usable text, twice)
+    fake_openai.set_faults(
+        rule=lambda body: "content_filter" if "\nbetter\n" in body["messages"][1]["content"] else None
+    )
+    assert judge(tmp_path, fake_openai) == 0
+    by_id = {j.question_id: j for j in read_result(tmp_path / "result.json").judgements}
+    assert (
+        by_id["complex_reasoning-73"].status == "excluded" and by_id["complex_reasoning-73"].reason == "no judge reply"
+    )
+    assert by_id["complex_reasoning-73"].attempts == 2 and by_id["complex_reasoning-73"].model_score is None
+    assert by_id["conversation-42"].status == "judged"
 
 
 def test_offline_overlap_judge(tmp_path, capsys):

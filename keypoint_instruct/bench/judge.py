@@ -102,6 +102,7 @@ class Judgement:
     attempts: int
     judge_keys: tuple[str, ...]
     judge_text: str
+    reason: str = ""  # why a question is not scored: "unparseable", "no judge reply" or "no answer"
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def check_complete(bench: Bench, answers: dict[str, Answer]) -> list[str]:
     return [q.question_id for q in bench.questions if q.question_id not in answers]
 
 
-def _judgement(question, status, scores, attempts, keys, text) -> Judgement:
+def _judgement(question, status, scores, attempts, keys, text, reason="") -> Judgement:
     return Judgement(
         question_id=question.question_id,
         category=question.category,
@@ -178,6 +179,7 @@ def _judgement(question, status, scores, attempts, keys, text) -> Judgement:
         attempts=attempts,
         judge_keys=tuple(keys),
         judge_text=text,
+        reason=reason,
     )
 
 
@@ -243,13 +245,14 @@ def run_judge(
     judgements = []
     for q in bench.questions:
         if q.question_id not in answers:
-            judgements.append(_judgement(q, "unanswered", None, 0, (), ""))
+            judgements.append(_judgement(q, "unanswered", None, 0, (), "", "no answer"))
             continue
         reqs = [first[q.question_id]] + ([retries[q.question_id]] if q.question_id in retries else [])
-        last = texts.get(reqs[-1].key, "")
-        scores = parse_scores(last)
+        last = texts.get(reqs[-1].key)
+        scores = parse_scores(last or "")
         status = "judged" if scores else "excluded"
-        judgements.append(_judgement(q, status, scores, len(reqs), [r.key for r in reqs], last))
+        reason = "" if scores else ("unparseable" if last is not None else "no judge reply")
+        judgements.append(_judgement(q, status, scores, len(reqs), [r.key for r in reqs], last or "", reason))
     result = JudgeResult(
         model=model,
         judge_model=judge_model,

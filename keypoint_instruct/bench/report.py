@@ -134,31 +134,32 @@ def build_report(
     return scored
 
 
-def _cell(value: float, ci: tuple[float, float], best: bool) -> str:
-    text = f"{value:.2f}"
-    text = f"**{text}**" if best else text
-    return f"{text} <sub>[{ci[0]:.1f}, {ci[1]:.1f}]</sub>"
+def _best(scored: list[ModelScores], attr: str, column: str, value: float) -> bool:
+    return len(scored) > 1 and value == max(getattr(o, attr)[column] for o in scored)
 
 
-def _table(scored: list[ModelScores], attr: str, baseline: str | None) -> list[str]:
+def _table(scored: list[ModelScores], attr: str, baseline: str | None = None, intervals: bool = False) -> list[str]:
+    """One row per model, the categories and All as columns: the paper's layout (best value in bold)."""
     header = ["Model", *(TITLES[c] for c in COLUMNS)]
-    if baseline and attr == "score":
+    if baseline:
         header.append(f"vs {baseline}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in scored:
         values, cis = getattr(s, attr), getattr(s, f"{attr}_ci")
         row = [s.model]
         for c in COLUMNS:
-            best = len(scored) > 1 and values[c] == max(getattr(o, attr)[c] for o in scored)
-            row.append(_cell(values[c], cis[c], best))
-        if baseline and attr == "score":
+            if intervals:
+                row.append(f"[{cis[c][0]:.2f}, {cis[c][1]:.2f}]")
+            else:
+                row.append(f"**{values[c]:.2f}**" if _best(scored, attr, c, values[c]) else f"{values[c]:.2f}")
+        if baseline:
             if s.model == baseline:
                 row.append("baseline")
+            elif intervals:
+                ci = s.improvement_ci
+                row.append(f"[{ci[0]:+.2f}%, {ci[1]:+.2f}%]" if ci else "n/a")
             else:
-                ci = (
-                    f" <sub>[{s.improvement_ci[0]:+.1f}, {s.improvement_ci[1]:+.1f}]</sub>" if s.improvement_ci else ""
-                )
-                row.append(f"{s.improvement:+.2f}%{ci}")
+                row.append(f"{s.improvement:+.2f}%")
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -167,24 +168,27 @@ def render_markdown(
     scored: list[ModelScores], results: list[JudgeResult], baseline: str | None, resamples: int
 ) -> str:
     judges = sorted({r.judge_label for r in results})
-    lines = ["# HPAUB results", ""]
-    lines.append(
-        f"Judge: {'; '.join(judges)}. Rubric version(s): {', '.join(sorted({r.rubric_version for r in results}))}."
-    )
+    rubrics = ", ".join(sorted({r.rubric_version for r in results}))
+    lines = ["# HPAUB results", "", f"Judge: {'; '.join(judges)}. Rubric version: {rubrics}.", ""]
     if len(judges) > 1:
-        lines.append("**Warning: the results were judged by different judges; their scores are not comparable.**")
+        lines += ["**Warning: these results were graded by different judges; their scores are not comparable.**", ""]
     lines += [
-        f"Cells: value and percentile bootstrap 95% interval over questions ({resamples} resamples, within category).",
-        "",
-        "## Score (mean judge score x 10, the paper's Tables 4 and 5)",
+        "## Score (mean judge score x 10; layout of the paper's Tables 4 and 5)",
         "",
         *_table(scored, "score", baseline),
         "",
+        f"95% bootstrap intervals ({resamples} resamples of the questions within each category; the improvement's "
+        "interval resamples the questions both models were judged on):",
+        "",
+        *_table(scored, "score", baseline, intervals=True),
+        "",
         "## Relative score (mean model score / mean reference score x 100)",
         "",
-        *_table(scored, "relative", None),
+        *_table(scored, "relative"),
         "",
-        "## Questions judged / excluded (unparseable judge reply after one retry) / unanswered",
+        *_table(scored, "relative", intervals=True),
+        "",
+        "## Questions judged / excluded (judge reply unreadable after one retry, or none) / unanswered",
         "",
         "| Model | " + " | ".join(CATEGORY_TITLES[c] for c in CATEGORIES) + " |",
         "|" + "---|" * (len(CATEGORIES) + 1),
