@@ -13,13 +13,14 @@ import asyncio
 import logging
 import math
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from keypoint_instruct.cache import ResponseCache
-from keypoint_instruct.errors import TeacherCallError, TeacherError, UsageError
+from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, UsageError
 from keypoint_instruct.teacher import RateLimits, Teacher, TeacherRequest
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ async def run_requests(
     remaining = len(todo)
     all_done = asyncio.Event()
     fatal: list[TeacherCallError] = []
+    crashed: list[Exception] = []
     timers: set[asyncio.Task] = set()
     jitter = random.Random()
     progress = _Progress(len(todo), settings.progress, summary)
@@ -235,6 +237,15 @@ async def run_requests(
         return backoff * (0.5 + 0.5 * jitter.random())
 
     async def worker() -> None:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # e.g. the cache cannot be written: stop the run instead of hanging
+            crashed.append(err)
+            all_done.set()
+
+    async def work() -> None:
         while True:
             request, attempt = await queue.get()
             if fatal:
@@ -303,6 +314,11 @@ async def run_requests(
         await asyncio.gather(*workers, *timers, return_exceptions=True)
         progress.close()
         summary.elapsed_s = time.monotonic() - started
+    if crashed:
+        err = crashed[0]
+        if isinstance(err, sqlite3.Error):
+            raise CacheError(f"writing the response cache {cache.path} failed: {err}") from err
+        raise err
     if fatal:
         raise TeacherError(f"stopped: {fatal[0].reason} ({summary.answered} answers were saved first)")
     log.debug("%s", summary.line())

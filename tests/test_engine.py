@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter, defaultdict
 
@@ -10,7 +11,7 @@ import pytest
 
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.engine import EngineSettings, RateLimiter, estimate_request_tokens, run
-from keypoint_instruct.errors import TeacherError, UsageError
+from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.teacher import Completion, OpenAITeacher, RateLimits, request_key
 from tests.test_teacher import chat_request
 
@@ -146,3 +147,14 @@ def test_settings_are_checked():
         EngineSettings(concurrency=0)
     with pytest.raises(UsageError, match="--rpm"):
         EngineSettings(rpm=-1)
+
+
+def test_a_cache_that_cannot_be_written_stops_the_run(fake_openai, tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path, create=True)
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock for good
+    cache._db.execute("PRAGMA busy_timeout = 100")
+    with pytest.raises(CacheError, match="writing the response cache .* failed: database is locked"):
+        run(OpenAITeacher(base_url=fake_openai.base_url), [chat_request(i) for i in range(5)], cache, settings())
+    blocker.rollback()
