@@ -181,7 +181,7 @@ def test_bad_input_is_one_line_exit_2(bench_and_answers, capsys):
     base = ["bench", "judge", "--bench", str(tmp_path / "bench"), "--cache", str(tmp_path / "j.sqlite")]
     # a judge model without a key or a URL
     assert main([*base, "--answers", str(tmp_path / "answers.jsonl"), "--out", str(tmp_path / "r.json")]) == 2
-    assert "OPENAI_API_KEY" in _one_line_error(capsys)
+    assert "OPENAI_API_KEY" in (err := _one_line_error(capsys)) and "--judge-model offline-overlap" in err
     # answers for questions that are not in the benchmark
     write_answers(tmp_path / "answers.jsonl", {"conversation-5": "stray"})
     assert main([*base, "--answers", str(tmp_path / "answers.jsonl"), "--out", str(tmp_path / "r.json")]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
@@ -94,6 +95,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _require_key(base_url: str | None, what: str, alternative: str) -> None:
+    """Fail before any work when an OpenAI-compatible call has neither a key nor a URL."""
+    from keypoint_instruct.teacher import API_KEY_ENV
+
+    if not base_url and not os.environ.get(API_KEY_ENV, "").strip():
+        raise BenchmarkError(
+            f"{what} needs {API_KEY_ENV} (api.openai.com) or --base-url (a local OpenAI-compatible server); "
+            + alternative
+        )
+
+
 def _positive(value: int, flag: str) -> None:
     if value < 1:
         raise BenchmarkError(f"{flag} must be at least 1, got {value}")
@@ -102,7 +114,7 @@ def _positive(value: int, flag: str) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from keypoint_instruct.bench.build import build_bench
     from keypoint_instruct.cache import ResponseCache
-    from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, OpenAITeacher, resolve_api_key
+    from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, OpenAITeacher
 
     _positive(args.images, "--images")
     _positive(args.concurrency, "--concurrency")
@@ -117,7 +129,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             return OfflineTeacher()
     else:
         model = args.model or DEFAULT_MODEL
-        resolve_api_key(args.base_url)  # fail before any work when there is neither a key nor a URL
+        _require_key(args.base_url, f"teacher {model}", "or use --teacher offline")
 
         def make_teacher():
             return OpenAITeacher(model, base_url=args.base_url)
@@ -156,6 +168,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
             bench, args.out, args.model, name=name, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
         )
     else:
+        _require_key(args.base_url, f"model {args.model} on the openai backend", "or use --backend hf")
         done = answer_openai(
             bench,
             args.out,
@@ -188,9 +201,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
         def make_judge():
             return OverlapJudge()
     else:
-        from keypoint_instruct.teacher import OpenAITeacher, resolve_api_key
+        from keypoint_instruct.teacher import OpenAITeacher
 
-        resolve_api_key(args.base_url)  # no key and no URL: one line, exit 2
+        _require_key(args.base_url, f"judge {args.judge_model}", f"--judge-model {OFFLINE_JUDGE} runs without one")
         label = args.judge_model + (f" at {args.base_url}" if args.base_url else "")
 
         def make_judge():
