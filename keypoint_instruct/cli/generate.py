@@ -68,7 +68,10 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         "--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, a local server); default api.openai.com"
     )
     parser.add_argument(
-        "--request-timeout", type=_positive_float, default=600.0, help="seconds before one request is abandoned"
+        "--request-timeout",
+        type=_positive_float,
+        default=600.0,
+        help="seconds before one request is abandoned and retried (default: %(default)s)",
     )
 
 
@@ -88,10 +91,27 @@ def register(subparsers) -> None:
         choices=("openai", "offline"),
         help="openai: any OpenAI-compatible endpoint; offline: the deterministic pose-facts teacher (no key)",
     )
-    gen.add_argument("--concurrency", type=_positive_int, default=32, help="requests in flight at once")
-    gen.add_argument("--rpm", type=_positive_float, default=None, help="requests per minute allowed")
-    gen.add_argument("--tpm", type=_positive_float, default=None, help="tokens per minute allowed")
-    gen.add_argument("--max-attempts", type=_positive_int, default=5, help="attempts per request before giving up")
+    gen.add_argument(
+        "--concurrency", type=_positive_int, default=32, help="requests in flight at once (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--rpm",
+        type=_positive_float,
+        default=None,
+        help="requests per minute allowed (default: what the endpoint's x-ratelimit headers say, else none)",
+    )
+    gen.add_argument(
+        "--tpm",
+        type=_positive_float,
+        default=None,
+        help="tokens per minute allowed, counting prompt + max_tokens (default: as for --rpm)",
+    )
+    gen.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=5,
+        help="attempts per request before giving up (default: %(default)s)",
+    )
     gen.add_argument(
         "--dry-run", action="store_true", help="print requests still to send, estimated tokens and cost; send nothing"
     )
