@@ -222,7 +222,7 @@ def plot(scored: list[ModelScores], path: Path, title: str) -> None:
     ax.set_xticks(x, [TITLES[c] for c in COLUMNS])
     ax.set_ylabel("score (mean judge score x 10)")
     ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\nerror bars: 95% bootstrap intervals over questions", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
