@@ -19,6 +19,7 @@ stripped of surrounding whitespace (COCO's carry stray spaces and newlines). Eve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from keypoint_instruct.coco import Instance, Scene
 from keypoint_instruct.errors import UsageError
@@ -52,22 +53,51 @@ def keypoint_values(keypoints: tuple[float, ...], width: int, height: int) -> li
     return values
 
 
-def _numbers(values: Iterable[float | int]) -> str:
-    return "[" + ", ".join(repr(v) for v in values) + "]"
+def _text(value: float, size: float) -> str:
+    """``repr(normalize(value, size))``, inlined: this runs millions of times on a full split."""
+    ratio = value / size
+    if not ratio > 0.0:
+        return "0.0"
+    return "1.0" if ratio >= 1.0 else repr(round(ratio, 3))
+
+
+@lru_cache(maxsize=256)
+def _pixel_texts(size: int) -> tuple[str, ...]:
+    """The text of every whole pixel 0..size of one image side (COCO keypoints are whole pixels)."""
+    return tuple(_text(p, size) for p in range(size + 1))
 
 
 def labelled_keypoints(instance: Instance) -> int:
     """How many keypoints of ``instance`` are labelled (v > 0); 0 for non-person annotations."""
     if instance.keypoints is None:
         return 0
-    return sum(1 for v in instance.keypoints[2::3] if v > 0)
+    return len([v for v in instance.keypoints[2::3] if v > 0])
+
+
+def _keypoints_text(kps: tuple[float, ...], width: int, height: int) -> str:
+    xs, ys = _pixel_texts(width), _pixel_texts(height)
+    parts = []
+    for i in range(0, len(kps), 3):
+        v = kps[i + 2]
+        if v > 0:
+            x, y = kps[i], kps[i + 1]
+            tx = xs[int(x)] if 0.0 <= x <= width and x.is_integer() else _text(x, width)
+            ty = ys[int(y)] if 0.0 <= y <= height and y.is_integer() else _text(y, height)
+            parts.append(f"{tx}, {ty}, {int(v)}")
+        else:
+            parts.append("0.0, 0.0, 0")
+    return "[" + ", ".join(parts) + "]"
 
 
 def instance_line(instance: Instance, width: int, height: int) -> str:
     """One object line: ``name: [x1, y1, x2, y2]``, plus ``, keypoints: [...]`` for a labelled person."""
-    line = f"{instance.category}: {_numbers(box_corners(instance.bbox, width, height))}"
-    if instance.keypoints is not None and labelled_keypoints(instance) > 0:
-        line += f", keypoints: {_numbers(keypoint_values(instance.keypoints, width, height))}"
+    x, y, w, h = instance.bbox
+    line = (
+        f"{instance.category}: [{_text(x, width)}, {_text(y, height)}, {_text(x + w, width)}, {_text(y + h, height)}]"
+    )
+    kps = instance.keypoints
+    if kps is not None and labelled_keypoints(instance) > 0:
+        line += f", keypoints: {_keypoints_text(kps, width, height)}"
     return line
 
 
@@ -87,10 +117,12 @@ def format_context(scene: Scene, mode: str = "paper") -> str:
 
 def people(scene: Scene, min_keypoints: int = 0) -> int:
     """Non-crowd person instances of ``scene`` with at least ``min_keypoints`` labelled keypoints."""
-    return sum(
-        1
-        for inst in scene.instances
-        if inst.category == "person" and not inst.iscrowd and labelled_keypoints(inst) >= min_keypoints
+    return len(
+        [
+            inst
+            for inst in scene.instances
+            if inst.category == "person" and not inst.iscrowd and labelled_keypoints(inst) >= min_keypoints
+        ]
     )
 
 

@@ -140,7 +140,7 @@ class _Generator:
             for _ in range(int(rng.random() < 0.7) + int(rng.random() < 0.2)):
                 anns.append(self._object(img, name))
         for _ in range(int(rng.poisson(2.0))):
-            anns.append(self._object(img, self.others[int(rng.integers(len(self.others)))]))
+            anns.append(self._object(img, self.others[int(rng.integers(len(self.others)))], attach=False))
         # COCO's ids are not in file order: give out this image's ids shuffled (crowd ids are huge, as in COCO).
         ids = self.next_ann + np.sort(rng.choice(len(anns) * 3, size=len(anns), replace=False))
         self.next_ann = int(ids[-1]) + 1 if len(anns) else self.next_ann
@@ -201,9 +201,9 @@ class _Generator:
             "category_id": 1,
         }
 
-    def _object(self, img: _Image, name: str) -> dict[str, Any]:
+    def _object(self, img: _Image, name: str, attach: bool = True) -> dict[str, Any]:
         rng, w, h = self.rng, img.record["width"], img.record["height"]
-        where = ATTACH.get(name) if img.figures and name not in img.attached else None
+        where = ATTACH.get(name) if attach and img.figures and name not in img.attached else None
         if where:
             img.attached.add(name)
             pts = img.figures[0].points

@@ -206,3 +206,29 @@ def test_select_scenes_by_people_and_keypoints():
 
 def test_fixture_has_enough_well_labelled_images_for_hpaub(coco_root):
     assert len(select_scenes(load_scenes(coco_root, "val2014"), min_keypoints=8)) >= 36
+
+
+def _plain_line(inst: Instance, width: int, height: int) -> str:
+    """The rules written the slow, obvious way: the fast formatter must agree with it."""
+    line = f"{inst.category}: [{', '.join(repr(v) for v in box_corners(inst.bbox, width, height))}]"
+    if inst.keypoints is not None and any(v > 0 for v in inst.keypoints[2::3]):
+        line += f", keypoints: [{', '.join(repr(v) for v in keypoint_values(inst.keypoints, width, height))}]"
+    return line
+
+
+def test_fast_formatting_agrees_with_the_plain_rules(coco_root):
+    import random
+
+    from keypoint_instruct.context import instance_line
+
+    rng = random.Random(0)
+    cases = [(i, s.width, s.height) for s in load_scenes(coco_root, "val2014").values() for i in s.instances]
+    for _ in range(300):  # fractional, negative and out-of-image keypoints and boxes
+        kps = []
+        for _ in range(17):
+            kps += [rng.choice([rng.uniform(-20, 700), float(rng.randint(-5, 700))]), rng.uniform(-20, 500),
+                    float(rng.choice([0, 1, 2]))]  # fmt: skip
+        bbox = (rng.uniform(-10, 600), rng.uniform(-10, 400), rng.uniform(0, 300), rng.uniform(0, 300))
+        cases.append((person(1, bbox, kps), rng.choice([427, 480, 640]), rng.choice([360, 480, 640])))
+    for inst, width, height in cases:
+        assert instance_line(inst, width, height) == _plain_line(inst, width, height)
