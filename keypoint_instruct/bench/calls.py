@@ -21,7 +21,7 @@ def complete_all(
     from keypoint_instruct.engine import EngineSettings, run
 
     if requests:
-        run(make_teacher(), requests, cache, EngineSettings(concurrency=concurrency, progress=False))
+        run(make_teacher(), requests, cache, EngineSettings(concurrency=concurrency))
     texts: dict[str, str] = {}
     for request in requests:
         hit = cache.get(request.key)
