@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--images must be >= 1, got {args.images}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     start = time.perf_counter()
-    write_coco_tree(args.out, args.split, args.images, seed=args.seed, draw_images=not args.no_images)
+    try:
+        write_coco_tree(args.out, args.split, args.images, seed=args.seed, draw_images=not args.no_images)
+    except OSError as err:
+        parser.exit(2, f"make_coco_fixture.py: error: cannot write {args.out}: {err.strerror or err}\n")
     for path in sorted((args.out / "annotations").glob(f"*_{args.split}.json")):
         print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
     print(f"done in {time.perf_counter() - start:.1f} s")

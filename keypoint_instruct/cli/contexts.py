@@ -29,9 +29,15 @@ def _count(minimum: int):
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--coco-root", required=True, type=Path, help="COCO folder holding annotations/ and one image folder per split"
+        "--coco-root",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="COCO folder holding annotations/ and one image folder per split",
     )
-    parser.add_argument("--split", required=True, help="COCO split to read, e.g. train2017 or val2014")
+    parser.add_argument(
+        "--split", required=True, metavar="SPLIT", help="COCO split to read, e.g. train2017 or val2014"
+    )
     parser.add_argument(
         "--context",
         default="paper",
@@ -50,11 +56,16 @@ def register(subparsers) -> None:
         "By default an image is selected when it has at least one person with a labelled keypoint.",
     )
     _add_source(ctx)
-    ctx.add_argument("--out", type=Path, default=None, help="JSONL file to write (default: standard output)")
-    ctx.add_argument("--limit", type=_count(1), default=None, help="stop after the first N selected images")
+    ctx.add_argument(
+        "--out", type=Path, default=None, metavar="FILE", help="JSONL file to write (default: standard output)"
+    )
+    ctx.add_argument(
+        "--limit", type=_count(1), default=None, metavar="N", help="stop after the first N selected images"
+    )
     ctx.add_argument(
         "--min-persons",
         type=_count(0),
+        metavar="N",
         default=1,
         help="keep images with at least this many people having --min-keypoints labelled keypoints (default 1; "
         "0 keeps every image)",
@@ -62,6 +73,7 @@ def register(subparsers) -> None:
     ctx.add_argument(
         "--min-keypoints",
         type=_count(0),
+        metavar="N",
         default=1,
         help="labelled keypoints (0-17) a person needs to count towards --min-persons (default 1)",
     )
@@ -75,7 +87,7 @@ def register(subparsers) -> None:
     )
     show.add_argument("image_id", type=_count(0), metavar="IMAGE_ID", help="COCO image id, e.g. 42")
     _add_source(show)
-    show.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    show.add_argument("--out", type=Path, required=True, metavar="FILE.png", help="PNG file to write")
     show.set_defaults(func=run_show)
 
 
