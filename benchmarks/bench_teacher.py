@@ -156,8 +156,16 @@ def main() -> None:
         engine_run(server.url, requests[: n(240)], work / "b2.sqlite", concurrency=conc)
         rate, ok, refused = server.rate()
         server.stop()
-        rows.append((f"RPM {rpm}, latency {latency}s, c={conc}", "engine, headers only", ok, refused, rate,
-                     min(conc / latency, rpm / 60)))
+        rows.append(
+            (
+                f"RPM {rpm}, latency {latency}s, c={conc}",
+                "engine, headers only",
+                ok,
+                refused,
+                rate,
+                min(conc / latency, rpm / 60),
+            )
+        )
 
         # 3. TPM-bound: 20 requests/s worth of tokens
         subset = requests[: n(160)]
