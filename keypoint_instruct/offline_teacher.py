@@ -194,9 +194,23 @@ class _Writer:
         related = [s for f in self.focus for s in self.relations(f)]
         if len(self.facts) > 1 and related:
             pairs.append((self.rng.choice(questions["relations"]), " ".join(related[:3])))
-        elif len(self.facts) > 1 and len(pairs) < 4:
+        elif len(pairs) < 4 and (len(self.facts) > 1 or len(pairs) < 2):
             pairs.append((self.rng.choice(questions["count"]), self.count()))
+        objects = self.objects()
+        if objects and len(pairs) < 3:
+            pairs.append((self.rng.choice(questions["objects"]), self.pick(self.table["objects"], objs=objects)))
         return pairs
+
+    def objects(self) -> str:
+        """ "a dog, a frisbee and two cups": the non-person things of the scene, counted."""
+        counts: dict[str, int] = {}
+        for inst in self.scene.instances:
+            if inst.category != "person" and not inst.iscrowd:
+                counts[inst.category] = counts.get(inst.category, 0) + 1
+        names = [
+            f"{_number(n)} {c}s" if n > 1 else f"{'an' if c[0] in 'aeiou' else 'a'} {c}" for c, n in counts.items()
+        ]
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}" if names else ""
 
     def description(self) -> str:
         sentences = [self.opener(), self.count()]
@@ -207,28 +221,36 @@ class _Writer:
             sentences.append(self.rng.choice(self.table["closing"]))
         return " ".join(sentences)
 
+    def readings(self, f: PersonFacts) -> list[str]:
+        """What the pose of ``f`` suggests, one sentence per cue, strongest cues first."""
+        reading = self.table["reading"]
+        raised = {level for _, level in f.raised}
+        keys = [
+            f.posture if f.posture in reading else None,
+            "wide" if f.stance == "feet wide apart" else None,
+            "raised_head" if "the head" in raised else "raised_shoulder" if raised else None,
+            "lifted" if f.lifted_leg else None,
+            f.lean_direction if f.lean_direction in ("forward", "backward") else None,
+            "away" if f.facing == "away from the camera" else None,
+            "bent_elbow" if any(a.joint.endswith("elbow") and a.degrees < 120 for a in f.angles) else None,
+        ]
+        out = [reading[k] for k in keys if k]
+        out += [reading["hand_at"].format(obj=h.category) for h in f.hands[:1] if h.relation == "at"]
+        return out
+
     def reasoning(self) -> tuple[str, str]:
-        reading, advice = self.table["reading"], self.table["advice"]
+        advice = self.table["advice"]
         sentences = [self.opener()]
-        notes = []
+        notes: list[str] = []
         for f in self.focus[:2]:
             sentences += self.person(f)
-            raised = {level for _, level in f.raised}
-            at = [h.category for h in f.hands if h.relation == "at"]
-            keys = [f.posture if f.posture in reading else None,
-                    "wide" if f.stance == "feet wide apart" else None,
-                    "raised_head" if "the head" in raised else "raised_shoulder" if raised else None,
-                    "lifted" if f.lifted_leg else None,
-                    f.lean_direction if f.lean_direction in ("forward", "backward") else None,
-                    "away" if f.facing == "away from the camera" else None,
-                    "bent_elbow" if any(a.joint.endswith("elbow") and a.degrees < 120 for a in f.angles) else None]  # fmt: skip
-            notes += [reading[k] for k in keys if k and reading[k] not in notes]
-            if at and reading["hand_at"].format(obj=at[0]) not in notes:
-                notes.append(reading["hand_at"].format(obj=at[0]))
-        notes = notes[:3] or [reading["default"]]
+            notes += [note for note in self.readings(f) if note not in notes]
+        notes = notes[:3] or [self.table["reading"]["default"]]
         main = self.focus[0].posture if self.focus else None
         answer = " ".join(sentences + notes + [advice.get(main or "default", advice["default"])])
-        return self.rng.choice(self.table["questions"]["reasoning"]), answer
+        one = len(self.facts) == 1
+        values = {"who": "the person" if one else "the people", "be": "is" if one else "are", "their": "their"}
+        return self.pick(self.table["questions"]["reasoning"], **values), answer
 
 
 def respond(scene: Scene, task: str) -> str:

@@ -1,0 +1,110 @@
+"""The offline teacher: the LLM teacher's response shapes, written only from captions and pose facts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from keypoint_instruct.cli import main
+from keypoint_instruct.coco import load_scenes
+from keypoint_instruct.errors import TeacherError
+from keypoint_instruct.offline_teacher import MODEL, OfflineTeacher, person_names, respond
+from keypoint_instruct.parse import parse_description, parse_pairs
+from keypoint_instruct.quality import pair_reason, text_reason
+from keypoint_instruct.teacher import GenerationSettings, TeacherRequest, build_requests
+from tests.test_posefacts import STANDING, person, scene, thing
+
+TASKS = ("conversation", "detailed_description", "complex_reasoning")
+FORBIDDEN = re.compile(r"caption|bounding box|key ?point|coordinate|annotation|\d\.\d|\[", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def fixture_scenes(coco_root):
+    return list(load_scenes(coco_root, "val2014").values())
+
+
+def test_every_fixture_scene_parses_and_passes_the_quality_filters(fixture_scenes):
+    for s in fixture_scenes:
+        for task in ("conversation", "complex_reasoning"):
+            text = respond(s, task)
+            pairs = parse_pairs(text)
+            assert (len(pairs) >= 2) if task == "conversation" else (len(pairs) == 1), (s.image_id, text)
+            assert len({p.question for p in pairs}) == len(pairs)
+            for pair in pairs:
+                assert pair_reason(pair.question, pair.answer) is None, (s.image_id, pair)
+            assert not FORBIDDEN.search(text), (s.image_id, text)
+        description = respond(s, "detailed_description")
+        assert "Question:" not in description
+        assert text_reason(parse_description(description)) is None, (s.image_id, description)
+        assert not FORBIDDEN.search(description), (s.image_id, description)
+
+
+def test_responses_are_deterministic_but_vary_across_images(fixture_scenes):
+    first = [respond(s, "conversation") for s in fixture_scenes]
+    assert first == [respond(s, "conversation") for s in fixture_scenes]
+    questions = {tuple(p.question for p in parse_pairs(text)) for text in first}
+    assert len(questions) > len(fixture_scenes) // 3
+
+
+def test_only_supported_facts_are_stated():
+    # Only the torso is labelled: nothing about arms, legs, hands, posture or facing may be said.
+    torso = {k: v for k, v in STANDING.items() if k.endswith(("shoulder", "hip"))}
+    s = scene(person(torso, visibility={"left_shoulder": 1}), thing("tennis racket", (150, 100, 30, 30)))
+    text = " ".join(respond(s, task) for task in TASKS).lower()
+    # Shoulder order alone tells the chest side (COCO labels anatomical left/right), so facing may be stated.
+    unsupported = re.findall(r"\b(?:elbows?|knees?|arms?|legs?|hands?|feet|standing|stands|sitting|seated)\b", text)
+    assert unsupported == []
+    assert "upright" in text
+    full = scene(person(STANDING), thing("tennis racket", (150, 100, 30, 30)))
+    described = respond(full, "detailed_description")
+    assert "standing" in described or "on their feet" in described or "stands" in described
+    assert "90 degrees" in described and "tennis racket" in described
+
+
+def test_people_are_named_by_position():
+    s = scene(person(STANDING, ident=1), person(STANDING, bbox=(400, 20, 110, 235), ident=2),
+              person(STANDING, bbox=(200, 20, 110, 235), ident=3))  # fmt: skip
+    assert person_names(s) == {
+        1: "the person on the left",
+        3: "the person in the middle",
+        2: "the person on the right",
+    }
+    assert person_names(scene(person(STANDING))) == {1: "the person"}
+
+
+def test_complete_through_the_teacher_protocol(fixture_scenes):
+    settings = GenerationSettings(model=MODEL)
+    teacher = OfflineTeacher()
+    for task in TASKS:
+        request = build_requests(fixture_scenes[:1], task, settings, "paper+facts")[0]
+        completion = asyncio.run(teacher.complete(request))
+        assert completion.model == "offline-posefacts" and completion.finish_reason == "stop"
+        assert completion.text == respond(fixture_scenes[0], task)
+        assert completion.prompt_tokens > 100 and completion.completion_tokens == len(completion.text.split())
+
+
+def test_missing_scene_or_unknown_task_is_a_teacher_error(fixture_scenes):
+    bare = TeacherRequest("conversation", 1, "val2014", "v", {"messages": []})
+    with pytest.raises(TeacherError, match="needs the scene"):
+        asyncio.run(OfflineTeacher().complete(bare))
+    with pytest.raises(TeacherError, match="judge/conversation"):
+        respond(fixture_scenes[0], "judge/conversation")
+
+
+def test_generate_offline_fills_the_cache(coco_root, tmp_path, capsys):
+    from keypoint_instruct.cache import ResponseCache
+
+    cache = tmp_path / "responses.sqlite"
+    argv = ["generate", "--teacher", "offline", "--task", "all", "--coco-root", str(coco_root), "--split",
+            "val2014", "--cache", str(cache), "--limit", "3", "--context", "paper+facts", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    with ResponseCache(cache) as responses:
+        rows = list(responses.iter_responses())
+    assert len(rows) == 9 and {r.model for r in rows} == {"offline-posefacts"}
+    assert {r.task for r in rows} == set(TASKS)
+    capsys.readouterr()
+    assert main([*argv, "--model", "gpt-4o"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "offline" in err

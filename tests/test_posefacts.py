@@ -1,0 +1,228 @@
+"""Pose facts from synthetic skeletons with known geometry (image y grows downwards)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from keypoint_instruct import posefacts
+from keypoint_instruct.coco import KEYPOINT_NAMES, Instance, Scene
+from keypoint_instruct.context import format_context
+from keypoint_instruct.posefacts import HandContact, JointAngle, PersonRelation, facts_block, person_facts
+
+FACE = {"nose": (100, 40), "left_eye": (104, 36), "right_eye": (96, 36), "left_ear": (108, 38), "right_ear": (92, 38)}
+# A person facing the camera: their left side is on the image right. Left elbow at a right angle (upper arm down,
+# forearm pointing right), right arm hanging straight, legs straight, feet under the hips.
+STANDING = FACE | {
+    "left_shoulder": (120, 70), "right_shoulder": (80, 70),
+    "left_elbow": (120, 110), "right_elbow": (80, 110),
+    "left_wrist": (160, 110), "right_wrist": (80, 150),
+    "left_hip": (112, 150), "right_hip": (88, 150),
+    "left_knee": (112, 200), "right_knee": (88, 200),
+    "left_ankle": (112, 250), "right_ankle": (88, 250),
+}  # fmt: skip
+BOX = (60.0, 20.0, 110.0, 235.0)
+
+
+def keypoints(joints: dict, visibility: dict | None = None) -> tuple[float, ...]:
+    values: list[float] = []
+    for name in KEYPOINT_NAMES:
+        if name in joints:
+            values += [float(joints[name][0]), float(joints[name][1]), float((visibility or {}).get(name, 2))]
+        else:
+            values += [0.0, 0.0, 0.0]
+    return tuple(values)
+
+
+def person(joints: dict, bbox=BOX, ident: int = 1, visibility: dict | None = None, crowd: bool = False) -> Instance:
+    kps = keypoints(joints, visibility)
+    return Instance(ident, "person", tuple(bbox), crowd, kps, sum(1 for v in kps[2::3] if v > 0))
+
+
+def thing(category: str, bbox, ident: int = 100) -> Instance:
+    return Instance(ident, category, tuple(bbox), False, None, 0)
+
+
+def scene(*instances: Instance, width: int = 640, height: int = 480, image_id: int = 7) -> Scene:
+    return Scene(image_id, "x.jpg", "val2014", width, height, ("A person.",), instances)
+
+
+def facts_of(joints: dict, bbox=BOX, **kw):
+    return person_facts(scene(person(joints, bbox, **kw)), 1)
+
+
+def test_right_angle_at_the_elbow_and_a_standing_frontal_person():
+    facts = facts_of(STANDING)
+    angles = {a.joint: a.degrees for a in facts.angles}
+    assert angles == {"left elbow": 90, "right elbow": 180, "left knee": 180, "right knee": 180}
+    assert facts.posture == "standing"
+    assert facts.facing == "the camera"
+    assert facts.lean_degrees == 0
+    assert facts.stance == "feet about hip-width apart"
+    assert facts.raised == ()
+    line = posefacts.describe(facts)
+    assert "left elbow bent about 90 degrees" in line and "right elbow straight" in line
+    assert line.startswith("Person 1 (on the left, standing, facing the camera): ")
+
+
+def test_arms_above_the_head():
+    joints = STANDING | {"left_elbow": (130, 40), "right_elbow": (70, 40), "left_wrist": (125, 5),
+                         "right_wrist": (75, 5)}  # fmt: skip
+    facts = facts_of(joints, bbox=(60, 0, 110, 255))
+    assert facts.raised == (("left", "the head"), ("right", "the head"))
+    assert "both arms raised above the head" in facts_block(scene(person(joints, (60, 0, 110, 255))))
+
+
+def test_hand_above_the_shoulder_but_below_the_head():
+    facts = facts_of(STANDING | {"right_elbow": (60, 60), "right_wrist": (60, 50)})
+    assert facts.raised == (("right", "the shoulder"),)
+
+
+def test_seated_pose():
+    # Torso upright, thighs level towards the image right, shins hanging down: a chair.
+    joints = FACE | {
+        "left_shoulder": (120, 70), "right_shoulder": (80, 70), "left_hip": (112, 150), "right_hip": (88, 150),
+        "left_knee": (162, 152), "right_knee": (138, 152), "left_ankle": (162, 202), "right_ankle": (138, 202),
+    }  # fmt: skip
+    facts = facts_of(joints, bbox=(75, 25, 95, 180))
+    assert facts.posture == "sitting"
+    assert {a.joint: a.degrees for a in facts.angles} == {"left knee": 90, "right knee": 90}
+    assert facts.stance is None  # stance is stated for standing people only
+
+
+def test_crouching_and_kneeling():
+    crouch = STANDING | {"left_hip": (112, 200), "right_hip": (88, 200), "left_knee": (140, 195),
+                         "right_knee": (116, 195), "left_ankle": (116, 240), "right_ankle": (92, 240)}  # fmt: skip
+    assert facts_of(crouch).posture == "crouching"
+    kneel = STANDING | {"left_knee": (112, 200), "right_knee": (88, 200), "left_ankle": (150, 200),
+                        "right_ankle": (126, 200)}  # fmt: skip
+    assert facts_of(kneel).posture == "kneeling"
+
+
+def test_person_facing_away():
+    # Shoulders in the anatomical order of a back view, no face point visible.
+    joints = {k: v for k, v in STANDING.items() if k not in FACE} | {"left_ear": (92, 38), "right_ear": (108, 38)}
+    mirrored = {**joints, "left_shoulder": (80, 70), "right_shoulder": (120, 70), "left_hip": (88, 150),
+                "right_hip": (112, 150)}  # fmt: skip
+    assert facts_of(mirrored).facing == "away from the camera"
+
+
+def test_side_view_faces_the_nose_side():
+    joints = {"nose": (70, 40), "left_eye": (78, 36), "left_ear": (95, 38), "left_shoulder": (102, 70),
+              "right_shoulder": (98, 70), "left_hip": (100, 150), "right_hip": (99, 150)}  # fmt: skip
+    assert facts_of(joints).facing == "left"
+    flipped = {name: (200 - x, y) for name, (x, y) in joints.items()}
+    assert facts_of(flipped).facing == "right"
+
+
+def test_lying_person():
+    joints = {"left_shoulder": (100, 200), "right_shoulder": (100, 220), "left_hip": (180, 202),
+              "right_hip": (180, 222), "left_wrist": (60, 150), "right_wrist": (60, 260),
+              "left_knee": (240, 205), "left_ankle": (300, 205)}  # fmt: skip
+    facts = facts_of(joints, bbox=(50, 140, 260, 130))
+    assert facts.posture == "lying"
+    assert facts.raised == ()  # above/below means nothing for a horizontal body
+    assert facts.lean_degrees is None and facts.stance is None
+
+
+def test_leaning_forward_in_side_view():
+    joints = {"nose": (150, 45), "left_shoulder": (132, 70), "right_shoulder": (128, 70),
+              "left_hip": (100, 150), "right_hip": (99, 150)}  # fmt: skip
+    facts = facts_of(joints)
+    assert facts.facing == "right"
+    assert facts.lean_direction == "forward"
+    assert facts.lean_degrees == 20
+
+
+def test_one_leg_lifted_and_wide_stance():
+    lifted = STANDING | {"right_knee": (80, 170), "right_ankle": (80, 200)}
+    facts = facts_of(lifted)
+    assert facts.posture == "standing" and facts.lifted_leg == "right" and facts.stance is None
+    wide = STANDING | {"left_knee": (130, 200), "right_knee": (70, 200), "left_ankle": (150, 250),
+                       "right_ankle": (50, 250)}  # fmt: skip
+    assert facts_of(wide).stance == "feet wide apart"
+
+
+def test_unlabelled_joints_suppress_the_facts_that_need_them():
+    joints = {k: v for k, v in STANDING.items() if k not in ("left_wrist", "left_ankle", "right_ankle")}
+    facts = person_facts(scene(person(joints), thing("tennis racket", (150, 100, 30, 30))), 1)
+    joints_with_angles = {a.joint for a in facts.angles}
+    assert "left elbow" not in joints_with_angles and "right elbow" in joints_with_angles
+    assert not any(a.joint.endswith("knee") for a in facts.angles)
+    assert facts.posture is None  # no leg has an ankle: standing cannot be told from kneeling
+    assert facts.stance is None and facts.lifted_leg is None and facts.hands == ()
+    torsoless = {k: v for k, v in STANDING.items() if not k.endswith("hip")}
+    bare = facts_of(torsoless)
+    assert bare.lean_degrees is None and bare.posture is None
+
+
+def test_labelled_but_occluded_joints_count():
+    hidden = {name: 1 for name in ("left_wrist", "left_elbow")}
+    facts = facts_of(STANDING, visibility=hidden)
+    assert JointAngle("left elbow", 90) in facts.angles
+
+
+def test_hidden_face_with_frontal_shoulders_leaves_facing_unstated():
+    hidden = {name: 1 for name in ("nose", "left_eye", "right_eye")}
+    assert facts_of(STANDING, visibility=hidden).facing is None
+
+
+def test_hand_at_and_near_objects_but_not_background():
+    racket = thing("tennis racket", (150, 100, 30, 30), 101)
+    bench = thing("bench", (35, 148, 40, 40), 102)  # right wrist (80, 150) is just past its right edge
+    court = thing("car", (0, 0, 640, 480), 103)  # holds the whole person: background
+    facts = person_facts(scene(person(STANDING), racket, bench, court), 1)
+    assert facts.hands == (HandContact("left", "tennis racket", "at"), HandContact("right", "bench", "near"))
+
+
+def test_relations_between_people_and_numbering_like_the_context():
+    near = person(STANDING, ident=1)
+    small = {name: (x * 0.5 + 400, y * 0.5 + 40) for name, (x, y) in STANDING.items()}
+    far = person(small, bbox=(430, 50, 55, 118), ident=5)
+    crowd = person({}, bbox=(0, 0, 50, 50), ident=3, crowd=True)
+    nobody = person({}, bbox=(300, 100, 40, 80), ident=9)
+    s = scene(near, crowd, thing("skis", (10, 240, 100, 20), 4), far, nobody)
+    first = person_facts(s, 1)
+    assert PersonRelation(2, "left of") in first.relations and PersonRelation(2, "in front of") in first.relations
+    assert person_facts(s, 2).relations == (PersonRelation(3, "right of"),)
+    block = facts_block(s).splitlines()
+    context_people = [line for line in format_context(s).splitlines() if line.startswith("person:")]
+    assert len(block) == len(context_people) == 3
+    assert block[2] == "Person 3 (in the centre): no body joints marked."
+
+
+def test_facts_do_not_depend_on_image_scale():
+    big = {name: (x * 3, y * 3) for name, (x, y) in STANDING.items()}
+    small_scene = scene(person(STANDING), thing("tennis racket", (150, 100, 30, 30)))
+    big_scene = scene(person(big, bbox=tuple(v * 3 for v in BOX)), thing("tennis racket", (450, 300, 90, 90)),
+                      width=1920, height=1440)  # fmt: skip
+    assert facts_block(small_scene) == facts_block(big_scene)
+
+
+def test_empty_scene_has_no_block():
+    assert facts_block(scene(thing("dog", (1, 1, 10, 10)))) == ""
+
+
+def test_inner_angle_degenerate_segment():
+    assert posefacts.inner_angle((0, 0), (0, 0), (1, 1)) is None
+    assert posefacts.inner_angle((1, 0), (0, 0), (0, 1)) == pytest.approx(90)
+
+
+SNAPSHOT = """\
+Person 1 (on the left, standing, facing the camera): left elbow bent about 90 degrees; right elbow straight; \
+torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis racket; \
+left of Person 2; in front of Person 2.
+Person 2 (on the right, facing right): both arms raised above the head; left elbow bent about 100 degrees; \
+torso leaning forward about 20 degrees from vertical."""
+
+
+def test_facts_block_snapshot():
+    side = {"nose": (560, 45), "left_eye": (552, 40), "left_shoulder": (532, 70), "right_shoulder": (528, 70),
+            "left_hip": (500, 150), "right_hip": (499, 150), "left_elbow": (545, 30), "left_wrist": (525, 20),
+            "right_wrist": (535, 15)}  # fmt: skip
+    s = scene(person(STANDING), thing("tennis racket", (150, 100, 30, 30)), person(side, (480, 10, 90, 150), 2))
+    block = facts_block(s)
+    assert block == SNAPSHOT
+    assert not re.search(r"\d\.\d|\[", block)  # degree words only, never coordinates
+    assert format_context(s, "paper+facts").endswith("\n\n" + block)
