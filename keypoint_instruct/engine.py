@@ -52,6 +52,7 @@ class EngineSettings:
 class RunSummary:
     requested: int = 0  # distinct keys asked for
     already_cached: int = 0  # answered before (never sent)
+    in_batch: int = 0  # waiting in a submitted, uncollected Batch API job (never sent twice)
     answered: int = 0  # answered in this run
     finish_reasons: Counter = field(default_factory=Counter)
     gave_up: int = 0  # keys without an answer after their last attempt
@@ -71,7 +72,8 @@ class RunSummary:
     def line(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
         return (
-            f"{self.requested} requests: {self.already_cached} already cached, {self.answered} answered "
+            f"{self.requested} requests: {self.already_cached} already cached, {self.in_batch} waiting in a batch, "
+            f"{self.answered} answered "
             f"({reasons}), {self.gave_up} gave up; {self.attempts} attempts, {self.failed_attempts} failed; "
             f"{self.prompt_tokens} prompt tokens ({self.cached_tokens} cached), {self.completion_tokens} completion "
             f"tokens; ${self.cost_usd:.4f}; {self.elapsed_s:.1f} s, {self.requests_per_s:.2f} req/s"
@@ -202,7 +204,11 @@ async def run_requests(
     summary = RunSummary(requested=len(unique))
     answered_before = cache.answered(unique)
     summary.already_cached = len(answered_before)
-    todo = [r for key, r in unique.items() if key not in answered_before]
+    in_batch = cache.pending_batch_keys() & set(unique)
+    summary.in_batch = len(in_batch)
+    if in_batch:
+        log.warning("%d requests wait in a submitted batch: `batch collect` them; not sent again", len(in_batch))
+    todo = [r for key, r in unique.items() if key not in answered_before and key not in in_batch]
     log.info("%d requests, %d already cached, %d to send", len(unique), len(answered_before), len(todo))
     if not todo:
         return summary

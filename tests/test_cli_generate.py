@@ -150,7 +150,7 @@ def test_faulty_endpoint_completes_and_never_leaks_the_key(
     out, err = capsys.readouterr()
     assert code == 0, err
     images = selected_images(coco_root)
-    assert f"{len(images)} requests: 0 already cached, {len(images)} answered" in out
+    assert f"{len(images)} requests: 0 already cached, 0 waiting in a batch, {len(images)} answered" in out
     with ResponseCache(cache_path) as cache:
         assert sorted(r.image_id for r in cache.iter_responses()) == sorted(images)
         assert cache.stats().failed_attempts > 0
@@ -216,7 +216,7 @@ def test_offline_teacher_shards_and_merge(coco_root, tmp_path, capsys):
         coco_root, tmp_path / "all.sqlite", "--task", "all", "--teacher", "offline", "--limit", "10", "--no-progress"
     )
     assert main(whole) == 0  # the union of the shards is the whole selection: nothing left to send
-    assert "30 requests: 30 already cached, 0 answered" in capsys.readouterr().out
+    assert "30 requests: 30 already cached, 0 waiting in a batch, 0 answered" in capsys.readouterr().out
     with ResponseCache(tmp_path / "all.sqlite") as cache:
         rows = list(cache.iter_responses())
     assert {r.model for r in rows} == {"offline-posefacts"} and len(rows) == 30
@@ -259,7 +259,7 @@ def test_dry_run_figures_equal_a_hand_count(coco_root, tmp_path, capsys):
     }
     output_tokens = sum(expected[r.task] for r in todo)
     sync = (input_tokens * 2.50 + output_tokens * 10.00) / 1e6
-    assert f" 18; already cached: 2; to send: {len(todo)}" in out
+    assert f" 18; already cached: 2; waiting in a batch: 0; to send: {len(todo)}" in out
     assert f"estimated input tokens: {input_tokens:,} (counted with o200k (quicktok-v1), exact" in out
     assert f"estimated output tokens: {output_tokens:,} " in out
     assert f"estimated cost sync: ${sync:,.2f} without prompt-cache hits" in out
@@ -294,5 +294,23 @@ def test_batch_round_trip_then_generate_sends_nothing(fake_openai, coco_root, tm
         rows = list(cache.iter_responses())
     assert len(rows) == 15 and all(r.cost_usd > 0 for r in rows)
     assert main(["generate", *select, "--no-progress"]) == 0
-    assert "15 requests: 15 already cached, 0 answered" in capsys.readouterr().out
+    assert "15 requests: 15 already cached, 0 waiting in a batch, 0 answered" in capsys.readouterr().out
     assert fake_openai.chat_log() == []  # batch answers are the same cache keys: nothing sent again
+
+
+def test_generate_never_resends_what_waits_in_a_batch(fake_openai, coco_root, tmp_path, capsys):
+    cache_path = tmp_path / "pending.sqlite"
+    select = ["--coco-root", str(coco_root), "--split", "val2014", "--cache", str(cache_path), "--limit", "4"]
+    endpoint = ["--base-url", fake_openai.base_url]
+    assert main(["batch", "submit", "--task", "conversation", *select, *endpoint]) == 0
+    capsys.readouterr()
+    # the batch is still running: a sync run over a wider selection sends only what is not in it
+    assert main(["generate", "--task", "all", *select, *endpoint, "--dry-run"]) == 0
+    assert "waiting in a batch: 4; to send: 8" in capsys.readouterr().out
+    assert main(["generate", "--task", "all", *select, *endpoint, "--no-progress"]) == 0
+    assert "12 requests: 0 already cached, 4 waiting in a batch, 8 answered" in capsys.readouterr().out
+    assert len(fake_openai.chat_log()) == 8
+    fake_openai.complete_batches()
+    assert main(["batch", "collect", "--cache", str(cache_path), *endpoint]) == 0
+    with ResponseCache(cache_path) as cache:
+        assert len(list(cache.iter_responses())) == 12

@@ -234,14 +234,20 @@ def _make_teacher(args: argparse.Namespace, offline: bool):
 def _dry_run(args: argparse.Namespace, requests) -> int:
     from keypoint_instruct import pricing
 
-    answered = set()
+    answered: set[str] = set()
+    in_batch: set[str] = set()
     if args.cache.exists():
         with _open_cache(args.cache, create=False) as cache:
             answered = cache.answered(r.key for r in requests)
-    unique = {r.key: r for r in requests if r.key not in answered}
+            in_batch = cache.pending_batch_keys()
+    unique = {r.key: r for r in requests if r.key not in answered and r.key not in in_batch}
     todo = list(unique.values())
     estimate = pricing.estimate_requests(todo)
-    print(f"requests selected: {len(requests)}; already cached: {len(answered)}; to send: {len(todo)}")
+    waiting = len(in_batch & {r.key for r in requests})
+    print(
+        f"requests selected: {len(requests)}; already cached: {len(answered)}; waiting in a batch: {waiting}; "
+        f"to send: {len(todo)}"
+    )
     print(pricing.format_estimate(estimate))
     return 0
 
