@@ -206,7 +206,7 @@ def _raised(joints: dict, scale: float) -> tuple[tuple[str, str], ...]:
     out = []
     for side in SIDES:
         wrist, shoulder = _pt(joints, f"{side}_wrist"), _pt(joints, f"{side}_shoulder")
-        if not (wrist and shoulder) or wrist[1] > shoulder[1] - 0.05 * scale:
+        if not (wrist and shoulder) or wrist[1] >= shoulder[1] - max(0.05 * scale, 1e-6):
             continue
         above_head = face_y and wrist[1] < min(face_y) - 0.1 * scale
         out.append((side, "the head" if above_head else "the shoulder"))
@@ -223,7 +223,7 @@ def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
     ref = None
     for a, b in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
         pa, pb = _pt(joints, a), _pt(joints, b)
-        if pa and pb and abs(pa[0] - pb[0]) >= 0.25 * scale:
+        if pa and pb and abs(pa[0] - pb[0]) >= max(0.25 * scale, 1e-6):
             ref = abs(pa[0] - pb[0])
             break
     if ref is None or lifted:

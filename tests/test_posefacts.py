@@ -200,6 +200,13 @@ def test_facts_do_not_depend_on_image_scale():
     assert facts_block(small_scene) == facts_block(big_scene)
 
 
+def test_degenerate_skeleton_states_nothing_it_cannot_measure():
+    collapsed = {name: (50, 50) for name in STANDING}
+    facts = facts_of(collapsed, bbox=(50, 50, 0, 0))
+    assert facts.angles == () and facts.lean_degrees is None and facts.stance is None and facts.raised == ()
+    assert posefacts.describe(facts).startswith("Person 1 (on the left")
+
+
 def test_empty_scene_has_no_block():
     assert facts_block(scene(thing("dog", (1, 1, 10, 10)))) == ""
 

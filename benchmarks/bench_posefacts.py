@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Throughput of the pose facts and the offline teacher on a synthetic COCO split.
+
+    .venv/bin/python benchmarks/bench_posefacts.py [--images 2000] [--seed 0]
+
+Writes a synthetic split (annotations only) to a temporary folder, loads it, then times (a) ``facts_block`` over
+every scene (what ``--context paper+facts`` adds to a context build) and (b) the offline teacher's three responses
+per scene (what ``generate --teacher offline --task all`` spends outside the engine and cache). Prints scenes/s,
+persons/s and the share of persons with each posture and facing, to show how often the rules commit to a fact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import time
+
+from keypoint_instruct.coco import load_scenes
+from keypoint_instruct.offline_teacher import TASKS, respond
+from keypoint_instruct.posefacts import facts_block, scene_facts
+from keypoint_instruct.synthcoco import write_coco_tree
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="images in the synthetic split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic split")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_coco_tree(tmp, "train2017", args.images, seed=args.seed, draw_images=False)
+        scenes = list(load_scenes(tmp, "train2017").values())
+
+    start = time.perf_counter()
+    blocks = [facts_block(s) for s in scenes]
+    facts_s = time.perf_counter() - start
+    persons = sum(len(b.splitlines()) for b in blocks)
+
+    start = time.perf_counter()
+    words = sum(len(respond(s, task).split()) for s in scenes for task in TASKS)
+    teacher_s = time.perf_counter() - start
+
+    postures, facing = collections.Counter(), collections.Counter()
+    for s in scenes:
+        for f in scene_facts(s):
+            postures[f.posture or "unstated"] += 1
+            facing[f.facing or "unstated"] += 1
+
+    print(f"scenes: {len(scenes)}  persons: {persons}")
+    print(f"facts_block: {facts_s:.2f} s  ({len(scenes) / facts_s:.0f} scenes/s, {persons / facts_s:.0f} persons/s)")
+    print(f"offline teacher, 3 tasks: {teacher_s:.2f} s  ({len(scenes) * 3 / teacher_s:.0f} responses/s, "
+          f"{words / (len(scenes) * 3):.0f} words per response)")  # fmt: skip
+    print("posture:", ", ".join(f"{k} {v / persons:.0%}" for k, v in postures.most_common()))
+    print("facing:", ", ".join(f"{k} {v / persons:.0%}" for k, v in facing.most_common()))
+
+
+if __name__ == "__main__":
+    main()
