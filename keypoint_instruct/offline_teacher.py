@@ -164,6 +164,9 @@ class _Writer:
         return out
 
     def hands(self, f: PersonFacts) -> list[str]:
+        same = {(h.category, h.relation) for h in f.hands}
+        if len(f.hands) == 2 and len(same) == 1:
+            return [self.pick(self.table["hand_both"][f.hands[0].relation], obj=f.hands[0].category)]
         return [self.pick(self.table["hand"][h.relation], side=h.side, obj=h.category) for h in f.hands]
 
     def relations(self, f: PersonFacts) -> list[str]:

@@ -63,6 +63,13 @@ def test_only_supported_facts_are_stated():
     assert "90 degrees" in described and "tennis racket" in described
 
 
+def test_both_hands_on_one_object_read_as_one_sentence():
+    joints = STANDING | {"right_elbow": (80, 110), "right_wrist": (150, 115)}
+    s = scene(person(joints), thing("tennis racket", (140, 100, 30, 30)))
+    described = respond(s, "detailed_description")
+    assert "Both hands" in described and "tennis racket" in described and "left hand" not in described
+
+
 def test_people_are_named_by_position():
     s = scene(person(STANDING, ident=1), person(STANDING, bbox=(400, 20, 110, 235), ident=2),
               person(STANDING, bbox=(200, 20, 110, 235), ident=3))  # fmt: skip
