@@ -21,15 +21,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from keypoint_instruct.coco import KEYPOINT_NAMES
+
 if TYPE_CHECKING:
     from keypoint_instruct.coco import Instance, Scene
 
-# COCO keypoint order (coco.KEYPOINT_NAMES); repeated here so this module stays importable on its own.
-_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle",
-)  # fmt: skip
 _FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 SIDES = ("left", "right")
 
@@ -92,7 +88,7 @@ def labelled_joints(instance: Instance) -> dict[str, tuple[float, float, int]]:
     """name -> (x, y, v) for the joints with v > 0."""
     values = instance.keypoints or ()
     joints = {}
-    for i, name in enumerate(_NAMES):
+    for i, name in enumerate(KEYPOINT_NAMES):
         if 3 * i + 2 < len(values) and values[3 * i + 2] > 0:
             joints[name] = (float(values[3 * i]), float(values[3 * i + 1]), int(values[3 * i + 2]))
     return joints
@@ -208,7 +204,7 @@ def _raised(joints: dict, scale: float) -> tuple[tuple[str, str], ...]:
         wrist, shoulder = _pt(joints, f"{side}_wrist"), _pt(joints, f"{side}_shoulder")
         if not (wrist and shoulder) or wrist[1] >= shoulder[1] - max(0.05 * scale, 1e-6):
             continue
-        above_head = face_y and wrist[1] < min(face_y) - 0.1 * scale
+        above_head = face_y and wrist[1] < min(face_y) - 0.25 * scale  # the crown is well above the eyes
         out.append((side, "the head" if above_head else "the shoulder"))
     return tuple(out)
 

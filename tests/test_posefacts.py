@@ -220,13 +220,13 @@ SNAPSHOT = """\
 Person 1 (on the left, standing, facing the camera): left elbow bent about 90 degrees; right elbow straight; \
 torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis racket; \
 left of Person 2; in front of Person 2.
-Person 2 (on the right, facing right): both arms raised above the head; left elbow bent about 100 degrees; \
+Person 2 (on the right, facing right): both arms raised above the head; left elbow slightly bent, about 120 degrees; \
 torso leaning forward about 20 degrees from vertical."""
 
 
 def test_facts_block_snapshot():
     side = {"nose": (560, 45), "left_eye": (552, 40), "left_shoulder": (532, 70), "right_shoulder": (528, 70),
-            "left_hip": (500, 150), "right_hip": (499, 150), "left_elbow": (545, 30), "left_wrist": (525, 20),
+            "left_hip": (500, 150), "right_hip": (499, 150), "left_elbow": (545, 30), "left_wrist": (525, 10),
             "right_wrist": (535, 15)}  # fmt: skip
     s = scene(person(STANDING), thing("tennis racket", (150, 100, 30, 30)), person(side, (480, 10, 90, 150), 2))
     block = facts_block(s)
