@@ -270,10 +270,10 @@ def build_folder(
                     builder.download_and_prepare()
                 except datasets.exceptions.DatasetGenerationError as err:
                     raise _unwrap(err) from None
-                table = builder.as_dataset(split="train").data.table
                 if name != ALL:
                     stats.merge(builder.stats)
-                if table.num_rows == 0:
+                split_info = builder.info.splits.get("train") if builder.info.splits else None
+                if not split_info or not split_info.num_examples:
                     if name == ALL:
                         raise DatasetBuildError(
                             f"no usable {coco_split} responses in {cache_path} "
@@ -281,23 +281,23 @@ def build_folder(
                         )
                     logger.warning("config %s has no rows; it is left out of the folder", name)
                     continue
+                table = builder.as_dataset(split="train").data.table
                 paths = _write_shards(
                     table,
                     staging / name,
                     max_shard_bytes=max_shard_bytes,
                     row_group_size=100 if embed_images else 10_000,
                 )
-                info = builder.info.splits["train"]
                 summaries.append(
                     ConfigSummary(
                         name=name,
-                        num_examples=info.num_examples,
-                        num_bytes=info.num_bytes,
+                        num_examples=split_info.num_examples,
+                        num_bytes=split_info.num_bytes,
                         download_size=sum(p.stat().st_size for p in paths),
                         features=builder.info.features._to_yaml_list(),
                     )
                 )
-                logger.info("%s: %d rows in %d shard(s)", name, info.num_examples, len(paths))
+                logger.info("%s: %d rows in %d shard(s)", name, split_info.num_examples, len(paths))
         card = render_card(
             summaries,
             stats,

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+from builder import CONFIG_NAMES, KeypointInstruct, build_folder, features
+from keypoint_instruct.cache import ResponseCache
+from tests.fixtures_dataset import DATASET_SPLIT, put_response
+
+FRESH_LOAD = """
+import json, sys
+from datasets import get_dataset_config_names, load_dataset
+folder = sys.argv[1]
+out = {}
+for name in get_dataset_config_names(folder):
+    ds = load_dataset(folder, name, split="train")
+    out[name] = {"rows": ds.num_rows, "features": ds.features.to_dict(), "tasks": sorted(set(ds["task"]))}
+out["<default>"] = {"rows": load_dataset(folder, split="train").num_rows}
+print(json.dumps(out))
+"""
+
+
+def test_every_config_loads_in_a_fresh_process(dataset_dir):
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, str(dataset_dir)], capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(loaded) == {*CONFIG_NAMES, "<default>"}
+    expected = features(embed_images=False).to_dict()
+    for name in CONFIG_NAMES:
+        assert loaded[name]["features"] == expected, name
+        assert loaded[name]["rows"] > 0, name
+    for task in ("conversation", "detailed_description", "complex_reasoning"):
+        assert loaded[task]["tasks"] == [task]
+    parts = sum(loaded[task]["rows"] for task in ("conversation", "detailed_description", "complex_reasoning"))
+    assert loaded["all"]["rows"] == parts == loaded["<default>"]["rows"]
+
+
+def test_rows_pass_trl_checks_and_render_through_a_llava_chat_template(dataset_dir, tiny_llava_dir):
+    from datasets import load_dataset
+    from transformers import AutoProcessor
+    from trl.data_utils import is_conversational
+
+    processor = AutoProcessor.from_pretrained(tiny_llava_dir)
+    ds = load_dataset(str(dataset_dir), "all", split="train")
+    seen_tasks = set()
+    for row in ds:
+        if row["task"] in seen_tasks:
+            continue
+        seen_tasks.add(row["task"])
+        assert is_conversational(row)
+        text = processor.apply_chat_template(row["messages"], tokenize=False)
+        assert processor.image_token in text
+        assert row["messages"][-1]["content"][0]["text"] in text
+        assert row["images"][0]["path"] == f"{DATASET_SPLIT}/{row['file_name']}"
+    assert seen_tasks == {"conversation", "detailed_description", "complex_reasoning"}
+
+
+def test_same_inputs_give_byte_identical_parquet(coco_root, offline_cache, tmp_path):
+    kwargs = dict(coco_root=coco_root, coco_split=DATASET_SPLIT, cache_path=offline_cache, version="2.1.0")
+    build_folder(out=tmp_path / "a", **kwargs)
+    build_folder(out=tmp_path / "b", **kwargs)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.parquet"))
+    assert len(files) == 4
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_builder_configs_and_stale_cache_protection(coco_root, offline_cache, tmp_path):
+    assert KeypointInstruct.DEFAULT_CONFIG_NAME == "all"
+    assert [c.name for c in KeypointInstruct.BUILDER_CONFIGS] == list(CONFIG_NAMES)
+    cache_path = tmp_path / "responses.sqlite"
+    shutil.copy(offline_cache, cache_path)
+
+    def build():
+        builder = KeypointInstruct(
+            config_name="complex_reasoning",
+            cache_dir=str(tmp_path / "hf"),
+            coco_root=str(coco_root),
+            coco_split=DATASET_SPLIT,
+            cache_path=str(cache_path),
+        )
+        builder.download_and_prepare()
+        return builder.as_dataset(split="train")
+
+    before = build()
+    assert before.features == features()
+    assert set(before["task"]) == {"complex_reasoning"}
+    image_id = before[0]["image_id"]
+    with ResponseCache(cache_path) as cache:
+        put_response(cache, "complex_reasoning", image_id, "Question: Why bend?\nAnswer: To jump higher.")
+    after = build()  # a changed cache changes the builder's hash: no stale rows
+    assert after.num_rows == before.num_rows
+    (row,) = [r for r in after if r["image_id"] == image_id]
+    assert row["messages"][1]["content"][0]["text"] == "To jump higher."
+
+
+def test_embedded_images_decode(coco_root, offline_cache, tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "embedded"
+    build_folder(
+        coco_root=coco_root,
+        coco_split=DATASET_SPLIT,
+        cache_path=offline_cache,
+        out=out,
+        version="1.0.0",
+        embed_images=True,
+    )
+    ds = load_dataset(str(out), "complex_reasoning", split="train")
+    row = ds[0]
+    image = row["images"][0]
+    from PIL import Image
+
+    with Image.open(coco_root / DATASET_SPLIT / row["file_name"]) as original:
+        assert image.size == original.size
+
+
+def test_multi_turn_build_has_one_conversation_row_per_image(coco_root, offline_cache, tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "multi"
+    build_folder(
+        coco_root=coco_root,
+        coco_split=DATASET_SPLIT,
+        cache_path=offline_cache,
+        out=out,
+        version="1.0.0",
+        conversation_turns="multi",
+    )
+    ds = load_dataset(str(out), "conversation", split="train")
+    assert len(set(ds["image_id"])) == ds.num_rows
+    assert max(len(m) for m in ds["messages"]) > 2
+    assert "all kept questions about one image" in (out / "README.md").read_text()

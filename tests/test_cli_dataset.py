@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.cli import main
+from keypoint_instruct.coco import load_scenes
+from tests.fixtures_dataset import DATASET_SPLIT, put_response
+
+CLI = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "keypoint-instruct"
+
+
+def build_args(coco_root, cache, out, *extra, version="1.0.0"):
+    return [
+        "build",
+        "--coco-root",
+        str(coco_root),
+        "--split",
+        DATASET_SPLIT,
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+        "--version",
+        version,
+        *extra,
+    ]
+
+
+def one_line_error(capsys, code, *needles):
+    """Exit code 2 and one error line; datasets' progress bars (\r-refreshed lines) may precede it."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip() and "examples/s]" not in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err
+    return err
+
+
+@pytest.fixture(scope="module")
+def filter_cache(coco_root, tmp_path_factory):
+    """Good answers plus one response or pair for every filter reason."""
+    ids = list(load_scenes(coco_root, DATASET_SPLIT))
+    path = tmp_path_factory.mktemp("filters") / "responses.sqlite"
+    with ResponseCache(path, create=True) as cache:
+        good = "Question: What is he doing?\nAnswer: Jumping.\n===\nQuestion: How are his legs?\nAnswer: Bent."
+        put_response(cache, "conversation", ids[0], good)
+        put_response(cache, "conversation", ids[1], good + "\nQuestion: What is he doing?\nAnswer: Jumping still.")
+        put_response(cache, "conversation", ids[2], "Question: Where is the knee?\nAnswer: Near [0.5, 0.6].")
+        put_response(cache, "conversation", ids[3], "Question: What do the captions say?\nAnswer: A jump.")
+        put_response(cache, "complex_reasoning", ids[0], "Question: Why jump?\nAnswer: As an AI, I cannot know.")
+        put_response(cache, "complex_reasoning", ids[1], "Question: Why?\nAnswer: Because", finish_reason="length")
+        put_response(cache, "complex_reasoning", ids[2], "no labels at all")
+        put_response(cache, "complex_reasoning", ids[3], "Question: Why crouch?\nAnswer: To spring up.")
+        put_response(cache, "detailed_description", ids[0], "")
+        put_response(cache, "detailed_description", ids[1], "An older text.", salt="old")
+        put_response(cache, "detailed_description", ids[1], "A boy leaps over a puddle.", salt="new")
+    return path
+
+
+def test_build_prints_and_cards_every_filter_reason(coco_root, filter_cache, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(build_args(coco_root, filter_cache, out)) == 0
+    printed = capsys.readouterr().out
+    card = (out / "README.md").read_text()
+    for reason in (
+        "truncated",
+        "empty",
+        "unparseable",
+        "coordinate_leakage",
+        "names_source",
+        "refusal",
+        "repeated_question",
+        "superseded",
+    ):
+        assert any(line.split() == [reason, "1"] for line in printed.splitlines()), reason
+        assert f"| `{reason}` | 1 |" in card, reason
+    assert "| `conversation` | 4 |" in card and "| `all` | 6 |" in card
+    assert "Synthetic offline data" not in card and "`scripted-teacher`" in card
+    assert "$0.01" in card  # 11 responses at $0.001
+
+
+def test_offline_build_card_says_it_is_synthetic(dataset_dir):
+    card = (dataset_dir / "README.md").read_text()
+    assert "Synthetic offline data" in card and "`offline-posefacts`" in card
+    assert "112,980" in card  # the paper's counts, for scale
+
+
+def test_missing_cache(coco_root, tmp_path, capsys):
+    code = main(build_args(coco_root, tmp_path / "nope.sqlite", tmp_path / "out"))
+    one_line_error(capsys, code, "nope.sqlite")
+
+
+def test_responses_for_images_not_in_the_split(coco_root, tmp_path, capsys):
+    cache_path = tmp_path / "responses.sqlite"
+    missing = max(load_scenes(coco_root, DATASET_SPLIT)) + 1000
+    with ResponseCache(cache_path, create=True) as cache:
+        put_response(cache, "conversation", missing, "Question: Who?\nAnswer: Nobody.")
+    code = main(build_args(coco_root, cache_path, tmp_path / "out"))
+    one_line_error(capsys, code, str(missing), DATASET_SPLIT)
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_usable_responses(coco_root, tmp_path, capsys):
+    cache_path = tmp_path / "responses.sqlite"
+    ResponseCache(cache_path, create=True).close()
+    code = main(build_args(coco_root, cache_path, tmp_path / "out"))
+    one_line_error(capsys, code, "no usable")
+
+
+def test_non_empty_out_needs_overwrite_and_overwrite_replaces(coco_root, filter_cache, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    one_line_error(capsys, main(build_args(coco_root, filter_cache, out)), "--overwrite")
+    one_line_error(capsys, main(build_args(coco_root, filter_cache, out, "--overwrite")), "notes.txt")
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    assert main(build_args(coco_root, filter_cache, out)) == 0
+    assert main(build_args(coco_root, filter_cache, out, "--overwrite", version="1.0.1")) == 0
+    assert "(v1.0.1)" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0-rc1", "01.0.0"])
+def test_bad_version_string(coco_root, filter_cache, tmp_path, capsys, version):
+    code = main(build_args(coco_root, filter_cache, tmp_path / "out", version=version))
+    one_line_error(capsys, code, version)
+
+
+def test_bad_conversation_turns_through_the_real_entry_point(coco_root, filter_cache, tmp_path):
+    args = build_args(coco_root, filter_cache, tmp_path / "out", "--conversation-turns", "both")
+    result = subprocess.run([str(CLI), *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "both" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_folder_for_push_and_export(tmp_path, capsys):
+    one_line_error(capsys, main(["push", str(tmp_path / "x"), "--repo-id", "o/n", "--version", "1.0.0"]), "x")
+    code = main(["export-llava", str(tmp_path), "--config", "all", "--out", str(tmp_path / "a.json")])
+    one_line_error(capsys, code, "README.md")
+
+
+def test_dataset_folder_survives_a_failed_overwrite(coco_root, filter_cache, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(build_args(coco_root, filter_cache, out)) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    broken = tmp_path / "broken.sqlite"
+    shutil.copy(filter_cache, broken)
+    with ResponseCache(broken) as cache:
+        put_response(cache, "conversation", 10**9, "Question: Who?\nAnswer: Nobody.")
+    one_line_error(capsys, main(build_args(coco_root, broken, out, "--overwrite")), str(10**9))
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.building-")]

@@ -1,0 +1,170 @@
+"""Publishing, tested at the HfApi edge: the Hub's HTTP API is replaced by a fake that checks every call against
+the real method's signature; the folder and its card are real."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from huggingface_hub import CommitInfo, DatasetCard, HfApi
+from huggingface_hub.hf_api import GitRefInfo, GitRefs
+
+from keypoint_instruct import hub
+from keypoint_instruct.cli import main
+from keypoint_instruct.errors import DatasetBuildError, UsageError
+
+SECRET = "hf_test_secret_token_value"
+
+
+class FakeHub:
+    """Records HfApi calls; holds tags like a repo would."""
+
+    def __init__(self, tags=()):
+        self.calls = []
+        self.tags = list(tags)
+        self.uploaded_readme = None
+
+    def install(self, monkeypatch):
+        for name in ("create_repo", "list_repo_refs", "upload_folder", "create_tag"):
+            monkeypatch.setattr(HfApi, name, self._method(name))
+
+    def _method(self, name):
+        signature = inspect.signature(getattr(HfApi, name))
+        fake = self
+
+        def method(api, *args, **kwargs):
+            bound = signature.bind(api, *args, **kwargs)  # a wrong argument fails here, as it would for real
+            arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
+            fake.calls.append((name, arguments, api.token))
+            return getattr(fake, name)(**arguments)
+
+        return method
+
+    def create_repo(self, repo_id, **_):
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def list_repo_refs(self, repo_id, **_):
+        tags = [GitRefInfo(name=t, ref=f"refs/tags/{t}", target_commit="0" * 40) for t in self.tags]
+        return GitRefs(branches=[], converts=[], tags=tags)
+
+    def upload_folder(self, repo_id, folder_path, **_):
+        self.uploaded_readme = Path(folder_path, "README.md").read_text()
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{'a' * 40}",
+            commit_message="",
+            commit_description="",
+            oid="a" * 40,
+        )
+
+    def create_tag(self, repo_id, tag, **_):
+        self.tags.append(tag)
+
+
+@pytest.fixture
+def folder(dataset_dir, tmp_path):
+    copy = tmp_path / "dataset"
+    shutil.copytree(dataset_dir, copy)
+    return copy
+
+
+def test_push_uploads_in_one_commit_then_tags(folder, monkeypatch, capsys):
+    fake = FakeHub()
+    fake.install(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    code = main(["push", str(folder), "--repo-id", "org/keypoint_instruct", "--version", "1.2.0", "--private"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [name for name, _, _ in fake.calls] == ["create_repo", "list_repo_refs", "upload_folder", "create_tag"]
+    create_repo, upload, tag = fake.calls[0][1], fake.calls[2][1], fake.calls[3][1]
+    assert create_repo["repo_type"] == "dataset" and create_repo["private"] is True and create_repo["exist_ok"]
+    assert upload["repo_type"] == "dataset" and str(upload["folder_path"]) == str(folder)
+    assert tag["tag"] == "v1.2.0" and tag["revision"] == "a" * 40
+    assert all(token == SECRET for _, _, token in fake.calls)
+    assert SECRET not in out + err
+    card = DatasetCard(fake.uploaded_readme)
+    assert {c["config_name"] for c in card.data.to_dict()["configs"]} == {
+        "conversation",
+        "detailed_description",
+        "complex_reasoning",
+        "all",
+    }
+    assert 'load_dataset("org/keypoint_instruct"' in card.text and hub.REPO_ID_PLACEHOLDER not in card.text
+
+
+def test_existing_tag_is_refused_and_nothing_uploaded(folder, monkeypatch, capsys):
+    fake = FakeHub(tags=["v1.0.0"])
+    fake.install(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    code = main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "v1.0.0" in err
+    assert "upload_folder" not in [name for name, _, _ in fake.calls]
+
+
+def test_hub_http_errors_become_one_line(folder, monkeypatch, capsys):
+    fake = FakeHub()
+    fake.install(monkeypatch)
+
+    def broken(*args, **kwargs):
+        raise OSError("connection refused\nsecond line")
+
+    monkeypatch.setattr(HfApi, "upload_folder", broken)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    code = main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "connection refused" in err and "Traceback" not in err
+
+
+def test_dry_run_lists_files_without_token_or_network(folder, monkeypatch, capsys):
+    fake = FakeHub()
+    fake.install(monkeypatch)
+    code = main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0 and fake.calls == []
+    for path in hub.folder_files(folder):
+        assert path in out
+    assert "README.md" in out and "all/train-00000-of-00001.parquet" in out and "v1.0.0" in out
+
+
+def test_no_token_is_a_one_line_error(folder, monkeypatch, capsys):
+    FakeHub().install(monkeypatch)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    code = main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "HF_TOKEN" in err and err.count("\n") == 1
+
+
+def test_a_card_without_configs_is_never_pushed(folder, monkeypatch):
+    FakeHub().install(monkeypatch)
+    (folder / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n# no configs\n")
+    with pytest.raises(DatasetBuildError, match="configs"):
+        hub.push(folder, "org/kpi", "1.0.0", dry_run=True)
+
+
+@pytest.mark.parametrize(("version", "repo_id"), [("1.0", "org/kpi"), ("v1.0.0", "org/kpi"), ("1.0.0", "kpi")])
+def test_bad_version_or_repo_id(folder, version, repo_id):
+    with pytest.raises(UsageError):
+        hub.push(folder, repo_id, version, dry_run=True)
+
+
+def test_export_llava_layout(dataset_dir, tmp_path, capsys):
+    out = tmp_path / "llava.json"
+    assert main(["export-llava", str(dataset_dir), "--config", "conversation", "--out", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert records and f"{len(records):,} samples" in capsys.readouterr().out
+    for record in records:
+        assert set(record) == {"id", "image", "conversations"}
+        assert record["image"].endswith(".jpg") and "/" not in record["image"]
+        turns = record["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+        assert turns[0]["value"].startswith("<image>\n")
+        assert all("<image>" not in t["value"] for t in turns[1:])
+
+
+def test_export_unknown_config_is_one_line(dataset_dir, tmp_path, capsys):
+    code = main(["export-llava", str(dataset_dir), "--config", "nope", "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope" in err and err.count("\n") == 1
