@@ -85,6 +85,17 @@ def _angle_kind(degrees: int) -> str:
     return "straight" if degrees >= 160 else "slight" if degrees >= 120 else "bent" if degrees >= 70 else "sharp"
 
 
+def _bend(degrees: int) -> str:
+    """A clearly bent joint (70-120 degrees) in words, relative to a right angle."""
+    if degrees < 80:
+        return "a little tighter than a right angle"
+    return "at about a right angle" if degrees <= 100 else "a little wider than a right angle"
+
+
+def _amount(degrees: int) -> str:
+    return "slightly" if degrees < 20 else "clearly" if degrees < 40 else "strongly"
+
+
 class _Writer:
     """Sentences about one scene; every random choice comes from one generator seeded by image id and task."""
 
@@ -130,9 +141,10 @@ class _Writer:
                 out.append(self.pick(self.table["torso"]["upright"]))
             elif f.lean_direction:
                 direction = "to the side" if f.lean_direction == "sideways" else f.lean_direction
-                out.append(self.pick(self.table["torso"]["lean"], dir=direction, deg=f.lean_degrees))
+                lean = f"{_amount(f.lean_degrees)} {direction}"
+                out.append(self.pick(self.table["torso"]["lean"], lean=lean))
             else:
-                out.append(self.pick(self.table["torso"]["tilt"], deg=f.lean_degrees))
+                out.append(self.pick(self.table["torso"]["tilt"], amount=_amount(f.lean_degrees)))
         return out
 
     def facing(self, f: PersonFacts) -> list[str]:
@@ -153,7 +165,9 @@ class _Writer:
         if len(angles) == 2 and len(kinds) == 1:
             return [self.pick(self.table[f"{joint}_both"][kinds.pop()])]
         table = self.table[joint]
-        return [self.pick(table[_angle_kind(a.degrees)], side=a.joint.split()[0], deg=a.degrees) for a in angles]
+        return [
+            self.pick(table[_angle_kind(a.degrees)], side=a.joint.split()[0], bend=_bend(a.degrees)) for a in angles
+        ]
 
     def legs(self, f: PersonFacts) -> list[str]:
         out = self.joints(f, "knee")
