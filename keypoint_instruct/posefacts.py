@@ -190,8 +190,10 @@ def _posture(joints: dict, bbox: tuple, lean: float | None) -> str | None:
     if lean is not None and lean > 45:
         return None
     legs = [p for p in (_leg_posture(joints, side) for side in SIDES) if p]
-    if "standing" in legs:
+    if "standing" in legs and (lean is not None or h >= w):
         return "standing"
+    if lean is None:  # without a torso, level thighs may belong to someone lying down
+        return None
     if legs and all(p == legs[0] for p in legs):
         return legs[0]
     return None

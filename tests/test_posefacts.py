@@ -155,6 +155,10 @@ def test_unlabelled_joints_suppress_the_facts_that_need_them():
     torsoless = {k: v for k, v in STANDING.items() if not k.endswith("hip")}
     bare = facts_of(torsoless)
     assert bare.lean_degrees is None and bare.posture is None
+    legs_only = {k: v for k, v in STANDING.items() if k.endswith(("hip", "knee", "ankle"))}
+    assert facts_of(legs_only).posture == "standing"  # straight vertical legs in a tall box
+    level_legs = {"left_hip": (100, 100), "left_knee": (150, 102), "left_ankle": (200, 104)}
+    assert facts_of(level_legs, bbox=(90, 90, 120, 30)).posture is None  # sitting or lying: no torso to tell
 
 
 def test_labelled_but_occluded_joints_count():
