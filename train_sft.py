@@ -94,8 +94,12 @@ class ScriptArguments:
             raise TrainingConfigError(f"image_root {self.image_root} is not a folder (expected the COCO root)")
 
 
-def build_trainer(script_args: ScriptArguments, training_args, model_args):
-    """Check the inputs, then load model and processor and return the SFTTrainer (nothing trained yet)."""
+def build_trainer(script_args: ScriptArguments, training_args, model_args, make_model=None):
+    """Check the inputs, then load model and processor and return the SFTTrainer (nothing trained yet).
+
+    ``make_model()``, when given, builds the model instead of loading weights from ``model_name_or_path`` (the
+    device benchmark builds a random LLaVA-1.5-7B from the config there).
+    """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTTrainer
@@ -118,12 +122,15 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args):
 
     # SFTConfig exists already (TrlParser built it), so a ZeRO-3 launch partitions the model while it loads.
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=dtype,
-        attn_implementation=model_args.attn_implementation,
-    )
+    if make_model is None:
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            dtype=dtype,
+            attn_implementation=model_args.attn_implementation,
+        )
+    else:
+        model = make_model()
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     if any(hasattr(param, "ds_numel") for param in model.parameters()):
         logger.info("parameters partitioned by ZeRO-3 at load")

@@ -9,6 +9,7 @@ expands to 16 tokens) and the project's LLaVA-1.5 chat template from ``recipes/`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from keypoint_instruct.errors import TrainingConfigError
@@ -44,8 +45,8 @@ def load_chat_template(path: Path | str = CHAT_TEMPLATE_PATH) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def build_tokenizer(vocab_size: int = VOCAB_SIZE):
-    """A byte-level BPE tokenizer (Llama's special tokens plus ``<image>``), trained in-process."""
+def build_tokenizer(vocab_size: int = VOCAB_SIZE, corpus: Sequence[str] = (_CORPUS,)):
+    """A byte-level BPE tokenizer (Llama's special tokens plus ``<image>``), trained in-process on ``corpus``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -58,7 +59,7 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    backend.train_from_iterator([*corpus] * 4, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="<unk>",
@@ -136,4 +137,72 @@ def build_tiny_llava(out_dir: Path | str, *, seed: int = 0, chat_template_path: 
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     logger.info("tiny LLaVA (%d parameters) saved to %s", sum(p.numel() for p in model.parameters()), out_dir)
+    return out_dir
+
+
+def llava_15_7b_config(tokenizer):
+    """``llava-hf/llava-1.5-7b-hf``'s architecture (Vicuna-7B + CLIP ViT-L/14-336, 576 image tokens), written out
+    so that no download is needed; ids of the special tokens follow ``tokenizer``."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    text_config = LlamaConfig(
+        vocab_size=32064,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision_config = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+    )
+    return LlavaConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        projector_hidden_act="gelu",
+        image_seq_length=576,
+    )
+
+
+def write_llava_7b_skeleton(out_dir: Path | str, corpus: Sequence[str], vocab_size: int = 8000) -> Path:
+    """Config + processor of LLaVA-1.5-7B, no weights: for building a random 7B on a GPU (device benchmark).
+
+    The tokenizer is a byte-level BPE trained on ``corpus`` (the dataset's own text), so sequence lengths are close
+    to what Llama's tokenizer gives; the model keeps Llama's 32,064-entry embedding.
+    """
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(vocab_size, corpus)
+    config = llava_15_7b_config(tokenizer)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=load_chat_template(),
+        image_token=IMAGE_TOKEN,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
     return out_dir

@@ -127,7 +127,7 @@ def freeze_vision_tower(model) -> tuple[int, int]:
 
 
 @contextmanager
-def _without_zero3_init() -> Iterator[None]:
+def without_zero3_init() -> Iterator[None]:
     """Build a model normally even inside a ZeRO-3 run: zero.Init is collective, and only rank 0 builds here."""
     from transformers.integrations import deepspeed as hf_deepspeed
 
@@ -156,7 +156,7 @@ def canonical_names(config) -> tuple[Callable[[str], str | None], set[str]]:
         revert_weight_conversion,
     )
 
-    with torch.device("meta"), _without_zero3_init():
+    with torch.device("meta"), without_zero3_init():
         reference = AutoModelForImageTextToText.from_config(config)
     meta = reference.state_dict()
     transforms = get_model_conversion_mapping(reference, add_legacy=True)
