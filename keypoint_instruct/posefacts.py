@@ -308,7 +308,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
             if angle is not None:
                 angles.append(JointAngle(f"{side} {joint}", _tens(angle)))
     lean_direction = None
-    if lean is not None and posture != "lying" and lean >= 10:
+    if lean is not None and posture != "lying" and _tens(lean) >= 10:
         going_right = torso[0][0] > torso[1][0]
         if facing in ("left", "right"):
             lean_direction = "forward" if (facing == "right") == going_right else "backward"
