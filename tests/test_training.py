@@ -1,0 +1,116 @@
+"""keypoint_instruct/training.py: dataset mixing, image checks, the frozen tower, canonical checkpoint keys."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from keypoint_instruct.errors import TrainingConfigError
+from keypoint_instruct.training import (
+    canonical_names,
+    check_images,
+    fix_saved_keys,
+    freeze_vision_tower,
+    load_sft_dataset,
+)
+
+
+def test_configs_mix_by_concatenation(dataset_dir):
+    from datasets import load_dataset
+
+    sizes = {name: len(load_dataset(str(dataset_dir), name, split="train")) for name in ("conversation", "all")}
+    mixed = load_sft_dataset(str(dataset_dir), ["conversation", "complex_reasoning"])
+    reasoning = len(load_dataset(str(dataset_dir), "complex_reasoning", split="train"))
+    assert len(mixed) == sizes["conversation"] + reasoning < sizes["all"]
+    assert set(mixed["task"]) == {"conversation", "complex_reasoning"}
+
+
+def test_unreadable_dataset_names_are_clear(tmp_path):
+    with pytest.raises(TrainingConfigError, match="dataset folder not found"):
+        load_sft_dataset(str(tmp_path / "nope"), ["all"])
+
+
+def test_check_images_counts_files_and_accepts_embedded_bytes(dataset_dir, coco_root):
+    dataset = load_sft_dataset(str(dataset_dir), ["all"])
+    assert check_images(dataset, coco_root) == len(set(dataset["file_name"]))
+    from datasets import Dataset, Image, List
+
+    embedded = Dataset.from_dict({"images": [[{"path": "gone.jpg", "bytes": b"\x89PNG"}]]})
+    embedded = embedded.cast_column("images", List(Image(decode=False)))
+    assert check_images(embedded, None) == 0
+
+
+def test_check_images_names_missing_files(dataset_dir, coco_root, tmp_path):
+    partial = tmp_path / "coco"
+    shutil.copytree(coco_root, partial)
+    dataset = load_sft_dataset(str(dataset_dir), ["all"])
+    victim = sorted(set(dataset["file_name"]))[0]
+    (partial / "train2017" / victim).unlink()
+    with pytest.raises(TrainingConfigError, match=rf"1 of \d+ images missing .*{victim}"):
+        check_images(dataset, partial)
+    with pytest.raises(TrainingConfigError, match="--image_root"):
+        check_images(dataset, None)
+
+
+def test_freeze_vision_tower_leaves_projector_and_llm_trainable(tiny_llava_dir):
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava_dir)
+    trainable, total = freeze_vision_tower(model)
+    tower = sum(p.numel() for p in model.model.vision_tower.parameters())
+    assert trainable == total - tower > 0
+    assert all(p.requires_grad for n, p in model.named_parameters() if "vision_tower" not in n)
+
+
+def test_doubled_model_prefix_is_renamed_in_place(tiny_llava_dir, tmp_path):
+    """What a ZeRO-3 save writes (language_model.model.model.*) becomes the canonical name again."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig
+
+    out = shutil.copytree(tiny_llava_dir, tmp_path / "ckpt")
+    canonical = load_file(out / "model.safetensors")
+    doubled = {k.replace("language_model.model.", "language_model.model.model."): v for k, v in canonical.items()}
+    assert set(doubled) != set(canonical)
+    save_file(doubled, out / "model.safetensors", metadata={"format": "pt"})
+    config = AutoConfig.from_pretrained(out)
+    assert fix_saved_keys(out, config) == sum(k.startswith("language_model.model.") for k in canonical)
+    assert set(load_file(out / "model.safetensors")) == set(canonical)
+    assert fix_saved_keys(out, config) == 0  # idempotent
+
+
+def test_sharded_checkpoints_get_their_index_fixed_and_gaps_are_reported(tiny_llava_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig
+
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    shutil.copy(tiny_llava_dir / "config.json", out)
+    tensors = load_file(tiny_llava_dir / "model.safetensors")
+    keys = sorted(tensors)
+    half = len(keys) // 2
+    shards = {"model-00001-of-00002.safetensors": keys[:half], "model-00002-of-00002.safetensors": keys[half:]}
+    weight_map = {}
+    for name, names in shards.items():
+        doubled = {k.replace("language_model.model.", "language_model.model.model."): tensors[k] for k in names}
+        save_file(doubled, out / name, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(doubled, name))
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    config = AutoConfig.from_pretrained(out)
+    assert fix_saved_keys(out, config) > 0
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(keys)
+    (out / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(TrainingConfigError, match=rf"lacks {len(keys) - half} weights"):
+        fix_saved_keys(out, config)
+
+
+def test_canonical_names_are_what_a_fresh_save_writes(tiny_llava_dir):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    canonical, expected = canonical_names(AutoConfig.from_pretrained(tiny_llava_dir))
+    assert expected == set(load_file(tiny_llava_dir / "model.safetensors"))
+    assert canonical("language_model.model.model.norm.weight") == "language_model.model.norm.weight"
+    assert canonical("no.such.weight") is None
