@@ -214,5 +214,5 @@ def fix_saved_keys(output_dir: str | Path, config) -> int:
             f"checkpoint in {output_dir} lacks {len(missing)} weights (e.g. {', '.join(missing[:MAX_MISSING_SHOWN])})"
         )
     if renames:
-        logger.warning("renamed %d saved keys to canonical names (e.g. %s)", len(renames), next(iter(renames)))
+        logger.info("renamed %d saved keys to canonical names (e.g. %s)", len(renames), next(iter(renames)))
     return len(renames)
