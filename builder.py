@@ -232,13 +232,17 @@ def build_folder(
     embed_images: bool = False,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ):
-    """Run the builder for every config and write a Hub-layout dataset folder; returns (summaries, stats).
+    """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
 
+    ``all`` is written as the three task tables one after the other, which is exactly what the ``all`` config
+    generates (tests/test_builder.py checks it), without parsing every response twice.
     The folder is written next to ``out`` and moved into place at the end, so a failed build leaves ``out`` as it
     was. Parquet files carry no timestamps: the same inputs and version give byte-identical files.
     """
     import shutil
     import tempfile
+
+    import pyarrow as pa
 
     from keypoint_instruct.errors import DatasetBuildError, InputNotFoundError
     from keypoint_instruct.hub import ConfigSummary, check_version, render_card
@@ -253,9 +257,19 @@ def build_folder(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     summaries, stats = [], BuildStats()
+    yaml_features = features(embed_images)._to_yaml_list()
+    row_group_size = 100 if embed_images else 10_000
+
+    def write(name: str, table, num_bytes: int) -> None:
+        paths = _write_shards(table, staging / name, max_shard_bytes=max_shard_bytes, row_group_size=row_group_size)
+        size = sum(p.stat().st_size for p in paths)
+        summaries.append(ConfigSummary(name, table.num_rows, num_bytes, size, yaml_features))
+        logger.info("%s: %d rows in %d shard(s)", name, table.num_rows, len(paths))
+
     try:
+        tables, total_bytes = [], 0
         with tempfile.TemporaryDirectory(prefix="keypoint-instruct-builder-") as cache_dir:
-            for name in CONFIG_NAMES:
+            for name in TASKS:
                 builder = KeypointInstruct(
                     config_name=name,
                     cache_dir=cache_dir,
@@ -270,34 +284,21 @@ def build_folder(
                     builder.download_and_prepare()
                 except datasets.exceptions.DatasetGenerationError as err:
                     raise _unwrap(err) from None
-                if name != ALL:
-                    stats.merge(builder.stats)
+                stats.merge(builder.stats)
                 split_info = builder.info.splits.get("train") if builder.info.splits else None
                 if not split_info or not split_info.num_examples:
-                    if name == ALL:
-                        raise DatasetBuildError(
-                            f"no usable {coco_split} responses in {cache_path} "
-                            f"(read {sum(stats.responses.values())}, dropped {dict(stats.dropped_by_reason())})"
-                        )
                     logger.warning("config %s has no rows; it is left out of the folder", name)
                     continue
                 table = builder.as_dataset(split="train").data.table
-                paths = _write_shards(
-                    table,
-                    staging / name,
-                    max_shard_bytes=max_shard_bytes,
-                    row_group_size=100 if embed_images else 10_000,
+                write(name, table, split_info.num_bytes)
+                tables.append(table)
+                total_bytes += split_info.num_bytes
+            if not tables:
+                raise DatasetBuildError(
+                    f"no usable {coco_split} responses in {cache_path} "
+                    f"(read {sum(stats.responses.values())}, dropped {dict(stats.dropped_by_reason())})"
                 )
-                summaries.append(
-                    ConfigSummary(
-                        name=name,
-                        num_examples=split_info.num_examples,
-                        num_bytes=split_info.num_bytes,
-                        download_size=sum(p.stat().st_size for p in paths),
-                        features=builder.info.features._to_yaml_list(),
-                    )
-                )
-                logger.info("%s: %d rows in %d shard(s)", name, split_info.num_examples, len(paths))
+            write(ALL, pa.concat_tables(tables), total_bytes)
         card = render_card(
             summaries,
             stats,

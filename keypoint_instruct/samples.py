@@ -19,10 +19,12 @@ from typing import Any
 from keypoint_instruct import quality
 from keypoint_instruct.errors import InputNotFoundError, UnknownImageError, UsageError
 from keypoint_instruct.parse import ParseError, QAPair, parse_description, parse_pairs
+from keypoint_instruct.prompts import TASKS
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("conversation", "detailed_description", "complex_reasoning")
+__all__ = ["TASKS", "CONVERSATION_TURNS", "BuildStats", "image_value", "iter_rows", "response_rows"]
+
 CONVERSATION_TURNS = ("single", "multi")
 
 

@@ -134,3 +134,21 @@ def test_multi_turn_build_has_one_conversation_row_per_image(coco_root, offline_
     assert len(set(ds["image_id"])) == ds.num_rows
     assert max(len(m) for m in ds["messages"]) > 2
     assert "all kept questions about one image" in (out / "README.md").read_text()
+
+
+def test_all_config_equals_the_folders_all(dataset_dir, coco_root, offline_cache, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    builder = KeypointInstruct(
+        config_name="all",
+        cache_dir=str(tmp_path / "hf"),
+        coco_root=str(coco_root),
+        coco_split=DATASET_SPLIT,
+        cache_path=str(offline_cache),
+    )
+    builder.download_and_prepare()
+    generated = builder.as_dataset(split="train").data.table
+    written = pa.concat_tables(pq.read_table(p) for p in sorted((dataset_dir / "all").glob("train-*.parquet")))
+    assert generated.num_rows == written.num_rows > 0
+    assert generated.equals(written)
