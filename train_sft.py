@@ -112,6 +112,12 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
         split=script_args.dataset_train_split,
     )
     check_images(dataset, script_args.image_root)
+    template = training_args.chat_template_path
+    if template is not None and not Path(template).is_file():
+        raise TrainingConfigError(
+            f"chat_template_path {template} is not a file: expected a .jinja template such as "
+            "recipes/chat_templates/llava-1.5.jinja (relative paths are read from the current folder)"
+        )
     if not training_args.assistant_only_loss:
         logger.warning("assistant_only_loss is off: prompts and image tokens will be trained, unlike LLaVA-1.5")
     if training_args.max_length is not None:

@@ -215,3 +215,9 @@ def test_zero3_launch_trains_and_saves_canonical_full_weights(num_processes, tin
     assert f"DeepSpeed ZeRO-3 on {num_processes} process" in proc.stderr
     assert "parameters partitioned by ZeRO-3 at load" in proc.stderr
     _check_checkpoint(out, tiny_llava_dir)
+
+
+def test_missing_chat_template_fails_before_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--chat_template_path", str(tmp_path / "x.jinja"))
+    _assert_one_line_error(run(argv), capsys.readouterr().err, "chat_template_path", "x.jinja")
+    assert not (tmp_path / "out").exists()
