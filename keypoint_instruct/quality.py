@@ -42,7 +42,7 @@ REASON_DESCRIPTIONS = {
     COORDINATE_LEAKAGE: "normalised coordinates (e.g. 0.42) or bracketed number lists in the text",
     NAMES_SOURCE: "the text names its source (captions, bounding boxes, keypoints, coordinates)",
     REFUSAL: "a refusal or a non-answer",
-    REPEATED_QUESTION: "a question already asked about the same image",
+    REPEATED_QUESTION: "a question asked twice in one response (same image and task)",
     SUPERSEDED: "an older response for the same image and task; the newest one is used",
 }
 

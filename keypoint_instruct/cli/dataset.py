@@ -60,8 +60,9 @@ def register(subparsers) -> None:
         "build",
         help="turn cached teacher responses into a versioned dataset folder (Parquet per config + card)",
         description="Parse and filter the cached teacher responses of one COCO split, run the dataset builder for "
-        "each config (conversation, detailed_description, complex_reasoning, all) and write a folder in the "
-        "Hugging Face Hub layout that `datasets.load_dataset(FOLDER, CONFIG)` reads.",
+        "each task and write a folder in the Hugging Face Hub layout (configs conversation, detailed_description, "
+        "complex_reasoning and all, the default) that `datasets.load_dataset(FOLDER, CONFIG)` reads. The count of "
+        "dropped responses and pairs per filter reason is printed and written into the card.",
     )
     build.add_argument("--coco-root", required=True, help="COCO folder holding annotations/ and the image folders")
     build.add_argument("--split", required=True, help="COCO split the responses were generated from, e.g. train2017")
