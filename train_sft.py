@@ -3,8 +3,11 @@
 The paper's run (Table 2; DeepSpeed ZeRO-3; two A100s):
 
     accelerate launch --config_file recipes/accelerate_configs/zero3.yaml train_sft.py \
-        --config recipes/llava-1.5-7b/sft/config_full.yaml
+        --config recipes/llava-1.5-7b/sft/config_full.yaml --image_root data/coco
 
+``--image_root`` is the COCO root the dataset's image paths are relative to (train2017/<file_name>); a dataset built
+with ``--embed-images`` needs none. ``--dataset_name`` takes a Hub id (with ``--dataset_revision v1.0.0``) or the
+folder written by ``keypoint-instruct build``.
 Ablations swap the recipe (config_conversation.yaml, config_detailed_description.yaml, config_complex_reasoning.yaml).
 The tiny model of the tests and the demo trains on a CPU, plainly or under ZeRO-3:
 
