@@ -152,3 +152,21 @@ def test_all_config_equals_the_folders_all(dataset_dir, coco_root, offline_cache
     written = pa.concat_tables(pq.read_table(p) for p in sorted((dataset_dir / "all").glob("train-*.parquet")))
     assert generated.num_rows == written.num_rows > 0
     assert generated.equals(written)
+
+
+def test_large_configs_are_sharded_by_size(coco_root, offline_cache, tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "sharded"
+    summaries, _ = build_folder(
+        coco_root=coco_root,
+        coco_split=DATASET_SPLIT,
+        cache_path=offline_cache,
+        out=out,
+        version="1.0.0",
+        max_shard_bytes=20_000,
+    )
+    rows = {s.name: s.num_examples for s in summaries}
+    shards = sorted(p.name for p in (out / "all").glob("*.parquet"))
+    assert len(shards) > 1 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
+    assert load_dataset(str(out), "all", split="train").num_rows == rows["all"]
