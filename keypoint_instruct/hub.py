@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import string
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from keypoint_instruct.quality import REASON_DESCRIPTIONS, REASONS
 
 logger = logging.getLogger(__name__)
 
-CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card.md"
+
+def _card_template() -> Path:
+    """The card template: at the repo root in a checkout, under <prefix>/share/keypoint-instruct when installed."""
+    in_checkout = Path(__file__).resolve().parent.parent / "dataset_card.md"
+    installed = Path(sys.prefix) / "share" / "keypoint-instruct" / "dataset_card.md"
+    return in_checkout if in_checkout.exists() else installed
+
+
+CARD_TEMPLATE = _card_template()
 REPO_ID_PLACEHOLDER = "REPO_ID"
 OFFLINE_MODEL = "offline-posefacts"
 PRETTY_NAME = "Keypoint-Instruct"
