@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,11 @@ from keypoint_instruct.training import (
 )
 
 logger = logging.getLogger("train_sft")
+# DeepSpeed 0.19 calls torch.distributed collectives that torch 2.13 deprecates, once per gathered or reduced
+# parameter: thousands of identical lines that bury the training log.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated"
+)
 
 DATASET_CONFIGS = ("conversation", "detailed_description", "complex_reasoning", "all")
 
