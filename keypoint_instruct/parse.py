@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A label at the start of a line: optional markdown emphasis or heading, "Question"/"Answer" (or Q/A), an optional
-# number, a colon, and optional closing emphasis.
+# A label at the start of a line: optional markdown emphasis, heading, list bullet or list number ("1." / "2)"),
+# "Question"/"Answer" (or Q/A), an optional number, a colon, and optional closing emphasis.
 _LABEL = re.compile(
-    r"^[ \t>#*_]*(?P<label>question|answer|q|a)(?:[ \t]*#?\d+)?[ \t]*[:\uff1a][ \t]*[*_]*[ \t]*",
+    r"^[ \t>#*_-]*(?:\d+[.)][ \t]*)?[ \t*_]*"
+    r"(?P<label>question|answer|q|a)(?:[ \t]*#?\d+)?[ \t]*[:\uff1a][ \t]*[*_]*[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _SEPARATOR = re.compile(r"^[ \t]*(?:={3,}|-{3,}|\*{3,})[ \t]*$", re.MULTILINE)

@@ -21,6 +21,8 @@ def test_plain_pairs_in_order():
         "Sure, here is one.\n\nQuestion 1: Why is she leaning forward?\nAnswer 1: To keep her balance.",
         "Q: Why is she leaning forward?\nA: To keep her balance.",
         "### Question: Why is she leaning forward?\n### Answer: To keep her balance.\n",
+        "1. **Question:** Why is she leaning forward?\n   **Answer:** To keep her balance.",
+        "- Question: Why is she leaning forward?\n- Answer: To keep her balance.",
     ],
 )
 def test_decorated_labels(text):

@@ -56,3 +56,52 @@ def test_question_normalisation():
 
 def test_every_reason_is_described():
     assert set(quality.REASON_DESCRIPTIONS) == set(quality.REASONS)
+
+
+# Replies written the way GPT-4o answers the paper's prompts. Numbers that describe the scene (counts, ages, a
+# 3-point shot, a 50/50 grind, a score) and hedges are kept; numbers and wording taken from the input are not.
+REALISTIC_KEPT = [
+    "In the image, the person is crouching low on the skateboard with both arms stretched out for balance.",
+    "Two people are standing on the tennis court; the one on the left is about to serve, racket raised behind her.",
+    "The boy looks about 10 years old and is running toward the goal with his arms swinging.",
+    "The player is going up for a 3-point shot: his knees are bent and both hands push the ball above his head.",
+    "She is probably around 1.75 meters tall, judging by how she stands next to the door.",
+    "Three skiers are in line; the second one has both poles planted and leans forward.",
+    "The batter holds the bat at roughly a 45-degree angle over his right shoulder.",
+    "Although I cannot be certain from this view, he seems to be about to throw the frisbee.",
+    "The two dancers coordinate their movements closely, each mirroring the other's raised arm.",
+    "It is around 3:30 in the afternoon, and the score looks like 15-30 in the second set.",
+    "The skater is doing a 50/50 grind along the rail, with her weight over her front foot.",
+    "Her posture (knees bent, back straight) shows she is ready to spring forward.",
+    "He wears the number 23 jersey and is reaching up with his right arm for the rebound.",
+    "The man in the middle of the group is the only one sitting; the other 4 stand around him.",
+    "It's hard to say exactly what she is looking at, but her head is turned toward the dog.",
+]
+REALISTIC_DROPPED = [
+    ("Based on the keypoints, the man's knees are bent and he is about to jump.", quality.NAMES_SOURCE),
+    ("The person's left wrist is located at (0.42, 0.31), which means it is raised.", quality.COORDINATE_LEAKAGE),
+    ("His right knee (x=0.5) is lower than his hip.", quality.COORDINATE_LEAKAGE),
+    ("The man's nose is at (245, 130) and his wrist at (300, 210).", quality.COORDINATE_LEAKAGE),
+    ("The skier occupies [0.1, 0.2, 0.5, 0.9] of the frame.", quality.COORDINATE_LEAKAGE),
+    ("Judging from the provided bounding box, the woman is on the left.", quality.NAMES_SOURCE),
+    ("Based on the descriptions provided, the skier is going downhill.", quality.NAMES_SOURCE),
+    ("From the data provided, the skier appears to be turning left.", quality.NAMES_SOURCE),
+    ("According to the five sentences, two people are skiing.", quality.NAMES_SOURCE),
+    ("The visibility flags indicate that his right ankle is hidden behind the board.", quality.NAMES_SOURCE),
+    ("Her left ankle is labeled but not visible, so the bench probably hides it.", quality.NAMES_SOURCE),
+    ("The annotated person on the right has a bent elbow.", quality.NAMES_SOURCE),
+    ("The x-coordinate of his right hand is greater than that of his left hand.", quality.NAMES_SOURCE),
+    ("I'm sorry, but I can't determine what the person is doing.", quality.REFUSAL),
+    ("As an AI language model, I cannot see the image.", quality.REFUSAL),
+    ("There is not enough information to tell whether they are friends.", quality.REFUSAL),
+]
+
+
+@pytest.mark.parametrize("answer", REALISTIC_KEPT)
+def test_realistic_teacher_answers_are_kept(answer):
+    assert quality.pair_reason("What is happening in the image?", answer) is None
+
+
+@pytest.mark.parametrize(("answer", "reason"), REALISTIC_DROPPED)
+def test_realistic_teacher_leaks_and_refusals_are_dropped(answer, reason):
+    assert quality.pair_reason("What is happening in the image?", answer) == reason
