@@ -61,12 +61,49 @@ def bench_and_answers(tmp_path):
     return tmp_path
 
 
-def test_parse_scores():
-    assert parse_scores("8 6\nbecause") == (8.0, 6.0)
-    assert parse_scores("\n 7.5, 9 \nx") == (7.5, 9.0)
-    assert parse_scores("**8** **7**") == (8.0, 7.0)
-    for bad in ("", "Assistant 1: 8, Assistant 2: 7", "8\n7", "8 6 5", "0 5", "11 3", "8 -1", "good good"):
-        assert parse_scores(bad) is None, bad
+@pytest.mark.parametrize(
+    ("reply", "scores"),
+    [
+        ("8 6\nbecause", (8.0, 6.0)),
+        ("\n 7.5, 9 \nx", (7.5, 9.0)),
+        ("**8** **7**", (8.0, 7.0)),
+        ("8, 7\nAssistant 1 names both knees; Assistant 2 misses one.", (8.0, 7.0)),
+        ("8 7.", (8.0, 7.0)),
+        ("Assistant 1: 8\nAssistant 2: 7\n\nAssistant 1 is more precise.", (8.0, 7.0)),
+        ("Assistant 1: 8, Assistant 2: 7", (8.0, 7.0)),
+        ("**Assistant 1:** 9 **Assistant 2:** 4", (9.0, 4.0)),
+        ("8/10 and 7/10", (8.0, 7.0)),
+        ("Assistant 1: 8/10, Assistant 2: 10/10", (8.0, 10.0)),
+        ("Assistant 1 scores 8 out of 10 and Assistant 2 scores 7 out of 10.", (8.0, 7.0)),
+        ("On a scale of 1-10: 6 3", (6.0, 3.0)),
+        ("Scores: 9 6", (9.0, 6.0)),
+    ],
+)
+def test_parse_scores_reads_gpt4o_style_first_lines(reply, scores):
+    assert parse_scores(reply) == scores
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "good good",
+        "Assistant 1 is better.",
+        "I'm sorry, I cannot compare these answers.",
+        "8\n7",  # two bare numbers on two lines: not the asked layout
+        "Assistant 1: 8\nThe second answer is weaker.",
+        "Assistant 2: 7, Assistant 1: 8",  # labels out of order: never swap silently
+        "Assistant 2: 7\nAssistant 1: 8",
+        "Assistant 1 gets 3 points for 2 errors",  # a sentence about one assistant
+        "Here are my grades:\n8 7",
+        "8 6 5",
+        "0 5",
+        "11 3",
+        "8 -1",
+    ],
+)
+def test_parse_scores_refuses_to_guess(reply):
+    assert parse_scores(reply) is None
 
 
 def test_scripted_judge_scores_excludes_and_caches(bench_and_answers, fake_openai, capsys):

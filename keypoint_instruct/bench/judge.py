@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 JUDGE_MODEL = "gpt-4o-2024-08-06"  # pinned snapshot
 JUDGE_SEED = 20250405
 JUDGE_MAX_TOKENS = 1024
-_NUMBER = re.compile(r"(?<![\w.-])(\d+(?:\.\d+)?)(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.-])(\d+(?:\.\d+)?)(?!\w|\.\d)")
+# Numbers on a score line that are not scores: "Assistant 1" labels, "/10" or "out of 10", "on a scale of 1-10".
+_NOT_SCORES = re.compile(
+    r"assistant[ \t]*#?(?P<who>[12])\b|(?:/|\bout[ \t]+of)[ \t]*10\b|\b1[ \t]*(?:-|–|to)[ \t]*10\b", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -77,15 +81,31 @@ def retry_messages(rubrics: Rubrics, messages: list[dict], bad_reply: str) -> li
     return [*messages, {"role": "assistant", "content": bad_reply}, {"role": "user", "content": rubrics.retry}]
 
 
+def _line_scores(line: str) -> tuple[list[float], list[str]]:
+    """The numbers of a reply line that can be scores, and the assistant labels ("1", "2") it names, in order."""
+    line = line.replace(",", " ").replace("*", " ")
+    labels = [m.group("who") for m in _NOT_SCORES.finditer(line) if m.group("who")]
+    return [float(n) for n in _NUMBER.findall(_NOT_SCORES.sub(" ", line))], labels
+
+
 def parse_scores(text: str) -> tuple[float, float] | None:
-    """The two scores on the reply's first non-empty line, or None unless there are exactly two, each in 1..10."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            first = line.replace(",", " ").replace("*", " ")
-            break
-    else:
+    """(reference score, model score) from a judge reply, or None when it cannot be read without guessing.
+
+    The scores belong on the first non-empty line ("8 7", "8, 7", "**8** **7**", "8/10 and 7/10", "Assistant 1: 8,
+    Assistant 2: 7"); labels, "/10" and "1-10" are not scores. The one other layout read is one labelled score per
+    line on the first two lines ("Assistant 1: 8" then "Assistant 2: 7"). Anything else, or a score outside 1..10,
+    is None (the caller asks again once, then excludes the question).
+    """
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    if not lines:
         return None
-    numbers = [float(n) for n in _NUMBER.findall(first)]
+    numbers, labels = _line_scores(lines[0])
+    if len(numbers) == 1 and labels == ["1"] and len(lines) > 1:
+        second, second_labels = _line_scores(lines[1])
+        if len(second) == 1 and second_labels == ["2"]:
+            numbers, labels = numbers + second, ["1", "2"]
+    if labels not in ([], ["1", "2"]):  # "Assistant 2: 7, Assistant 1: 8" or a sentence about one of them
+        return None
     if len(numbers) != 2 or not all(1 <= n <= 10 for n in numbers):
         return None
     return numbers[0], numbers[1]
