@@ -13,7 +13,9 @@ Boxes are COCO ``[x, y, w, h]`` turned into corners ``[x1, y1, x2, y2]``; every 
 image's width or height, clamped to [0, 1] and printed as Python prints ``round(value, 3)``. Keypoints are
 ``x, y, v`` triples in COCO order with an integer visibility; an unlabelled keypoint (v = 0) prints
 ``0.0, 0.0, 0``. A person without labelled keypoints gets its box only; crowd regions are left out. Captions are
-stripped of surrounding whitespace (COCO's carry stray spaces and newlines). Everything here is pure: no I/O.
+stripped of surrounding whitespace and every run of whitespace inside them (COCO's carry stray spaces, tabs and
+newlines) becomes one space, so each caption is exactly one line and a blank line only ever ends the captions.
+Everything here is pure: no I/O.
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ def _keypoints_text(kps: tuple[float, ...], width: int, height: int) -> str:
         v = kps[i + 2]
         if v > 0:
             x, y = kps[i], kps[i + 1]
-            tx = xs[int(x)] if 0.0 <= x <= width and x.is_integer() else _text(x, width)
-            ty = ys[int(y)] if 0.0 <= y <= height and y.is_integer() else _text(y, height)
+            # int(x) == x: whole pixels, be they floats (JSON) or ints (scenes built in code)
+            tx = xs[int(x)] if 0.0 <= x <= width and int(x) == x else _text(x, width)
+            ty = ys[int(y)] if 0.0 <= y <= height and int(y) == y else _text(y, height)
             parts.append(f"{tx}, {ty}, {int(v)}")
         else:
             parts.append("0.0, 0.0, 0")
@@ -101,11 +104,16 @@ def instance_line(instance: Instance, width: int, height: int) -> str:
     return line
 
 
+def caption_line(caption: str) -> str:
+    """``caption`` on one line: stripped, with every inner run of whitespace (newlines too) made one space."""
+    return " ".join(caption.split())
+
+
 def format_context(scene: Scene, mode: str = "paper") -> str:
     """The teacher's view of ``scene``. ``mode="paper+facts"`` appends the pose-facts block after a blank line."""
     if mode not in CONTEXT_MODES:
         raise UsageError(f"unknown context mode {mode!r} (expected one of: {', '.join(CONTEXT_MODES)})")
-    captions = "\n".join(c.strip() for c in scene.captions if c.strip())
+    captions = "\n".join(line for line in map(caption_line, scene.captions) if line)
     objects = "\n".join(instance_line(inst, scene.width, scene.height) for inst in scene.instances if not inst.iscrowd)
     blocks = [captions, objects]
     if mode == "paper+facts":

@@ -242,8 +242,9 @@ class _Generator:
             text = templates[int(index)].format(subject=subject, subject_lower=subject[0].lower() + subject[1:])
             if rng.random() < 0.7:
                 text = text[:-1] + details[int(rng.integers(len(details)))] + text[-1]
-            if rng.random() < 0.05:
-                text += " "  # real COCO captions carry stray whitespace now and then
+            odd = rng.random()
+            if odd < 0.05:  # real COCO captions carry stray whitespace now and then: spaces, newlines, doubled spaces
+                text = (text + " ", text + "\n", " " + text, text.replace(" ", "  ", 1))[int(odd * 80)]
             img.captions.append({"image_id": img.record["id"], "id": self.next_cap, "caption": text})
             self.next_cap += 1 + int(rng.integers(0, 3))
 

@@ -110,6 +110,21 @@ def test_instances_keep_their_given_order_and_captions_are_stripped():
     assert text == "One.\nTwo.\n\ncup: [0.0, 0.0, 0.05, 0.1]\nbowl: [0.0, 0.0, 0.1, 0.2]"
 
 
+def test_captions_with_inner_newlines_and_tabs_stay_one_line_each():
+    captions = ("A man\nriding a  horse.\t", "Two\n\nlines.", "\r\n", "Plain.")
+    text = format_context(scene(thing(1, "horse", (0, 0, 10, 10)), captions=captions))
+    assert text == "A man riding a horse.\nTwo lines.\nPlain.\n\nhorse: [0.0, 0.0, 0.05, 0.1]"
+    assert text.count("\n\n") == 1  # the only blank line ends the captions
+
+
+def test_whole_pixel_keypoints_given_as_ints_format_like_floats():
+    ints = [100, 50, 2, 200, 100, 1] + [0] * 45  # a scene built in code, not decoded from JSON
+    floats = [float(v) for v in ints]
+    as_ints = format_context(scene(person(1, (0, 0, 200, 100), ints)))
+    assert as_ints == format_context(scene(person(1, (0.0, 0.0, 200.0, 100.0), floats)))
+    assert "keypoints: [0.5, 0.5, 2, 1.0, 1.0, 1, 0.0, 0.0, 0" in as_ints
+
+
 def test_scene_without_captions_or_objects():
     assert format_context(scene(captions=())) == ""
     assert format_context(scene()) == "A man skiing."

@@ -53,6 +53,8 @@ def test_realistic_mix(coco_root):
     assert visibility[1] and visibility[2]
     per_image = Counter(a["image_id"] for a in caps["annotations"])
     assert min(per_image.values()) >= 5 and len(per_image) == len(inst["images"])
+    odd = [a["caption"] for a in caps["annotations"] if a["caption"] != " ".join(a["caption"].split())]
+    assert any(c.endswith("\n") for c in odd) and any("  " in c for c in odd) and any(c[0] == " " for c in odd)
     assert len({a["category_id"] for a in inst["annotations"]}) >= 25
     ids = [a["id"] for a in inst["annotations"]]
     assert len(set(ids)) == len(ids) and ids != sorted(ids)  # unique, and file order is not id order
