@@ -136,7 +136,8 @@ def available_splits(coco_root: str | Path) -> list[str]:
 
 def _check_split(coco_root: Path, split: str) -> None:
     if not coco_root.is_dir():
-        raise InputNotFoundError(f"COCO root {coco_root} does not exist (expected a folder with annotations/)")
+        problem = "is not a folder" if coco_root.exists() else "does not exist"
+        raise InputNotFoundError(f"COCO root {coco_root} {problem} (expected a folder with annotations/)")
     if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
         raise CocoFormatError(f"split name {split!r} is not a COCO split name like val2014 or train2017")
     paths = [annotation_file(coco_root, split, kind) for kind in ANNOTATION_KINDS]
@@ -199,6 +200,11 @@ def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[in
                 f"{path}: annotation id {ann['id']} has a bbox of {len(ann['bbox'])} numbers "
                 "(expected 4: x, y, width, height)"
             )
+        if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
+            raise CocoFormatError(
+                f"{path}: annotation id {ann['id']} has a bbox {ann['bbox']} with a negative width or height "
+                "(expected x, y, width, height with width and height >= 0)"
+            )
         if keypoints and len(ann.get("keypoints") or ()) != expected:
             kps = ann.get("keypoints")
             got = "no keypoints" if kps is None else f"{len(kps)} keypoint numbers"
@@ -251,6 +257,7 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
     image_ids = {img["id"] for img in inst.images}
     _check_instances(paths["instances"], inst.annotations, image_ids, keypoints=False)
     categories = {cat["id"]: cat["name"] for cat in inst.categories}
+    person_ids = {cat_id for cat_id, name in categories.items() if name == "person"}
     for ann in inst.annotations:
         if ann["category_id"] not in categories:
             raise CocoFormatError(
@@ -275,7 +282,8 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
         img = instances.imgs[image_id]
         objs = []
         for ann in sorted(instances.imgToAnns.get(image_id, ()), key=by_id):
-            kp = keypoints_by_id.get(ann["id"])
+            # keypoints belong to person annotations only (the contract of Instance.keypoints)
+            kp = keypoints_by_id.pop(ann["id"], None) if ann["category_id"] in person_ids else None
             objs.append(
                 Instance(
                     id=ann["id"],
@@ -294,6 +302,15 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
             height=img["height"],
             captions=tuple([c["caption"] for c in captions.imgToAnns.get(image_id, ())]),
             instances=tuple(objs),
+        )
+    if keypoints_by_id:
+        some = ", ".join(str(i) for i in list(keypoints_by_id)[:5])
+        log.warning(
+            "%s: %d keypoint annotations match no person annotation of %s and were ignored (ids %s)",
+            paths["person_keypoints"].name,
+            len(keypoints_by_id),
+            paths["instances"].name,
+            some,
         )
     log.debug("loaded %d images of %s from %s", len(scenes), split, root)
     return scenes

@@ -107,6 +107,7 @@ BROKEN = {
     ),  # fmt: skip
     "caption unknown image": (*_set("captions", "annotations", 0, "image_id", 123), "unknown image id 123", True),
     "zero width": (*_set("instances", "images", 0, "width", 0), "width 0", False),
+    "negative box": (*_set("instances", "annotations", 3, "bbox", [5, 5, -2, 9]), "negative width", True),
     "not COCO": ("captions", lambda data: data.update(annotations="x"), "not in COCO's schema", False),
 }
 
@@ -160,3 +161,10 @@ def test_show_unknown_image_and_missing_jpeg_through_the_real_cli(coco_copy, tmp
     proc = run_cli("show", str(scene.image_id), *base)
     assert_one_line_error(proc.returncode, proc.stderr, scene.file_name, "does not exist")
     assert not (tmp_path / "f.png").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
+def test_a_full_disk_is_one_line(coco_root):
+    proc = run_cli("contexts", "--coco-root", str(coco_root), "--split", "train2017", "--out", "/dev/full")
+    assert_one_line_error(proc.returncode, proc.stderr.splitlines()[-1], "cannot write /dev/full")
+    assert "Traceback" not in proc.stderr

@@ -103,3 +103,32 @@ def test_segmentation_is_not_needed(coco_copy):
 
     _rewrite(coco_copy, "instances", drop_polygons)
     assert len(load_scenes(coco_copy, "train2017")) == 24
+
+
+def test_keypoints_attach_to_person_annotations_only(coco_copy, caplog):
+    instances = json.loads(annotation_file(coco_copy, "train2017", "instances").read_text())
+    person_cat = next(c["id"] for c in instances["categories"] if c["name"] == "person")
+    dog = next(a for a in instances["annotations"] if a["category_id"] != person_cat)
+
+    def add_dog_keypoints(data):
+        data["annotations"].append({**dog, "keypoints": [10, 10, 2] * 17, "num_keypoints": 17})
+
+    _rewrite(coco_copy, "person_keypoints", add_dog_keypoints)
+    with caplog.at_level("WARNING", logger="keypoint_instruct.coco"):
+        scenes = load_scenes(coco_copy, "train2017")
+    got = next(i for i in scenes[dog["image_id"]].instances if i.id == dog["id"])
+    assert got.category != "person" and got.keypoints is None and got.num_keypoints == 0
+    assert "1 keypoint annotations match no person annotation" in caplog.text and str(dog["id"]) in caplog.text
+
+
+def test_negative_box_size_and_a_file_as_root(coco_copy, tmp_path):
+    def flip(data):
+        data["annotations"][2]["bbox"][3] = -4.0
+
+    path = _rewrite(coco_copy, "instances", flip)
+    ann_id = json.loads(path.read_text())["annotations"][2]["id"]
+    with pytest.raises(CocoFormatError, match=rf"annotation id {ann_id} has a bbox .* negative width or height"):
+        load_scenes(coco_copy, "train2017")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputNotFoundError, match="is not a folder"):
+        load_scenes(tmp_path / "file", "train2017")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -117,11 +118,15 @@ def run_contexts(args: argparse.Namespace) -> int:
                 "context": format_context(scene, args.context),
             }
             out.write(encoder.encode(row) + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        raise  # a reader such as `head` stopped early: main() ends quietly
+    except OSError as err:  # a full disk, a vanished mount
+        raise UsageError(f"cannot write {args.out or 'standard output'}: {err.strerror or err}") from err
     finally:
         if args.out:
-            out.close()
-        else:
-            out.flush()
+            with contextlib.suppress(OSError):  # already reported above
+                out.close()
     log.info("wrote %d contexts%s", len(chosen), f" to {args.out}" if args.out else "")
     return 0
 
