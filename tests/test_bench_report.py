@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from PIL import Image
 
 from keypoint_instruct.bench.judge import Judgement, JudgeResult, read_result
-from keypoint_instruct.bench.report import ALL, build_report
+from keypoint_instruct.bench.report import ALL, build_report, write_report
 from keypoint_instruct.cli import main
 from keypoint_instruct.errors import BenchmarkError
 
@@ -118,3 +119,65 @@ def test_report_cli_bad_input_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err and "bad.json" in err
     assert main(["bench", "report", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+# The paper's Table 4 (LLaVA-1.5-7B baseline and four fine-tuned models). Every cell is k / 12 for an integer k, so the
+# table can be reproduced exactly from 120 integer grades per category (the paper's 30 questions judged 4 times):
+# the grade sums below give the printed values, e.g. 429 / 120 x 10 = 35.75.
+TABLE_4_SUMS = {
+    "Full data": (524, 804, 800),
+    "Conversation": (540, 388, 464),
+    "Detailed description": (724, 740, 776),
+    "Complex reasoning": (576, 668, 972),
+    "LLaVA-1.5-7B": (429, 462, 865),
+}
+TABLE_4_ROWS = [
+    "| Full data | 43.67 | **67.00** | 66.67 | 59.11 | +21.18% |",
+    "| Conversation | 45.00 | 32.33 | 38.67 | 38.67 | -20.73% |",
+    "| Detailed description | **60.33** | 61.67 | 64.67 | **62.22** | +27.56% |",
+    "| Complex reasoning | 48.00 | 55.67 | **81.00** | 61.56 | +26.20% |",
+    "| LLaVA-1.5-7B | 35.75 | 38.50 | 72.08 | 48.78 | baseline |",
+]
+
+
+def _grades(total: int, n: int = 120) -> list[tuple[int, int]]:
+    """n (reference, model) grades whose model grades sum to ``total``, each 1..10."""
+    low, extra = divmod(total, n)
+    return [(9, low + 1 if i < extra else low) for i in range(n)]
+
+
+def test_report_reproduces_the_papers_table_4(tmp_path):
+    results = [
+        make_result(name, {c: _grades(total) for c, total in zip(MODEL_A, sums, strict=True)})
+        for name, sums in TABLE_4_SUMS.items()
+    ]
+    write_report(results, tmp_path, baseline="LLaVA-1.5-7B", resamples=200)
+    md = (tmp_path / "report.md").read_text()
+    for row in TABLE_4_ROWS:  # the paper's numbers and its bold marks, cell by cell
+        assert row in md
+    # the improvement the paper quotes: 59.11 / 48.78 - 1 = 21.18 %, and no interval for the baseline itself
+    scores = {s["model"]: s for s in json.loads((tmp_path / "report.json").read_text())["models"]}
+    assert scores["Full data"]["improvement"] == pytest.approx((2128 / 1756 - 1) * 100)  # sums of the grade sums
+    assert scores["LLaVA-1.5-7B"]["improvement_ci"] is None
+
+
+def test_report_explains_the_figures_and_says_when_a_difference_is_noise(tmp_path):
+    same = {c: [(8, 5), (8, 6), (8, 5), (8, 6)] for c in MODEL_A}
+    better = {c: [(8, 9), (8, 9), (8, 8), (8, 9)] for c in MODEL_A}
+    close = {c: [(8, 6), (8, 5), (8, 5), (8, 6)] for c in MODEL_A}
+    results = [make_result("base", same), make_result("better", better), make_result("close", close)]
+    write_report(results, tmp_path, baseline="base", resamples=500)
+    md = (tmp_path / "report.md").read_text()
+    explained = md[md.index("## How to read these figures") :]
+    for term in ("**Score**", "**All**", "**Relative score**", "**Improvement**", "**Intervals**", "**Excluded**"):
+        assert term in explained
+    assert "4 judged per category" in explained
+    better_line = next(line for line in explained.splitlines() if line.startswith("- better:"))
+    close_line = next(line for line in explained.splitlines() if line.startswith("- close:"))
+    assert "above 0" in better_line and "+0.00%" in close_line and "includes 0" in close_line
+    assert "not GPT-4o" not in explained and "not directly comparable with the paper" in explained
+
+    offline = make_result("offline", same, label="offline-overlap (NOT GPT-4o)")
+    offline = dataclasses.replace(offline, judge_model="offline-overlap")
+    write_report([offline], tmp_path / "off", resamples=200)
+    assert "**Judge offline-overlap is not GPT-4o.**" in (tmp_path / "off" / "report.md").read_text()

@@ -19,6 +19,7 @@ import numpy as np
 
 from keypoint_instruct.bench.judge import JudgeResult
 from keypoint_instruct.bench.layout import CATEGORIES, CATEGORY_TITLES
+from keypoint_instruct.bench.overlap import OVERLAP_JUDGE as OFFLINE_JUDGE
 from keypoint_instruct.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,68 @@ def _table(scored: list[ModelScores], attr: str, baseline: str | None = None, in
     return lines
 
 
+def _verdict(s: ModelScores, baseline: str) -> str:
+    """One sentence on a model's improvement over the baseline and whether its interval rules out no change."""
+    ci = s.improvement_ci
+    if ci is None:
+        return f"- {s.model}: {s.improvement:+.2f}% over {baseline}; no question was judged for both, so no interval."
+    if ci[0] > 0:
+        verdict = "above 0: the judge prefers this model's answers on the whole, beyond question-sampling noise"
+    elif ci[1] < 0:
+        verdict = "below 0: the judge prefers the baseline's answers, beyond question-sampling noise"
+    else:
+        verdict = "it includes 0: with this many questions the difference could be question-sampling noise"
+    interval = f"95% interval [{ci[0]:+.2f}%, {ci[1]:+.2f}%]"
+    return f"- {s.model}: {s.improvement:+.2f}% over {baseline}, {interval}; {verdict}."
+
+
+def _how_to_read(scored: list[ModelScores], results: list[JudgeResult], baseline: str | None) -> list[str]:
+    """What the figures mean, written for the numbers of this report."""
+    judged = sorted({s.counts[c]["judged"] for s in scored for c in CATEGORIES})
+    per_category = f"{judged[0]}" if len(judged) == 1 else f"{judged[0]} to {judged[-1]}"
+    widest = max((s.score_ci[c][1] - s.score_ci[c][0]) / 2 for s in scored for c in CATEGORIES)
+    lines = [
+        "## How to read these figures",
+        "",
+        "- **Score**: the judge grades every answer from 1 to 10; a category's score is the mean grade of the model's "
+        "answers x 10 (so 10 to 100). This is the scale of the paper's Tables 4 and 5, where LLaVA-1.5-7B scores "
+        "35.75 / 38.50 / 72.08 and the model fine-tuned on the full keypoint data 43.67 / 67.00 / 66.67.",
+        "- **All**: the plain mean of the three category scores (the paper: 48.78 = mean(35.75, 38.50, 72.08)), "
+        "not the mean over all questions.",
+        "- **Relative score**: in the same judgement the judge also grades the reference answer (the teacher's, shown "
+        "first); the relative score is the model's mean grade as a percentage of the reference's (LLaVA-Bench's "
+        "headline figure). 100 means as good as the teacher's answer in this judge's eyes.",
+        "- **Improvement** (`vs` column): All(model) / All(baseline) - 1, the paper's 59.11 / 48.78 - 1 = +21.18%.",
+        f"- **Intervals**: 95% percentile bootstrap over the questions ({per_category} judged per "
+        f"category here; the widest category interval is +/-{widest:.1f} points). They show how much the figures "
+        "would move with another draw of images of the same kind; they do not cover the judge's own randomness or "
+        "bias. Overlapping category intervals do not prove two models equal; the paired interval of the improvement "
+        "is the one to read for 'is this model better than the baseline'.",
+        "- **Excluded** questions (the judge's reply could not be read, even after one retry) and **unanswered** "
+        "ones are counted below and left out of every mean; they are never scored as 0 or -1.",
+    ]
+    if baseline is not None:
+        lines += ["", f"Against the baseline {baseline}:", ""]
+        lines += [_verdict(s, baseline) for s in scored if s.model != baseline]
+    offline = [r.judge_label for r in results if r.judge_model == OFFLINE_JUDGE]
+    if offline:
+        lines += [
+            "",
+            f"**Judge {OFFLINE_JUDGE} is not GPT-4o.** It grades an answer by how many of the reference's words it "
+            "shares (the reference always gets 10, so score and relative score coincide); it says nothing about "
+            "whether an answer is right. These figures only show that the pipeline runs; do not compare them with "
+            "the paper's.",
+        ]
+    else:
+        lines += [
+            "",
+            "Even with GPT-4o as the judge, these figures compare the models of this report with each other. They are "
+            "not directly comparable with the paper's numbers: the 30 images, the questions and the reference answers "
+            "come from this run's draw and teacher, not the paper's.",
+        ]
+    return lines + [""]
+
+
 def render_markdown(
     scored: list[ModelScores], results: list[JudgeResult], baseline: str | None, resamples: int
 ) -> str:
@@ -198,7 +261,8 @@ def render_markdown(
             f"{s.counts[c]['judged']} / {s.counts[c]['excluded']} / {s.counts[c]['unanswered']}" for c in CATEGORIES
         ]
         lines.append(f"| {s.model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines += ["", *_how_to_read(scored, results, baseline)]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot(scored: list[ModelScores], path: Path, title: str) -> None:
