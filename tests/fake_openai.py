@@ -18,7 +18,15 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
     server.set_batch(delay_s=None, error_rate=0.0, error_ids=(), drop_creates=0)
                                   # delay None: complete only on complete_batches(); drop_creates: the next N
                                   # batch creations are made but their answer is lost (a dropped connection)
+    server.set_access(models=None, api_key=None)
+                                  # models: the only model names chat and batch lines accept (others: 404
+                                  # model_not_found); api_key: the only Bearer key accepted (others: 401
+                                  # invalid_api_key, whose message echoes the key masked, as OpenAI does)
     server.complete_batches()     # finish every pending batch now
+    server.end_batches(status, answered=0.5, errors=None)
+                                  # end every pending batch as "expired" or "cancelled" (the first `answered`
+                                  # share of lines answered, the rest in the error file) or "failed" (no files;
+                                  # `errors` become the batch's errors.data)
     server.log()                  # list of LogEntry (time, method, path, body, status, fault, tokens)
     server.chat_log(ok_only=False)   # only the chat-completion entries
     server.clear_log()
@@ -42,11 +50,13 @@ Batches: ``POST /v1/files`` (multipart, purpose "batch"), ``GET /v1/files/{id}``
 ``POST /v1/batches``, ``GET /v1/batches`` (all, newest first), ``GET /v1/batches/{id}``,
 ``POST /v1/batches/{id}/cancel``. A batch answers every input line with the responder; lines whose ``custom_id``
 is in ``error_ids`` (or picked by the seeded ``error_rate``) go to an error file instead. Output lines are shuffled.
-``POST /_fake/complete_batches`` completes batches of a standalone server.
+``POST /_fake/complete_batches`` completes batches of a standalone server. Lines whose model is not served (see
+``set_access``) go to the error file with ``model_not_found``.
 
 Standalone: ``python -m tests.fake_openai --port 0 [--latency S] [--rpm N] [--tpm N] [--fault-rate F]
-[--fault-kinds 429,500] [--seed N] [--batch-delay S] [--log FILE]`` prints its base URL on the first stdout line,
-then serves until killed. ``--log`` appends one JSON line per request (flushed), for benchmarks and crash tests.
+[--fault-kinds 429,500] [--seed N] [--batch-delay S] [--models M,..] [--api-key K] [--log FILE]`` prints its base
+URL on the first stdout line, then serves until killed. ``--log`` appends one JSON line per request (flushed), for
+benchmarks and crash tests.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ Responder = Callable[[dict], str]
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     429: "Too Many Requests",
@@ -229,6 +240,7 @@ class FakeOpenAI:
         self.set_faults(seed=seed)
         self.set_limits(rpm, tpm)
         self.set_batch()
+        self.set_access()
         self._prefixes: set[str] = set()
         self._files: dict[str, dict] = {}
         self._batches: dict[str, dict] = {}
@@ -286,6 +298,10 @@ class FakeOpenAI:
         self._batch_delay, self._batch_error_rate = delay_s, error_rate
         self._batch_error_ids, self._batch_rng = set(error_ids), random.Random(seed)
         self._drop_creates = drop_creates  # the next N batch creations succeed but their answer is lost
+
+    def set_access(self, models: Iterable[str] | None = None, api_key: str | None = None) -> None:
+        self._models = set(models) if models is not None else None
+        self._api_key = api_key
 
     # ----------------------------------------------------------------- log
     def log(self) -> list[LogEntry]:
@@ -408,7 +424,9 @@ class FakeOpenAI:
     async def _dispatch(self, method: str, path: str, headers: dict, raw: bytes):
         entry = LogEntry(time=time.time(), method=method, path=path, body=None)
         try:
-            if method == "POST" and path == "/v1/chat/completions":
+            if self._api_key is not None and headers.get("authorization") != f"Bearer {self._api_key}":
+                answer = _refuse_key(headers.get("authorization", ""))
+            elif method == "POST" and path == "/v1/chat/completions":
                 entry.body = json.loads(raw)
                 answer = await self._chat(entry.body, entry)
             elif method == "POST" and path == "/v1/files":
@@ -520,8 +538,14 @@ class FakeOpenAI:
                 self._tpm.level -= cost
             return None
 
+    def _unknown_model(self, body: dict):
+        model = body.get("model")
+        if self._models is None or model in self._models:
+            return None
+        return _error(404, f"The model `{model}` does not exist or you do not have access to it.", "model_not_found")
+
     async def _chat(self, body: dict, entry: LogEntry):
-        refused = self._admit(body, entry)
+        refused = self._unknown_model(body) or self._admit(body, entry)
         if refused:
             return refused
         fault = entry.fault = self._next_fault(body)
@@ -668,30 +692,58 @@ class FakeOpenAI:
             self._complete(batch)
         return len(pending)
 
-    def _complete(self, batch: dict) -> None:
+    def end_batches(self, status: str, answered: float = 0.5, errors: list[dict] | None = None) -> int:
+        """End every pending batch as expired, cancelled (partly answered) or failed (no files); return how many."""
+        if status not in ("expired", "cancelled", "failed"):
+            raise ValueError(f"unknown end status {status!r}; expected expired, cancelled or failed")
+        pending = [b for b in self._batches.values() if b["status"] == "in_progress"]
+        for batch in pending:
+            if status == "failed":
+                data = errors or [{"code": "invalid_request", "message": "injected validation failure", "line": 1}]
+                batch.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": data})
+            else:
+                self._complete(batch, status=status, answered=answered)
+        return len(pending)
+
+    def _complete(self, batch: dict, status: str = "completed", answered: float = 1.0) -> None:
         outputs, errors = [], []
-        for line in self._files[batch["input_file_id"]]["data"].decode().splitlines():
-            if not line.strip():
-                continue
+        lines = [line for line in self._files[batch["input_file_id"]]["data"].decode().splitlines() if line.strip()]
+        cut = math.floor(len(lines) * answered)
+        for number, line in enumerate(lines):
             item = json.loads(line)
             custom_id, request_id = item["custom_id"], self._new_id("req")
             failed = custom_id in self._batch_error_ids or (
                 self._batch_error_rate and self._batch_rng.random() < self._batch_error_rate
             )
-            if failed:
-                body = {
-                    "error": {
-                        "message": "The server had an error (injected)",
-                        "type": "server_error",
-                        "code": "server_error",
+            unknown = self._unknown_model(item["body"])
+            if number >= cut:  # not reached before the batch expired or was cancelled
+                code = "batch_expired" if status == "expired" else "batch_cancelled"
+                errors.append(
+                    {
+                        "id": f"batch_{request_id}",
+                        "custom_id": custom_id,
+                        "response": None,
+                        "error": {"code": code, "message": f"This request was not run: the batch was {status}."},
                     }
-                }
+                )
+            elif failed or unknown:
+                if unknown:
+                    code, payload = 404, json.loads(unknown[2])
+                else:
+                    code = 500
+                    payload = {
+                        "error": {
+                            "message": "The server had an error (injected)",
+                            "type": "server_error",
+                            "code": "server_error",
+                        }
+                    }
                 errors.append(
                     {
                         "id": f"batch_{request_id}",
                         "custom_id": custom_id,
                         "error": None,
-                        "response": {"status_code": 500, "request_id": request_id, "body": body},
+                        "response": {"status_code": code, "request_id": request_id, "body": payload},
                     }
                 )
             else:
@@ -715,14 +767,24 @@ class FakeOpenAI:
         if errors:
             batch["error_file_id"] = self._store_file(_jsonl(errors), "batch_output", "errors.jsonl")["id"]
         batch.update(
-            status="completed",
-            completed_at=int(time.time()),
+            status=status,
+            **{f"{status}_at": int(time.time())},
             request_counts={"total": len(outputs) + len(errors), "completed": len(outputs), "failed": len(errors)},
         )
 
 
 def _retry_headers(seconds: float) -> dict:
     return {"retry-after": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, round(seconds * 1000)))}
+
+
+def _refuse_key(authorization: str):
+    key = authorization.removeprefix("Bearer ").strip()
+    masked = f"{key[:3]}{'*' * 10}{key[-4:]}" if len(key) > 8 else "****"
+    return _error(
+        401,
+        f"Incorrect API key provided: {masked}. You can find your API key at https://platform.openai.com/account.",
+        "invalid_api_key",
+    )
 
 
 def _error(status: int, message: str, code: str, headers: dict | None = None):
@@ -748,6 +810,8 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds after creation when a batch completes on its next status poll",
     )
     parser.add_argument("--batch-error-rate", type=float, default=0.0, help="share of batch lines that fail")
+    parser.add_argument("--models", default=None, help="comma-separated models served (default: any name)")
+    parser.add_argument("--api-key", default=None, help="the only API key accepted (default: any)")
     parser.add_argument("--log", default=None, help="append one JSON line per request to this file")
     args = parser.parse_args(argv)
     server = FakeOpenAI(latency=args.latency, seed=args.seed, log_path=args.log, port=args.port)
@@ -756,6 +820,7 @@ def main(argv: list[str] | None = None) -> None:
         rate=args.fault_rate, kinds=[k for k in args.fault_kinds.split(",") if k], seed=args.seed, stall_s=args.stall
     )
     server.set_batch(delay_s=args.batch_delay, error_rate=args.batch_error_rate, seed=args.seed)
+    server.set_access(models=args.models.split(",") if args.models else None, api_key=args.api_key)
 
     async def _run() -> None:
         ready = threading.Event()

@@ -186,3 +186,37 @@ def test_standalone_process_prints_url_and_logs(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_unknown_model_and_wrong_key_are_refused_like_openai(fake_openai):
+    fake_openai.set_access(models={"gpt-4o"}, api_key="sk-right-key-1234")
+    good = OpenAI(base_url=fake_openai.base_url, api_key="sk-right-key-1234", max_retries=0, timeout=10)
+    assert good.chat.completions.create(model="gpt-4o", messages=[USER]).choices[0].message.content
+    with pytest.raises(openai.NotFoundError) as err:
+        good.chat.completions.create(model="gpt-4x", messages=[USER])
+    assert err.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError) as err:
+        client(fake_openai).chat.completions.create(model="gpt-4o", messages=[USER])
+    assert err.value.code == "invalid_api_key" and "sk-test" not in str(err.value)  # masked, like OpenAI
+    assert [e.status for e in fake_openai.chat_log()] == [200, 404, 401]
+
+
+@pytest.mark.parametrize("status", ["expired", "cancelled", "failed"])
+def test_batches_can_end_unfinished(fake_openai, status):
+    lines = [
+        {"custom_id": f"k{i}", "body": {"model": "m", "messages": [{"role": "user", "content": f"c{i}"}]}}
+        for i in range(4)
+    ]
+    c = client(fake_openai)
+    f = c.files.create(file=("a.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()), purpose="batch")
+    batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert fake_openai.end_batches(status, answered=0.5) == 1
+    batch = c.batches.retrieve(batch.id)
+    assert batch.status == status
+    if status == "failed":
+        assert batch.output_file_id is None and batch.error_file_id is None and batch.errors.data[0].code
+        return
+    out = [json.loads(x)["custom_id"] for x in c.files.content(batch.output_file_id).text.splitlines()]
+    err = [json.loads(x) for x in c.files.content(batch.error_file_id).text.splitlines()]
+    assert sorted(out) == ["k0", "k1"] and [x["custom_id"] for x in err] == ["k2", "k3"]
+    assert err[0]["error"]["code"] == ("batch_expired" if status == "expired" else "batch_cancelled")
