@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.pricing import completion_cost
-from keypoint_instruct.teacher import Completion, TeacherRequest, canonical_json, request_key
+from keypoint_instruct.teacher import (
+    Completion,
+    TeacherRequest,
+    canonical_json,
+    error_message,
+    redact,
+    request_key,
+)
 
 if TYPE_CHECKING:
     from keypoint_instruct.cache import ResponseCache
@@ -110,20 +116,12 @@ class CollectResult:
         return text
 
 
-_KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_*-]{4,}")
-
-
-def redact(text: str) -> str:
-    """``text`` with anything shaped like an API key (providers echo a masked key on a 401) replaced."""
-    return _KEY_LIKE.sub("<redacted key>", text)
-
-
 def _api_error(what: str, err: Exception) -> TeacherError:
     """One TeacherError line for an API error (the key is never part of it)."""
     import openai
 
     if isinstance(err, openai.APIStatusError):
-        return TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {redact(_message(err))}")
+        return TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {redact(error_message(err))}")
     message = getattr(err, "message", str(err))
     return TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {redact(message)}")
 
@@ -136,15 +134,6 @@ def _api(what: str, call, *args, **kwargs):
         return call(*args, **kwargs)
     except openai.APIError as err:
         raise _api_error(what, err) from None
-
-
-def _message(err) -> str:
-    body = getattr(err, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(err, "message", err))
 
 
 # --------------------------------------------------------------------------- submit

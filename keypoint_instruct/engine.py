@@ -5,6 +5,12 @@ Every answer is committed as it arrives (answers cut by ``length`` or ``content_
 reason so the dataset build can drop them), every failed attempt is recorded with its reason, and a run ends with
 a :class:`RunSummary`. Rate limits are token buckets (RPM and TPM) that follow the ``x-ratelimit-*`` headers when
 the endpoint sends them; a 429 pauses all sending until its Retry-After has passed.
+
+A run stops early, with one :class:`TeacherError` line, on an error that every request would hit (a refused key, an
+unknown model, an exhausted quota) and when the first request to exhaust its attempts does so before the endpoint
+has answered anything (unreachable or broken endpoint). Cancelled (Ctrl-C), it sends nothing new, lets the requests
+already in flight finish for up to ``EngineSettings.drain_s`` (they are probably billed), and :func:`run` raises
+:class:`RunInterrupted` carrying the summary.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class EngineSettings:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     burst_s: float = 1.0  # seconds of allowance a rate bucket may hold
+    drain_s: float = 30.0  # after Ctrl-C: how long requests already in flight may still finish
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -64,6 +71,7 @@ class RunSummary:
     cached_tokens: int = 0
     cost_usd: float = 0.0
     elapsed_s: float = 0.0
+    interrupted: bool = False  # cancelled (Ctrl-C) before every request was resolved
 
     @property
     def requests_per_s(self) -> float:
@@ -72,12 +80,21 @@ class RunSummary:
     def line(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
         return (
-            f"{self.requested} requests: {self.already_cached} already cached, {self.in_batch} waiting in a batch, "
+            ("interrupted: " if self.interrupted else "")
+            + f"{self.requested} requests: {self.already_cached} already cached, {self.in_batch} waiting in a batch, "
             f"{self.answered} answered "
             f"({reasons}), {self.gave_up} gave up; {self.attempts} attempts, {self.failed_attempts} failed; "
             f"{self.prompt_tokens} prompt tokens ({self.cached_tokens} cached), {self.completion_tokens} completion "
             f"tokens; ${self.cost_usd:.4f}; {self.elapsed_s:.1f} s, {self.requests_per_s:.2f} req/s"
         )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was cancelled (Ctrl-C); ``summary`` says what was answered and saved before it stopped."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__("interrupted")
+        self.summary = summary
 
 
 def estimate_request_tokens(request: TeacherRequest) -> int:
@@ -184,8 +201,11 @@ class _Progress:
         )
         self.bar.update(done)
 
-    def close(self) -> None:
+    def close(self, *, clear: bool = False) -> None:
+        """Close the bar; ``clear`` erases it (a run stopped by an error leaves only the error line)."""
         if self.bar is not None:
+            if clear:
+                self.bar.leave = False
             self.bar.close()
 
 
@@ -194,14 +214,21 @@ async def run_requests(
     requests: Iterable[TeacherRequest],
     cache: ResponseCache,
     settings: EngineSettings | None = None,
+    *,
+    summary: RunSummary | None = None,
 ) -> RunSummary:
-    """Send every request whose key has no cached answer; return what happened."""
+    """Send every request whose key has no cached answer; return what happened (filled into ``summary`` if given).
+
+    Cancelled, it lets the requests in flight finish (see the module docstring), sets ``summary.interrupted`` and
+    raises :class:`asyncio.CancelledError` again.
+    """
     settings = settings or EngineSettings()
     started = time.monotonic()
     unique: dict[str, TeacherRequest] = {}
     for request in requests:
         unique.setdefault(request.key, request)
-    summary = RunSummary(requested=len(unique))
+    summary = summary if summary is not None else RunSummary()
+    summary.requested = len(unique)
     answered_before = cache.answered(unique)
     summary.already_cached = len(answered_before)
     in_batch = cache.pending_batch_keys() & set(unique)
@@ -221,6 +248,9 @@ async def run_requests(
     all_done = asyncio.Event()
     fatal: list[TeacherCallError] = []
     crashed: list[Exception] = []
+    stopping = False  # set on cancellation: take nothing new from the queue
+    in_flight = 0
+    drained = asyncio.Event()
     timers: set[asyncio.Task] = set()
     jitter = random.Random()
     progress = _Progress(len(todo), settings.progress, summary)
@@ -252,19 +282,21 @@ async def run_requests(
             all_done.set()
 
     async def work() -> None:
+        nonlocal in_flight
         while True:
             request, attempt = await queue.get()
-            if fatal:
+            if fatal or stopping:
                 return
             if cache.get(request.key) is not None:  # answered meanwhile (another shard writing this file)
                 summary.already_cached += 1
                 resolve()
                 continue
             await limiter.acquire(estimate_request_tokens(request))
-            if fatal:
+            if fatal or stopping:
                 return
             summary.attempts += 1
             sent = time.monotonic()
+            in_flight += 1
             try:
                 completion = await teacher.complete(request)
             except TeacherCallError as err:
@@ -275,6 +307,10 @@ async def run_requests(
                 log.debug("teacher raised", exc_info=True)
                 failure(request, attempt, TeacherCallError(f"{type(err).__name__}: {err}", retryable=False))
                 continue
+            finally:
+                in_flight -= 1
+                if stopping and in_flight == 0:
+                    drained.set()
             latency = time.monotonic() - sent
             limiter.observe(completion.rate_limits)
             stored = cache.put(request, completion, latency)
@@ -292,7 +328,7 @@ async def run_requests(
         summary.failed_attempts += 1
         summary.failure_reasons[err.reason.split(":")[0]] += 1
         cache.record_failure(request, f"attempt {attempt}: {err.reason}")
-        if err.fatal:
+        if err.fatal and not fatal:
             fatal.append(err)
             all_done.set()
             return
@@ -304,8 +340,21 @@ async def run_requests(
             timer = asyncio.create_task(requeue((request, attempt + 1), delay))
             timers.add(timer)
             timer.add_done_callback(timers.discard)
+        elif fatal:  # the run is stopping already: no more messages
+            return
         else:
             summary.gave_up += 1
+            if err.retryable and summary.answered == 0:  # nothing works: do not repeat this for every request
+                fatal.append(
+                    TeacherCallError(
+                        f"the endpoint has answered no request yet and one just failed {attempt} times "
+                        f"(last: {err.reason}); check --base-url and that the server is up",
+                        retryable=False,
+                        fatal=True,
+                    )
+                )
+                all_done.set()
+                return
             log.warning(
                 "gave up on %s image %d after %d attempts: %s", request.task, request.image_id, attempt, err.reason
             )
@@ -314,11 +363,25 @@ async def run_requests(
     workers = [asyncio.create_task(worker()) for _ in range(min(settings.concurrency, len(todo)))]
     try:
         await all_done.wait()
+    except asyncio.CancelledError:
+        summary.interrupted = True
+        stopping = True
+        if in_flight:
+            log.warning(
+                "interrupted: waiting up to %.0f s for the %d requests in flight (Ctrl-C again to stop now)",
+                settings.drain_s,
+                in_flight,
+            )
+            try:
+                await asyncio.wait_for(drained.wait(), settings.drain_s)
+            except TimeoutError:
+                log.warning("%d requests were still in flight; their answers are lost", in_flight)
+        raise
     finally:
         for task in (*workers, *timers):
             task.cancel()
         await asyncio.gather(*workers, *timers, return_exceptions=True)
-        progress.close()
+        progress.close(clear=bool(fatal or crashed))
         summary.elapsed_s = time.monotonic() - started
     if crashed:
         err = crashed[0]
@@ -326,7 +389,8 @@ async def run_requests(
             raise CacheError(f"writing the response cache {cache.path} failed: {err}") from err
         raise err
     if fatal:
-        raise TeacherError(f"stopped: {fatal[0].reason} ({summary.answered} answers were saved first)")
+        saved = f" ({summary.answered} answers were saved first)" if summary.answered else ""
+        raise TeacherError(f"stopped: {fatal[0].reason}{saved}")
     log.debug("%s", summary.line())
     return summary
 
@@ -337,14 +401,22 @@ def run(
     cache: ResponseCache,
     settings: EngineSettings | None = None,
 ) -> RunSummary:
-    """Synchronous entry point: run the engine in a fresh event loop and close the teacher's client after."""
+    """Synchronous entry point: run the engine in a fresh event loop and close the teacher's client after.
+
+    Ctrl-C stops the run cleanly (see the module docstring) and raises :class:`RunInterrupted` with the summary.
+    """
+    summary = RunSummary()
 
     async def _main() -> RunSummary:
         try:
-            return await run_requests(teacher, requests, cache, settings)
+            return await run_requests(teacher, requests, cache, settings, summary=summary)
         finally:
             close = getattr(teacher, "aclose", None)
             if close is not None:
                 await close()
 
-    return asyncio.run(_main())
+    try:
+        return asyncio.run(_main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        summary.interrupted = True
+        raise RunInterrupted(summary) from None

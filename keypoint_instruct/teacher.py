@@ -146,6 +146,14 @@ def build_requests(
     return requests
 
 
+_KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_*-]{4,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like an API key (providers echo a masked key on a 401) replaced."""
+    return _KEY_LIKE.sub("<redacted key>", text)
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
@@ -265,7 +273,7 @@ class OpenAITeacher:
         try:
             raw = await self._client.chat.completions.with_raw_response.create(**request.body)
         except openai.APIStatusError as err:
-            raise _status_error(err) from None
+            raise _status_error(err, str(request.body.get("model", ""))) from None
         except openai.APITimeoutError:
             raise TeacherCallError("timeout", retryable=True) from None
         except openai.APIConnectionError as err:
@@ -301,12 +309,22 @@ def _completion(response: Any, request: TeacherRequest, limits: RateLimits | Non
     )
 
 
-def _status_error(err: Any) -> TeacherCallError:
+def error_message(err: Any) -> str:
+    """The provider's own message of an API error (the SDK's ``Error code: N - {...}`` wrapping removed)."""
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(err, "message", err))
+
+
+def _status_error(err: Any, model: str) -> TeacherCallError:
     status = err.status_code
     headers = err.response.headers if err.response is not None else None
     limits = rate_limits_from_headers(headers)
     code = getattr(err, "code", None) or ""
-    message = (getattr(err, "message", "") or "").splitlines()[0][:200]
+    message = redact(error_message(err).split("\n")[0][:200])
     reason = f"HTTP {status}" + (f" {code}" if code else "")
     if status == 429 and code == "insufficient_quota":
         return TeacherCallError(f"{reason}: the account has no quota left", retryable=False, fatal=True)
@@ -314,6 +332,13 @@ def _status_error(err: Any) -> TeacherCallError:
         # The provider's message may echo part of the key: say what to check instead.
         return TeacherCallError(
             f"{reason}: the endpoint refused the API key; check {API_KEY_ENV}", retryable=False, fatal=True
+        )
+    if status == 404:
+        # Every request would get the same answer: the model or the endpoint's path does not exist.
+        return TeacherCallError(
+            f"{reason}: {message} (check --model, now {model!r}, and --base-url, which should end in /v1)",
+            retryable=False,
+            fatal=True,
         )
     if status in (408, 409, 429) or status >= 500:
         return TeacherCallError(

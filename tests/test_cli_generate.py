@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -124,6 +125,32 @@ def test_kill_minus_nine_then_rerun_pays_each_request_once(server_process, coco_
     assert all(r.finish_reason == "stop" and r.model == "gpt-4o-2024-08-06" for r in rows)
 
 
+def test_ctrl_c_stops_cleanly_keeps_every_paid_answer_and_prints_the_summary(server_process, coco_root, tmp_path):
+    url, log_path = server_process
+    cache_path = tmp_path / "sigint.sqlite"
+    argv = [*CLI, *generate_args(coco_root, cache_path, "--task", "all", "--limit", "16", "--base-url", url)]
+    argv += ["--concurrency", "4", "--no-progress"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and answers_in(cache_path) < 8:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    assert out.startswith("interrupted: 48 requests: 0 already cached"), out
+    answered = int(re.search(r"(\d+) answered", out)[1])
+    assert 8 <= answered < 48 and answers_in(cache_path) == answered
+    # Every answer the server gave reached the cache: the requests in flight were allowed to finish.
+    assert len([e for e in read_log(log_path) if e["status"] == 200]) == answered
+
+    rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"48 requests: {answered} already cached" in rerun.stdout
+    ok_keys = [request_key(e["body"]) for e in read_log(log_path) if e["status"] == 200]
+    assert len(ok_keys) == len(set(ok_keys)) == 48  # each request paid once over both runs
+
+
 def test_faulty_endpoint_completes_and_never_leaks_the_key(
     fake_openai, coco_root, tmp_path, capsys, caplog, monkeypatch
 ):
@@ -166,6 +193,36 @@ def test_no_key_and_no_url_is_one_line(coco_root, tmp_path, capsys):
     line = one_line_error(capsys, code)
     assert "OPENAI_API_KEY" in line and "--base-url" in line
     assert not (tmp_path / "c.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("access", "extra", "expected"),
+    [
+        ({"api_key": "sk-the-right-one-0000"}, (), ("HTTP 401", "OPENAI_API_KEY")),
+        ({"models": {"gpt-4o-2024-08-06"}}, ("--model", "gpt-4x"), ("HTTP 404", "'gpt-4x'", "--model")),
+        ({}, ("--base-url-path", "/v2"), ("HTTP 404", "--base-url")),
+    ],
+    ids=["wrong-key", "wrong-model", "wrong-path"],
+)
+def test_refused_endpoint_stops_with_one_line(
+    fake_openai, coco_root, tmp_path, capsys, monkeypatch, access, extra, expected
+):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    fake_openai.set_access(**access)
+    url = fake_openai.base_url
+    if extra[:1] == ("--base-url-path",):
+        url, extra = url.removesuffix("/v1") + extra[1], ()
+    argv = generate_args(coco_root, tmp_path / "c.sqlite", "--task", "all", "--base-url", url, *extra)
+    line = one_line_error(capsys, main([*argv, "--no-progress"]))
+    assert all(part in line for part in expected), line
+    assert SECRET not in line and SECRET[-6:] not in line
+    assert len(fake_openai.log()) <= 32  # stopped at once: not one refusal per request and attempt
+
+
+def test_unreachable_endpoint_stops_after_one_request_exhausts_its_attempts(coco_root, tmp_path, capsys):
+    argv = generate_args(coco_root, tmp_path / "c.sqlite", "--task", "all", "--base-url", "http://127.0.0.1:9/v1")
+    line = one_line_error(capsys, main([*argv, "--max-attempts", "2", "--no-progress"]))
+    assert "answered no request" in line and "--base-url" in line and "connection" in line, line
 
 
 @pytest.mark.parametrize(

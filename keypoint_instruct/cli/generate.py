@@ -205,7 +205,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args, requests)
 
-    from keypoint_instruct.engine import EngineSettings, run
+    from keypoint_instruct.engine import EngineSettings, RunInterrupted, run
 
     settings = EngineSettings(
         concurrency=args.concurrency,
@@ -216,7 +216,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     teacher = _make_teacher(args, offline)
     with _open_cache(args.cache, create=True) as cache:
-        summary = run(teacher, requests, cache, settings)
+        try:
+            summary = run(teacher, requests, cache, settings)
+        except RunInterrupted as stop:
+            print(stop.summary.line())
+            print(
+                f"keypoint-instruct: interrupted; the {stop.summary.answered} answers of this run are saved in "
+                f"{args.cache}: run the same command again to send only the rest",
+                file=sys.stderr,
+            )
+            return 130
     print(summary.line())
     return 0 if summary.gave_up == 0 else 1
 
