@@ -9,8 +9,9 @@ Rules every fact follows:
   annotator placed the joint where it is, only hidden, so its position is usable. A fact that needs an unlabelled
   joint (``v = 0``) is not stated at all; nothing is guessed.
 * All geometry is measured in the image plane. Angles (elbows, knees, torso lean) are therefore 2-D projections of
-  3-D angles: a limb pointing at the camera looks shorter and its angle can differ from the true one. Degrees are
-  rounded to tens and never come with coordinates.
+  3-D angles: a limb pointing at the camera looks shorter and its angle can differ from the true one. So an elbow
+  or knee angle is left out when one of its two segments looks under half as long as the other (seen end-on).
+  Degrees are rounded to tens and never come with coordinates.
 * "Left" and "right" of body parts are the person's own (COCO's convention); "on the left", "left of Person 2",
   "facing left" are as seen in the image.
 """
@@ -117,6 +118,19 @@ def inner_angle(a: Point, b: Point, c: Point) -> float | None:
     return math.degrees(math.acos(cos))
 
 
+def limb_angle(a: Point, b: Point, c: Point) -> float | None:
+    """The inner angle at joint ``b`` of a limb, or None when one segment is seen nearly end-on.
+
+    A segment under half the length of the other one points at or away from the camera (a thigh of someone sitting
+    and facing us, a forearm held towards the lens); its 2-D angle then says little about the real bend, and a
+    seated person's legs would read as straight, standing ones.
+    """
+    upper, lower = _dist(a, b), _dist(b, c)
+    if min(upper, lower) < 0.5 * max(upper, lower):
+        return None
+    return inner_angle(a, b, c)
+
+
 def _from_down(a: Point, b: Point) -> float | None:
     """Angle of a->b from straight down (image y grows downwards): 0 = hanging down, 90 = level, 180 = up."""
     dx, dy = b[0] - a[0], b[1] - a[1]
@@ -140,7 +154,7 @@ def _torso(joints: dict) -> tuple[Point, Point] | None:
     return None
 
 
-def _facing(joints: dict, scale: float) -> str | None:
+def _facing(joints: dict, scale: float, torso: tuple[Point, Point] | None) -> str | None:
     ls, rs = _pt(joints, "left_shoulder"), _pt(joints, "right_shoulder")
     face_pts = [_pt(joints, name) for name in _FACE if name in joints]
     visible_face = [name for name in ("nose", "left_eye", "right_eye") if joints.get(name, (0, 0, 0))[2] == 2]
@@ -150,8 +164,13 @@ def _facing(joints: dict, scale: float) -> str | None:
         if abs(dx) < 0.3 * scale:  # shoulders nearly in line: side view
             if not face_pts:
                 return None
-            head_x = sum(p[0] for p in face_pts) / len(face_pts)
-            offset = head_x - (ls[0] + rs[0]) / 2
+            head = (sum(p[0] for p in face_pts) / len(face_pts), sum(p[1] for p in face_pts) / len(face_pts))
+            dx, dy = head[0] - (ls[0] + rs[0]) / 2, head[1] - (ls[1] + rs[1]) / 2
+            side = (1.0, 0.0)  # the body's sideways direction: image x for an upright body ...
+            if torso and _dist(*torso) > 1e-6:  # ... else across the torso, so a lean does not pass for a turn
+                up = ((torso[0][0] - torso[1][0]) / _dist(*torso), (torso[0][1] - torso[1][1]) / _dist(*torso))
+                side = (-up[1], up[0])
+            offset = dx * side[0] + dy * side[1]
             if abs(offset) < 0.05 * scale:
                 return None
             return "left" if offset < 0 else "right"
@@ -168,7 +187,7 @@ def _leg_posture(joints: dict, side: str) -> str | None:
     if not (hip and knee):
         return None
     thigh = _from_down(hip, knee)
-    knee_angle = inner_angle(hip, knee, ankle) if ankle else None
+    knee_angle = limb_angle(hip, knee, ankle) if ankle else None
     if thigh is None:
         return None
     if thigh >= 55:  # thigh roughly level (or raised)
@@ -298,13 +317,15 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
     lean = _from_down(torso[1], torso[0]) if torso else None
     lean = None if lean is None else 180.0 - lean  # hip->shoulder measured from straight up
     posture = _posture(joints, instance.bbox, lean)
-    facing = _facing(joints, scale)
+    # Facing and raised arms read left/right and up/down of an upright body; for a bent-over or lying one they
+    # would describe the body's tilt, not where it faces or how high the hands are.
     upright = (lean is not None and lean < 45) or (lean is None and instance.bbox[3] >= instance.bbox[2])
+    facing = _facing(joints, scale, torso) if upright else None
     angles = []
     for joint, (a, b, c) in (("elbow", ("shoulder", "elbow", "wrist")), ("knee", ("hip", "knee", "ankle"))):
         for side in SIDES:
             pts = [_pt(joints, f"{side}_{p}") for p in (a, b, c)]
-            angle = inner_angle(*pts) if all(pts) else None
+            angle = limb_angle(*pts) if all(pts) else None
             if angle is not None:
                 angles.append(JointAngle(f"{side} {joint}", _tens(angle)))
     lean_direction = None

@@ -91,6 +91,20 @@ def test_seated_pose():
     assert facts.stance is None  # stance is stated for standing people only
 
 
+def test_seated_facing_the_camera_is_not_read_as_standing():
+    # Thighs pointing at the camera look short and nearly vertical, shins hang straight below: in 2-D the legs look
+    # straight, but a thigh under half the shin's length is seen end-on, so neither the knees nor standing are stated.
+    joints = FACE | {
+        "left_shoulder": (120, 70), "right_shoulder": (80, 70), "left_hip": (112, 150), "right_hip": (88, 150),
+        "left_knee": (116, 165), "right_knee": (84, 165), "left_ankle": (116, 220), "right_ankle": (84, 220),
+    }  # fmt: skip
+    facts = facts_of(joints, bbox=(60, 20, 110, 210))
+    assert facts.posture != "standing" and facts.stance is None
+    assert not any(a.joint.endswith("knee") for a in facts.angles)
+    forearm_at_lens = STANDING | {"left_wrist": (130, 112)}  # forearm a quarter of the upper arm's length
+    assert "left elbow" not in {a.joint for a in facts_of(forearm_at_lens).angles}
+
+
 def test_crouching_and_kneeling():
     crouch = STANDING | {"left_hip": (112, 200), "right_hip": (88, 200), "left_knee": (140, 195),
                          "right_knee": (116, 195), "left_ankle": (116, 240), "right_ankle": (92, 240)}  # fmt: skip
@@ -133,6 +147,23 @@ def test_leaning_forward_in_side_view():
     assert facts.facing == "right"
     assert facts.lean_direction == "forward"
     assert facts.lean_degrees == 20
+
+
+def test_leaning_back_in_side_view_is_not_read_as_facing_the_other_way():
+    # Facing right, torso leaning back 20 degrees: the head lies back along the neck, left of the shoulders in
+    # image x, but across the torso it is on the nose side (right).
+    joints = {"nose": (95, 38), "left_shoulder": (102, 70), "right_shoulder": (98, 70),
+              "left_hip": (130, 150), "right_hip": (129, 150)}  # fmt: skip
+    facts = facts_of(joints)
+    assert facts.facing == "right"
+    assert facts.lean_direction == "backward" and facts.lean_degrees == 20
+
+
+def test_lying_person_has_no_facing_from_the_head_beyond_the_shoulders():
+    joints = {"nose": (60, 210), "left_shoulder": (100, 200), "right_shoulder": (100, 220), "left_hip": (180, 202),
+              "right_hip": (180, 222), "left_knee": (240, 205), "left_ankle": (300, 205)}  # fmt: skip
+    facts = facts_of(joints, bbox=(50, 190, 260, 40))
+    assert facts.posture == "lying" and facts.facing is None
 
 
 def test_one_leg_lifted_and_wide_stance():
