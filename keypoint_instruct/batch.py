@@ -16,9 +16,11 @@ creation whose answer is lost is sent once only (no SDK retry) and then looked u
 
 ``collect`` downloads the output and error files of every finished, uncollected batch and ingests them exactly once:
 answers go in through ``ResponseCache.put`` at the Batch price (a key answered already is left alone), failed lines
-through ``record_failure``; lines are matched by ``custom_id`` (the provider's order is not kept) and checked
-against the batch's own input file, whose bodies hash back to their keys. The batch is then marked collected, so a
-second ``collect`` adds nothing.
+through ``record_failure``, and so does every request on no line at all (a failed batch has no files); lines are
+matched by ``custom_id`` (the provider's order is not kept) and checked against the batch's own input file, whose
+bodies hash back to their keys. The batch is then marked collected, so a second ``collect`` adds nothing, and its
+unanswered keys are no longer pending: ``generate`` or a new ``submit`` may send them (expired, cancelled and failed
+batches included).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class CollectResult:
     failures: int = 0
     unmatched: int = 0  # lines whose custom_id is not a request of the batch
     cost_usd: float = 0.0
+    unfinished: list[str] = field(default_factory=list)  # "<batch id> <status>" of batches that ended early
 
     def __str__(self) -> str:
         text = (
@@ -111,6 +114,11 @@ class CollectResult:
         )
         if self.unmatched:
             text += f", {self.unmatched} lines matching no submitted request ignored"
+        if self.unfinished:
+            text += (
+                f"; ended before finishing: {', '.join(self.unfinished)} (their unanswered requests are free to "
+                "send again with `batch submit` or `generate`)"
+            )
         if self.waiting_batches:
             text += f"; still running: {', '.join(self.waiting_batches)}"
         return text
@@ -335,6 +343,27 @@ def _failure_reason(batch_id: str, line: dict) -> str:
     return f"batch {batch_id}: {where}{code}: {error.get('message') or 'no message'}"
 
 
+def _batch_errors(batch) -> str:
+    """Why a batch ended without answers, from its ``errors`` (a failed batch) or its status."""
+    data = getattr(getattr(batch, "errors", None), "data", None) or []
+    found = [f"{e.code or 'error'}: {e.message or 'no message'}" for e in data[:3]]
+    return "; ".join(redact(x) for x in found) or "no answer for this request"
+
+
+def _account_for_missing(cache: ResponseCache, batch, lines: list[dict], requests: dict, result) -> None:
+    """A request of the batch on no output or error line (e.g. a failed batch) is recorded as a failure."""
+    seen = {line.get("custom_id") for line in lines}
+    missing = [key for key in requests if key not in seen]
+    answered = cache.answered(missing)
+    reason = f"batch {batch.id} {batch.status}: {_batch_errors(batch)}"
+    for key in missing:
+        if key in answered:
+            continue
+        if not any(f["reason"] == reason for f in cache.failures(key)):
+            cache.record_failure(requests[key], reason)
+        result.failures += 1
+
+
 def _ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, result: CollectResult) -> None:
     answered = cache.answered(line.get("custom_id") for line in lines)
     for line in lines:
@@ -383,6 +412,9 @@ def collect(client, cache: ResponseCache) -> CollectResult:
         requests = _requests_of(client, cache, batch)
         lines = _jsonl(client, batch.output_file_id, "output file") + _jsonl(client, batch.error_file_id, "error file")
         _ingest(cache, batch, lines, requests, result)
+        _account_for_missing(cache, batch, lines, requests, result)
+        if batch.status != "completed":
+            result.unfinished.append(f"{batch.id} {batch.status}")
         cache.update_batch(batch.id, collected_at=datetime.now(UTC).isoformat(timespec="microseconds"))
         result.collected_batches.append(batch.id)
         log.info("collected batch %s (%s): %d lines", batch.id, batch.status, len(lines))

@@ -206,3 +206,34 @@ def test_cli_unreachable_endpoint_is_one_line(coco_root, tmp_path, capsys):
     code = main([*args, "--limit", "1", "--cache", str(tmp_path / "c.db"), "--base-url", "http://127.0.0.1:9/v1"])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("INFO ", "WARNING "))]
     assert code == 2 and len(err) == 1 and "Batch API: uploading" in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("ending", ["expired", "cancelled", "failed"])
+def test_a_batch_that_ends_early_keeps_its_answers_and_frees_only_the_rest(
+    fake_openai, scenes, coco_root, tmp_path, capsys, ending
+):
+    requests = make_requests(scenes)
+    client = client_for(fake_openai)
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        batch.submit(client, requests, cache, tmp_path / "files")
+        fake_openai.end_batches(ending, answered=0.5)
+        result = batch.collect(client, cache)
+        answered = 0 if ending == "failed" else 4
+        assert (result.added, result.failures) == (answered, 8 - answered)
+        assert f"{ending}" in str(result) and "free to send again" in str(result)
+        assert cache.stats().responses == answered and cache.pending_batch_keys() == set()
+        unanswered = {r.key for r in requests} - cache.answered(r.key for r in requests)
+        reasons = {cache.failures(key)[0]["reason"] for key in unanswered}
+        assert all(ending in reason for reason in reasons), reasons
+        if ending == "failed":
+            assert any("injected validation failure" in reason for reason in reasons)
+        assert batch.collect(client, cache).failures == 0  # collected once
+
+    # generate now sends exactly the unanswered requests, never one that the batch answered
+    fake_openai.clear_log()
+    argv = ["generate", "--task", "all", "--coco-root", str(coco_root), "--split", SPLIT, "--limit", "4"]
+    argv += ["--cache", str(tmp_path / "c.db"), "--base-url", fake_openai.base_url, "--no-progress"]
+    assert main(argv) == 0
+    sent = {request_key(e.body) for e in fake_openai.chat_log(ok_only=True)}
+    assert sent.isdisjoint({r.key for r in requests} - unanswered)
+    assert unanswered <= sent
