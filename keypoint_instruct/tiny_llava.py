@@ -27,8 +27,8 @@ VOCAB_SIZE = 512
 
 # Enough text for a byte-level BPE to learn the words the fixture data and the chat template use.
 _CORPUS = (
-    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the human's questions. USER: ASSISTANT: "
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions. USER: ASSISTANT: "
     "What is the person doing? The person is standing with the left arm raised and the right knee bent. "
     "Describe the poses and actions of the people in the image. A man swings a tennis racket while a woman "
     "watches; a skier leans forward with both elbows bent about ninety degrees. Why is the player crouching? "
