@@ -56,6 +56,17 @@ def _number(n: int) -> str:
     return _NUMBERS[n] if n < len(_NUMBERS) else str(n)
 
 
+def counted(category: str, n: int) -> str:
+    """A COCO category counted in words: "a dog", "an umbrella", "a pair of skis", "two wine glasses"."""
+    forms = phrases()["nouns"].get(category)
+    if forms:
+        one, many = forms
+    else:
+        one = f"{'an' if category[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {category}"
+        many = category + ("es" if category.endswith(("s", "sh", "ch", "x", "z")) else "s")
+    return one if n == 1 else f"{_number(n)} {many}"
+
+
 def _captions(scene: Scene) -> list[str]:
     out = []
     for caption in scene.captions:
@@ -113,13 +124,15 @@ class _Writer:
     def pick(self, options: list[str], **values: object) -> str:
         return self.rng.choice(options).format(**values)
 
+    def crowd(self) -> bool:
+        return any(i.iscrowd and i.category == "person" for i in self.scene.instances)
+
     def opener(self) -> str:
         if not self.captions:
-            objects = sorted({i.category for i in self.scene.instances if i.category != "person"})
-            people = "people" if len(self.facts) > 1 else "a person"
-            if not self.facts:
-                return "The picture shows an everyday scene."
-            return f"The picture shows {people}" + (f" together with {', '.join(objects)}." if objects else ".")
+            n = len(self.facts)
+            who = "people" if n > 1 else "a person" if n else "a crowd of people" if self.crowd() else ""
+            shown = " together with ".join(part for part in (who, self.objects()) if part)
+            return f"The picture shows {shown}." if shown else "The picture shows an everyday scene."
         caption = self.rng.choice(self.captions)
         first, _, rest = caption.partition(" ")
         lowered = (first.lower() + " " + rest) if first.lower() in _LOWER_OK else caption
@@ -127,8 +140,10 @@ class _Writer:
 
     def count(self) -> str:
         n = len(self.facts)
-        crowd = any(i.iscrowd and i.category == "person" for i in self.scene.instances)
-        key = "crowd" if crowd and n else "none" if not n else "one" if n == 1 else "many"
+        if self.crowd():
+            key = "crowd" if n else "crowd_only"
+        else:
+            key = "none" if not n else "one" if n == 1 else "many"
         return self.pick(self.table["count"][key], n=_number(n), N=_cap(_number(n)))
 
     def name(self, facts: PersonFacts) -> str:
@@ -224,17 +239,18 @@ class _Writer:
         for inst in self.scene.instances:
             if inst.category != "person" and not inst.iscrowd:
                 counts[inst.category] = counts.get(inst.category, 0) + 1
-        names = [
-            f"{_number(n)} {c}s" if n > 1 else f"{'an' if c[0] in 'aeiou' else 'a'} {c}" for c, n in counts.items()
-        ]
+        names = [counted(category, n) for category, n in counts.items()]
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}" if names else ""
 
     def description(self) -> str:
         sentences = [self.opener(), self.count()]
         order = list(self.names)  # left to right
+        details = 0
         for f in sorted(self.focus, key=lambda f: order.index(f.number)):
-            sentences += self.person(f) + self.relations(f)
-        if self.focus:
+            said = self.person(f)
+            details += len(said) - (f.posture is None)  # "X is in view" is no pose detail
+            sentences += said + self.relations(f)
+        if details >= 3:  # a summing-up sentence only where there is something to sum up
             sentences.append(self.rng.choice(self.table["closing"]))
         return " ".join(sentences)
 
@@ -242,6 +258,7 @@ class _Writer:
         """What the pose of ``f`` suggests, one sentence per cue, strongest cues first."""
         reading = self.table["reading"]
         raised = {level for _, level in f.raised}
+        bent = len([a for a in f.angles if a.joint.endswith("elbow") and a.degrees < 120])
         keys = [
             f.posture if f.posture in reading else None,
             "wide" if f.stance == "feet wide apart" else None,
@@ -249,10 +266,12 @@ class _Writer:
             "lifted" if f.lifted_leg else None,
             f.lean_direction if f.lean_direction in ("forward", "backward") else None,
             "away" if f.facing == "away from the camera" else None,
-            "bent_elbow" if any(a.joint.endswith("elbow") and a.degrees < 120 for a in f.angles) else None,
+            {0: None, 1: "bent_elbow", 2: "bent_elbows"}[bent],
         ]
         out = [reading[k] for k in keys if k]
-        out += [reading["hand_at"].format(obj=h.category) for h in f.hands[:1] if h.relation == "at"]
+        held = next((h.category for h in f.hands if h.relation == "at"), None)
+        if held:
+            out.append(reading["hand_at"].format(obj=held))
         return out
 
     def reasoning(self) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
 import pytest
@@ -116,3 +117,42 @@ def test_generate_offline_fills_the_cache(coco_root, tmp_path, capsys):
     assert main([*argv, "--model", "gpt-4o"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "offline" in err
+
+
+def test_objects_are_counted_in_proper_english():
+    from keypoint_instruct.offline_teacher import counted
+
+    assert [counted("skis", 1), counted("skis", 2), counted("wine glass", 2), counted("bus", 3)] == [
+        "a pair of skis", "two pairs of skis", "two wine glasses", "three buses",
+    ]  # fmt: skip
+    assert [counted("umbrella", 1), counted("knife", 2), counted("dog", 1), counted("dog", 4)] == [
+        "an umbrella", "two knives", "a dog", "four dogs",
+    ]  # fmt: skip
+    things = (thing("wine glass", (400, 400, 10, 10), 101), thing("wine glass", (420, 400, 10, 10), 102),
+              thing("skis", (300, 440, 100, 10), 103))  # fmt: skip
+    bare = dataclasses.replace(scene(person(STANDING), *things), captions=())
+    opening = respond(bare, "detailed_description").split(". ")[0]
+    assert opening == "The picture shows a person together with two wine glasses and a pair of skis"
+
+
+def test_reasoning_reads_the_hand_that_holds_something_and_agrees_in_number():
+    # left wrist (160, 110) just past the bench's left edge (near), right wrist (80, 150) inside the racket (at)
+    s = scene(person(STANDING), thing("bench", (163, 90, 40, 40), 101), thing("tennis racket", (70, 140, 20, 20), 102))
+    answer = parse_pairs(respond(s, "complex_reasoning"))[0].answer
+    assert "holding or using the tennis racket" in answer and "using the bench" not in answer
+    assert "A bent elbow keeps the hand" in answer  # only the left elbow is bent
+    both = STANDING | {"right_elbow": (80, 110), "right_wrist": (40, 110)}
+    answer = parse_pairs(respond(scene(person(both)), "complex_reasoning"))[0].answer
+    assert "Bent elbows keep the hands" in answer
+
+
+def test_no_summing_up_without_pose_details_and_a_crowd_alone_is_named():
+    from keypoint_instruct.offline_teacher import phrases
+
+    torso = {k: v for k, v in STANDING.items() if k.endswith(("shoulder", "hip"))}
+    described = respond(scene(person(torso)), "detailed_description")
+    assert not any(closing in described for closing in phrases()["closing"])
+    assert any(closing in respond(scene(person(STANDING)), "detailed_description") for closing in phrases()["closing"])
+    crowd = dataclasses.replace(scene(person({}, bbox=(0, 0, 300, 100), crowd=True)), captions=())
+    described = respond(crowd, "detailed_description")
+    assert described.startswith("The picture shows a crowd of people.") and "only as a crowd" in described
