@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.pricing import completion_cost
 from keypoint_instruct.teacher import (
@@ -201,7 +202,7 @@ def _create(client, cache: ResponseCache, input_file_id: str, digest: str, name:
             metadata={DIGEST_KEY: digest, "file": name},
         )
     except (openai.APIConnectionError, openai.InternalServerError) as err:
-        found = _existing_batches(client, {row["batch_id"] for row in cache.batches()}).get(digest)
+        found = _existing_batches(client, BatchJobs(cache).ids()).get(digest)
         if found is not None:
             log.info("the answer to creating %s was lost (%s); found batch %s", name, type(err).__name__, found.id)
             return found
@@ -226,14 +227,15 @@ def submit(
     result = SubmitResult()
     unique = {r.key: r for r in requests}
     answered = cache.answered(unique)
-    pending = cache.pending_batch_keys() & set(unique)
+    jobs = BatchJobs(cache)
+    pending = jobs.pending_keys() & set(unique)
     result.already_answered, result.already_pending = len(answered), len(pending)
     todo = [r for key, r in unique.items() if key not in answered and key not in pending]
     if not todo:
         return result
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    existing = _existing_batches(client, {row["batch_id"] for row in cache.batches()})
+    existing = _existing_batches(client, jobs.ids())
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     for number, (chunk, data) in enumerate(split_lines(todo, max_requests, max_bytes), start=1):
         digest = hashlib.sha256(data).hexdigest()
@@ -248,7 +250,7 @@ def submit(
             with path.open("rb") as handle:
                 uploaded = _api(f"uploading {path.name}", client.files.create, file=handle, purpose="batch")
             batch = _create(client, cache, uploaded.id, digest, path.name)
-        cache.record_batch(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status)
+        jobs.record(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status)
         result.batch_ids.append(batch.id)
         result.submitted += len(chunk)
         log.info("batch %s: %d requests (%s, %d bytes)", batch.id, len(chunk), path.name, len(data))
@@ -260,7 +262,7 @@ def submit(
 
 def _refresh(client, cache: ResponseCache, row: dict):
     batch = _api(f"reading batch {row['batch_id']}", client.batches.retrieve, row["batch_id"])
-    cache.update_batch(
+    BatchJobs(cache).update(
         row["batch_id"], status=batch.status, output_file_id=batch.output_file_id, error_file_id=batch.error_file_id
     )
     return batch
@@ -269,7 +271,7 @@ def _refresh(client, cache: ResponseCache, row: dict):
 def status(client, cache: ResponseCache) -> StatusReport:
     """The state of every batch recorded in the cache (uncollected ones are asked from the API and updated)."""
     report = StatusReport()
-    for row in cache.batches():
+    for row in BatchJobs(cache).rows():
         collected = row["collected_at"] is not None
         counts = {"total": row["n_requests"], "completed": 0, "failed": 0}
         state = row["status"]
@@ -301,12 +303,12 @@ def _jsonl(client, file_id: str | None, what: str) -> list[dict]:
     return lines
 
 
-def _requests_of(client, cache: ResponseCache, batch) -> dict[str, TeacherRequest]:
+def _requests_of(client, jobs: BatchJobs, batch) -> dict[str, TeacherRequest]:
     """The batch's requests by key, rebuilt from its input file and the cache's record of each key."""
     requests = {}
     for item in _jsonl(client, batch.input_file_id, "input file"):
         key, body = item.get("custom_id"), item.get("body")
-        meta = cache.batch_request(key) if isinstance(key, str) else None
+        meta = jobs.request(key) if isinstance(key, str) else None
         if meta is None or not isinstance(body, dict) or request_key(body) != key:
             log.warning("input line %s of batch %s does not match a recorded request; skipped", key, batch.id)
             continue
@@ -403,19 +405,20 @@ def _ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, resu
 def collect(client, cache: ResponseCache) -> CollectResult:
     """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
     result = CollectResult()
-    rows = [row for row in cache.batches() if row["collected_at"] is None]
+    jobs = BatchJobs(cache)
+    rows = [row for row in jobs.rows() if row["collected_at"] is None]
     for row in rows:
         batch = _refresh(client, cache, row)
         if batch.status not in TERMINAL:
             result.waiting_batches.append(batch.id)
             continue
-        requests = _requests_of(client, cache, batch)
+        requests = _requests_of(client, jobs, batch)
         lines = _jsonl(client, batch.output_file_id, "output file") + _jsonl(client, batch.error_file_id, "error file")
         _ingest(cache, batch, lines, requests, result)
         _account_for_missing(cache, batch, lines, requests, result)
         if batch.status != "completed":
             result.unfinished.append(f"{batch.id} {batch.status}")
-        cache.update_batch(batch.id, collected_at=datetime.now(UTC).isoformat(timespec="microseconds"))
+        jobs.update(batch.id, collected_at=datetime.now(UTC).isoformat(timespec="microseconds"))
         result.collected_batches.append(batch.id)
         log.info("collected batch %s (%s): %d lines", batch.id, batch.status, len(lines))
     return result

@@ -3,7 +3,8 @@
 A response is committed the moment it arrives, so a crash loses at most the requests in flight. The insert cannot
 duplicate (``ON CONFLICT(key) DO NOTHING``): when two shards answer the same key, the first answer stays. Failed
 attempts go to their own table with the reason. Several processes may write one file at once (WAL + busy timeout);
-``merge`` joins the files of shards that wrote separately.
+``merge`` joins the files of shards that wrote separately. The same file records the Batch API jobs
+(:mod:`keypoint_instruct.batch_jobs`), so every command that sends requests knows what waits in a batch.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class ResponseCache:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if app_id == 0 and not tables:
             self._db.execute("PRAGMA journal_mode = WAL")
-            with self._transaction():
+            with self.transaction():
                 for statement in _schema().split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -141,8 +142,14 @@ class ResponseCache:
         # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
         self._db.execute("PRAGMA synchronous = NORMAL")
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open SQLite connection (autocommit), for the batch-job tables of :mod:`keypoint_instruct.batch_jobs`."""
+        return self._db
+
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -276,51 +283,6 @@ class ResponseCache:
             ),
         )
 
-    # ----------------------------------------------------------------- batches (batch.py)
-    def record_batch(
-        self, batch_id: str, requests: Iterable[TeacherRequest], *, input_file_id: str, status: str
-    ) -> None:
-        """Remember a submitted batch and which keys it carries."""
-        now = utc_now()
-        rows = [(r.key, batch_id, r.task, int(r.image_id), r.coco_split, r.prompt_version) for r in requests]
-        with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO batches (batch_id, input_file_id, status, n_requests, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?)",
-                (batch_id, input_file_id, status, len(rows), now, now),
-            )
-            self._db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,?)", rows)
-
-    def update_batch(self, batch_id: str, **fields: str | None) -> None:
-        """Set ``status``, ``output_file_id``, ``error_file_id`` or ``collected_at`` of a recorded batch."""
-        allowed = {"status", "output_file_id", "error_file_id", "collected_at"}
-        unknown = set(fields) - allowed
-        if unknown:
-            raise CacheError(f"unknown batch fields {sorted(unknown)}; expected some of {sorted(allowed)}")
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        self._db.execute(
-            f"UPDATE batches SET {sets}, updated_at = ? WHERE batch_id = ?", (*fields.values(), utc_now(), batch_id)
-        )
-
-    def batches(self) -> list[dict]:
-        cursor = self._db.execute("SELECT * FROM batches ORDER BY created_at, batch_id")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
-
-    def batch_request(self, key: str) -> dict | None:
-        """Task, image id, split and prompt version of a key sent in a batch."""
-        cursor = self._db.execute("SELECT * FROM batch_requests WHERE key = ?", (key,))
-        row = cursor.fetchone()
-        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
-
-    def pending_batch_keys(self) -> set[str]:
-        """Keys submitted in batches that are not collected yet and have no response."""
-        query = (
-            "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
-            "WHERE b.collected_at IS NULL AND r.key NOT IN (SELECT key FROM responses)"
-        )
-        return {row[0] for row in self._db.execute(query)}
-
     # ----------------------------------------------------------------- merging shards
     def merge(self, other_paths: Iterable[str | Path]) -> dict[str, int]:
         """Copy responses and failures of other cache files in; returns counts added, kept and conflicting."""
@@ -332,7 +294,7 @@ class ResponseCache:
             ResponseCache(other).close()  # validates the file and its schema
             self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
             try:
-                with self._transaction():
+                with self.transaction():
                     counts["conflicts"] += self._db.execute(
                         "SELECT COUNT(*) FROM other.responses o JOIN main.responses m ON m.key = o.key "
                         "WHERE m.text != o.text"

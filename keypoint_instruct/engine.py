@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, UsageError
 from keypoint_instruct.teacher import RateLimits, Teacher, TeacherRequest
@@ -231,7 +232,7 @@ async def run_requests(
     summary.requested = len(unique)
     answered_before = cache.answered(unique)
     summary.already_cached = len(answered_before)
-    in_batch = cache.pending_batch_keys() & set(unique)
+    in_batch = BatchJobs(cache).pending_keys() & set(unique)
     summary.in_batch = len(in_batch)
     if in_batch:
         log.warning("%d requests wait in a submitted batch: `batch collect` them; not sent again", len(in_batch))

@@ -8,6 +8,7 @@ import pytest
 from openai import OpenAI
 
 from keypoint_instruct import batch
+from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
@@ -49,7 +50,7 @@ def test_submit_collect_round_trip_exactly_once(fake_openai, scenes, tmp_path):
         lines = [json.loads(x) for x in submitted.files[0].read_text().splitlines()]
         assert [x["custom_id"] for x in lines] == [r.key for r in requests]
         assert all(request_key(x["body"]) == x["custom_id"] and x["url"] == "/v1/chat/completions" for x in lines)
-        assert cache.pending_batch_keys() == {r.key for r in requests}
+        assert BatchJobs(cache).pending_keys() == {r.key for r in requests}
 
         # not finished yet: nothing is ingested, the batch stays uncollected
         early = batch.collect(client, cache)
@@ -97,7 +98,7 @@ def test_submit_collect_round_trip_exactly_once(fake_openai, scenes, tmp_path):
         fake_openai.set_batch()
         resubmitted = batch.submit(client, requests, cache, tmp_path / "files")
         assert (resubmitted.submitted, resubmitted.already_answered) == (1, 7)
-        assert cache.pending_batch_keys() == {failing}
+        assert BatchJobs(cache).pending_keys() == {failing}
 
 
 def test_pending_requests_are_not_submitted_twice(fake_openai, scenes, tmp_path):
@@ -146,7 +147,7 @@ def test_lost_answer_to_a_batch_creation_is_found_not_repeated(fake_openai, scen
         result = batch.submit(client, requests, cache, tmp_path)
         creations = [e for e in fake_openai.log() if e.method == "POST" and e.path == "/v1/batches"]
         assert [e.status for e in creations] == [0]  # sent once although the SDK would retry, answer lost
-        assert result.batch_ids == [row["batch_id"] for row in cache.batches()] and result.submitted == 4
+        assert result.batch_ids == [row["batch_id"] for row in BatchJobs(cache).rows()] and result.submitted == 4
         fake_openai.complete_batches()
         assert batch.collect(client, cache).added == 4
 
@@ -221,7 +222,7 @@ def test_a_batch_that_ends_early_keeps_its_answers_and_frees_only_the_rest(
         answered = 0 if ending == "failed" else 4
         assert (result.added, result.failures) == (answered, 8 - answered)
         assert f"{ending}" in str(result) and "free to send again" in str(result)
-        assert cache.stats().responses == answered and cache.pending_batch_keys() == set()
+        assert cache.stats().responses == answered and BatchJobs(cache).pending_keys() == set()
         unanswered = {r.key for r in requests} - cache.answered(r.key for r in requests)
         reasons = {cache.failures(key)[0]["reason"] for key in unanswered}
         assert all(ending in reason for reason in reasons), reasons

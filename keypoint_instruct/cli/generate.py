@@ -242,13 +242,14 @@ def _make_teacher(args: argparse.Namespace, offline: bool):
 
 def _dry_run(args: argparse.Namespace, requests) -> int:
     from keypoint_instruct import pricing
+    from keypoint_instruct.batch_jobs import BatchJobs
 
     answered: set[str] = set()
     in_batch: set[str] = set()
     if args.cache.exists():
         with _open_cache(args.cache, create=False) as cache:
             answered = cache.answered(r.key for r in requests)
-            in_batch = cache.pending_batch_keys()
+            in_batch = BatchJobs(cache).pending_keys()
     unique = {r.key: r for r in requests if r.key not in answered and r.key not in in_batch}
     todo = list(unique.values())
     estimate = pricing.estimate_requests(todo)

@@ -1,0 +1,72 @@
+"""The Batch API jobs recorded in a response cache file: which batch carries which keys, and what is still pending.
+
+The tables ``batches`` and ``batch_requests`` live in the cache file itself (``data/cache_schema.sql``), so the
+bookkeeping travels with the answers, ``cache merge`` carries it, and :meth:`BatchJobs.pending_keys` is what
+``generate`` and ``batch submit`` leave out: a key waiting in a submitted, uncollected batch is never paid twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from keypoint_instruct.cache import ResponseCache, utc_now
+from keypoint_instruct.errors import CacheError
+
+if TYPE_CHECKING:
+    from keypoint_instruct.teacher import TeacherRequest
+
+_UPDATABLE = ("status", "output_file_id", "error_file_id", "collected_at")
+
+
+class BatchJobs:
+    """The batch records of one open :class:`ResponseCache`."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+        self._db = cache.db
+
+    def record(self, batch_id: str, requests: Iterable[TeacherRequest], *, input_file_id: str, status: str) -> None:
+        """Remember a submitted batch and which keys it carries (one transaction)."""
+        now = utc_now()
+        rows = [(r.key, batch_id, r.task, int(r.image_id), r.coco_split, r.prompt_version) for r in requests]
+        with self.cache.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO batches (batch_id, input_file_id, status, n_requests, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (batch_id, input_file_id, status, len(rows), now, now),
+            )
+            self._db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,?)", rows)
+
+    def update(self, batch_id: str, **fields: str | None) -> None:
+        """Set ``status``, ``output_file_id``, ``error_file_id`` or ``collected_at`` of a recorded batch."""
+        unknown = set(fields) - set(_UPDATABLE)
+        if unknown:
+            raise CacheError(f"unknown batch fields {sorted(unknown)}; expected some of {list(_UPDATABLE)}")
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(
+            f"UPDATE batches SET {sets}, updated_at = ? WHERE batch_id = ?", (*fields.values(), utc_now(), batch_id)
+        )
+
+    def rows(self) -> list[dict]:
+        """Every recorded batch, oldest first."""
+        cursor = self._db.execute("SELECT * FROM batches ORDER BY created_at, batch_id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT batch_id FROM batches")}
+
+    def request(self, key: str) -> dict | None:
+        """Task, image id, split and prompt version of a key sent in a batch."""
+        cursor = self._db.execute("SELECT * FROM batch_requests WHERE key = ?", (key,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+    def pending_keys(self) -> set[str]:
+        """Keys submitted in batches that are not collected yet and have no response."""
+        query = (
+            "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
+            "WHERE b.collected_at IS NULL AND r.key NOT IN (SELECT key FROM responses)"
+        )
+        return {row[0] for row in self._db.execute(query)}
