@@ -306,6 +306,7 @@ def build_folder(
             coco_split=coco_split,
             conversation_turns=conversation_turns,
             embed_images=embed_images,
+            dataset_ref=str(out),
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
         if out.exists():

@@ -33,7 +33,6 @@ def _card_template() -> Path:
 
 
 CARD_TEMPLATE = _card_template()
-REPO_ID_PLACEHOLDER = "REPO_ID"
 OFFLINE_MODEL = "offline-posefacts"
 PRETTY_NAME = "Keypoint-Instruct"
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
@@ -104,6 +103,11 @@ def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
     }
 
 
+def _day_time(stamp: str) -> str:
+    """``2026-11-28T19:27:48.652582+00:00`` -> ``2026-11-28 19:27:48``."""
+    return stamp.replace("T", " ")[:19]
+
+
 def render_card(
     configs: list[ConfigSummary],
     stats: Any,
@@ -112,9 +116,14 @@ def render_card(
     coco_split: str,
     conversation_turns: str,
     embed_images: bool,
+    dataset_ref: str,
     template: Path = CARD_TEMPLATE,
 ) -> str:
-    """README.md text for a dataset folder; ``stats`` is the build's :class:`samples.BuildStats`."""
+    """README.md text for a dataset folder; ``stats`` is the build's :class:`samples.BuildStats`.
+
+    ``dataset_ref`` is what the card's examples pass to ``load_dataset``: the folder itself until ``push`` turns it
+    into the Hub repo id.
+    """
     synthetic = OFFLINE_MODEL in stats.models
     dropped = stats.dropped_by_reason()
     values = {
@@ -141,7 +150,9 @@ def render_card(
         "teacher_models": ", ".join(f"`{m}`" for m in sorted(stats.models)) or "none",
         "prompt_versions": ", ".join(f"`{v}`" for v in sorted(stats.prompt_versions)) or "none",
         "date_range": (
-            f"{stats.first_created} to {stats.last_created}" if stats.first_created else "unknown (no timestamps)"
+            f"{_day_time(stats.first_created)} to {_day_time(stats.last_created)}"
+            if stats.first_created
+            else "unknown (no timestamps)"
         ),
         "responses_total": f"{sum(stats.responses.values()):,}",
         "spend": f"${stats.cost_usd:,.2f} (sum of the cached responses' `cost_usd`)",
@@ -154,7 +165,12 @@ def render_card(
             "images from https://cocodataset.org and open `<coco_root>/<path>` (`keypoint_instruct.images."
             "resolve_image` does this)."
         ),
-        "embed_note": " (this build embeds them for convenience; their terms still apply)" if embed_images else "",
+        "image_terms": (
+            "This build embeds copies of the images for convenience; the COCO terms apply to those copies."
+            if embed_images
+            else "The images are not part of this dataset."
+        ),
+        "dataset_ref": dataset_ref,
     }
     try:
         return string.Template(template.read_text("utf-8")).substitute(values)
@@ -162,18 +178,26 @@ def render_card(
         raise DatasetBuildError(f"card template {template} has an unknown or malformed placeholder: {err}") from None
 
 
+def _configs_in(text: str, source: Path) -> list[str]:
+    """Config names under ``configs:`` in a card's YAML front matter; a card without them is refused."""
+    from huggingface_hub import DatasetCard
+
+    try:
+        data = DatasetCard(text).data.to_dict()
+    except (ValueError, yaml.YAMLError) as err:
+        raise DatasetBuildError(f"{source} has unreadable YAML front matter ({err}); rebuild the folder") from None
+    names = [c.get("config_name") for c in data.get("configs") or [] if isinstance(c, dict)]
+    if not names:
+        raise DatasetBuildError(f"{source} has no `configs:` block in its YAML front matter; rebuild the folder")
+    return names
+
+
 def card_configs(folder: Path) -> list[str]:
     """Config names listed under ``configs:`` in ``folder``/README.md; a folder without them is refused."""
     readme = folder / "README.md"
     if not readme.is_file():
         raise InputNotFoundError(f"{readme} not found: {folder} is not a dataset folder written by `build`")
-    from huggingface_hub import DatasetCard
-
-    data = DatasetCard.load(readme).data.to_dict()
-    names = [c.get("config_name") for c in data.get("configs") or [] if isinstance(c, dict)]
-    if not names:
-        raise DatasetBuildError(f"{readme} has no `configs:` block in its YAML front matter; rebuild the folder")
-    return names
+    return _configs_in(readme.read_text("utf-8"), readme)
 
 
 def export_llava(folder: str | Path, config: str, out: str | Path) -> int:
@@ -220,11 +244,32 @@ def _token() -> str:
     return token
 
 
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
+_DATASET_REF = re.compile(r'load_dataset\("(?P<ref>[^"]+)"')
+_CARD_VERSION = re.compile(r"^# .* \(v(?P<version>[^)\s]+)\)[ \t]*$", re.MULTILINE)
+
+
+def card_for_repo(text: str, repo_id: str) -> str:
+    """The card text with its dataset reference (the folder path `build` wrote) turned into ``repo_id``.
+
+    Only the body changes; the YAML front matter, and so the ``configs:`` block, is kept byte for byte.
+    """
+    head = _FRONT_MATTER.match(text)
+    head, body = (text[: head.end()], text[head.end() :]) if head else ("", text)
+    found = _DATASET_REF.search(body)
+    if found and found.group("ref") != repo_id:
+        old = found.group("ref")
+        body = body.replace(f'"{old}"', f'"{repo_id}"').replace(f"--dataset_name {old} ", f"--dataset_name {repo_id} ")
+    return head + body
+
+
 def push(folder: str | Path, repo_id: str, version: str, *, private: bool = False, dry_run: bool = False) -> dict:
     """Upload a dataset folder to ``repo_id`` in one commit and tag it ``v<version>``.
 
-    Refuses a version whose tag exists. Returns what was (or, with ``dry_run``, would be) done; a dry run makes
-    no network call and needs no token.
+    Refuses a version whose tag exists, a version other than the one the folder was built as, and ``private`` for
+    a repo that already exists as public. The uploaded card names ``repo_id`` in its examples; the folder's own
+    README.md is left as it was. Returns what was (or, with ``dry_run``, would be) done; a dry run makes no network
+    call and needs no token.
     """
     folder = Path(folder)
     check_version(version)
@@ -232,32 +277,44 @@ def push(folder: str | Path, repo_id: str, version: str, *, private: bool = Fals
         raise UsageError(f"repo id must look like ORG/NAME, not {repo_id!r}")
     if not folder.is_dir():
         raise InputNotFoundError(f"dataset folder {folder} not found")
+    readme = folder / "README.md"
     configs = card_configs(folder)
+    text = readme.read_text("utf-8")
+    built = _CARD_VERSION.search(text)
+    if built and built.group("version") != version:
+        raise UsageError(
+            f"{folder} was built as version {built.group('version')}, not {version}: push it with --version "
+            f"{built.group('version')}, or rebuild it with --version {version}"
+        )
+    card = card_for_repo(text, repo_id)
+    if _configs_in(card, readme) != configs:  # never publish a card that lost its configs
+        raise HubError(f"rewriting {readme} for {repo_id} lost its `configs:` block; nothing was pushed")
     tag = f"v{version}"
     plan = {"repo_id": repo_id, "tag": tag, "configs": configs, "files": folder_files(folder), "private": private}
     if dry_run:
         return plan
 
-    from huggingface_hub import DatasetCard, HfApi
+    from huggingface_hub import HfApi
 
-    readme = folder / "README.md"
-    text = readme.read_text("utf-8")
-    if REPO_ID_PLACEHOLDER in text:
-        card = DatasetCard(text)
-        card.text = card.text.replace(REPO_ID_PLACEHOLDER, repo_id)
-        readme.write_text(str(card), encoding="utf-8")
-        if card_configs(folder) != configs:  # never publish a card that lost its configs
-            readme.write_text(text, encoding="utf-8")
-            raise HubError(f"rewriting {readme} lost its `configs:` block; nothing was pushed")
     api = HfApi(token=_token())
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if private and not api.repo_info(repo_id, repo_type="dataset").private:
+            raise HubError(
+                f"{repo_id} already exists and is public; --private does not change an existing repo. Make it "
+                "private on the Hub first, or push without --private"
+            )
         refs = api.list_repo_refs(repo_id, repo_type="dataset")
         if any(t.name == tag for t in refs.tags):
             raise HubError(f"{repo_id} already has tag {tag}; bump the version (tags are never moved)")
-        commit = api.upload_folder(
-            repo_id=repo_id, repo_type="dataset", folder_path=str(folder), commit_message=f"keypoint-instruct {tag}"
-        )
+        readme.write_text(card, encoding="utf-8")  # the card the Hub gets; the folder's own card is put back below
+        try:
+            commit_message = f"keypoint-instruct {tag}"
+            commit = api.upload_folder(
+                repo_id=repo_id, repo_type="dataset", folder_path=str(folder), commit_message=commit_message
+            )
+        finally:
+            readme.write_text(text, encoding="utf-8")
         revision = getattr(commit, "oid", None)
         api.create_tag(
             repo_id, tag=tag, repo_type="dataset", revision=revision, tag_message=f"keypoint-instruct {tag}"

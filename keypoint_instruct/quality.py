@@ -18,7 +18,7 @@ from importlib import resources
 TRUNCATED = "truncated"  # the teacher stopped at its token limit (finish_reason "length")
 EMPTY = "empty"  # blank response text
 UNPARSEABLE = "unparseable"  # no Question/Answer structure where one was expected
-COORDINATE_LEAKAGE = "coordinate_leakage"  # normalised numbers or bracketed number lists reach the text
+COORDINATE_LEAKAGE = "coordinate_leakage"  # normalised numbers, number lists or "x=" values reach the text
 NAMES_SOURCE = "names_source"  # the text talks about captions, boxes, keypoints or coordinates
 REFUSAL = "refusal"  # "I'm sorry", "as an AI", "cannot be determined", ...
 REPEATED_QUESTION = "repeated_question"  # the same question was already kept for this image and task
@@ -39,7 +39,7 @@ REASON_DESCRIPTIONS = {
     TRUNCATED: "the teacher hit its token limit (finish_reason `length`)",
     EMPTY: "the response text was blank",
     UNPARSEABLE: "no usable `Question:`/`Answer:` structure",
-    COORDINATE_LEAKAGE: "normalised coordinates (e.g. 0.42) or bracketed number lists in the text",
+    COORDINATE_LEAKAGE: "coordinates in the text: normalised numbers (0.42), number lists ([..], (245, 130)), x=...",
     NAMES_SOURCE: "the text names its source (captions, bounding boxes, keypoints, coordinates)",
     REFUSAL: "a refusal or a non-answer",
     REPEATED_QUESTION: "a question asked twice in one response (same image and task)",

@@ -7,6 +7,7 @@ import inspect
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import CommitInfo, DatasetCard, HfApi
@@ -22,13 +23,14 @@ SECRET = "hf_test_secret_token_value"
 class FakeHub:
     """Records HfApi calls; holds tags like a repo would."""
 
-    def __init__(self, tags=()):
+    def __init__(self, tags=(), public=False):
         self.calls = []
         self.tags = list(tags)
+        self.public = public  # the repo exists already and is public
         self.uploaded_readme = None
 
     def install(self, monkeypatch):
-        for name in ("create_repo", "list_repo_refs", "upload_folder", "create_tag"):
+        for name in ("create_repo", "repo_info", "list_repo_refs", "upload_folder", "create_tag"):
             monkeypatch.setattr(HfApi, name, self._method(name))
 
     def _method(self, name):
@@ -45,6 +47,9 @@ class FakeHub:
 
     def create_repo(self, repo_id, **_):
         return f"https://huggingface.co/datasets/{repo_id}"
+
+    def repo_info(self, repo_id, **_):
+        return SimpleNamespace(id=repo_id, private=not self.public)
 
     def list_repo_refs(self, repo_id, **_):
         tags = [GitRefInfo(name=t, ref=f"refs/tags/{t}", target_commit="0" * 40) for t in self.tags]
@@ -74,14 +79,16 @@ def test_push_uploads_in_one_commit_then_tags(folder, monkeypatch, capsys):
     fake = FakeHub()
     fake.install(monkeypatch)
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    code = main(["push", str(folder), "--repo-id", "org/keypoint_instruct", "--version", "1.2.0", "--private"])
+    before = (folder / "README.md").read_text()
+    code = main(["push", str(folder), "--repo-id", "org/keypoint_instruct", "--version", "1.0.0", "--private"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert [name for name, _, _ in fake.calls] == ["create_repo", "list_repo_refs", "upload_folder", "create_tag"]
-    create_repo, upload, tag = fake.calls[0][1], fake.calls[2][1], fake.calls[3][1]
+    names = [name for name, _, _ in fake.calls]
+    assert names == ["create_repo", "repo_info", "list_repo_refs", "upload_folder", "create_tag"]
+    create_repo, upload, tag = fake.calls[0][1], fake.calls[3][1], fake.calls[4][1]
     assert create_repo["repo_type"] == "dataset" and create_repo["private"] is True and create_repo["exist_ok"]
     assert upload["repo_type"] == "dataset" and str(upload["folder_path"]) == str(folder)
-    assert tag["tag"] == "v1.2.0" and tag["revision"] == "a" * 40
+    assert tag["tag"] == "v1.0.0" and tag["revision"] == "a" * 40
     assert all(token == SECRET for _, _, token in fake.calls)
     assert SECRET not in out + err
     card = DatasetCard(fake.uploaded_readme)
@@ -91,7 +98,55 @@ def test_push_uploads_in_one_commit_then_tags(folder, monkeypatch, capsys):
         "complex_reasoning",
         "all",
     }
-    assert 'load_dataset("org/keypoint_instruct"' in card.text and hub.REPO_ID_PLACEHOLDER not in card.text
+    assert 'load_dataset("org/keypoint_instruct", "complex_reasoning"' in card.text
+    assert "--dataset_name org/keypoint_instruct " in card.text and str(folder) not in card.text
+    # the YAML front matter goes up byte for byte, and the folder's own card is left as it was
+    local = (folder / "README.md").read_text()
+    assert fake.uploaded_readme.split("\n---\n")[0] == local.split("\n---\n")[0]
+    assert local == before and "org/keypoint_instruct" not in local
+
+
+def test_a_public_repo_is_not_pushed_as_private(folder, monkeypatch, capsys):
+    fake = FakeHub(public=True)
+    fake.install(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    code = main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0", "--private"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "public" in err
+    assert "upload_folder" not in [name for name, _, _ in fake.calls]
+    # without --private, a public repo is fine
+    assert main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0"]) == 0
+
+
+def test_a_version_other_than_the_built_one_is_refused(folder, capsys):
+    code = main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.1.0", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "built as version 1.0.0" in err
+
+
+def test_a_failed_upload_leaves_the_folder_card_unchanged(folder, monkeypatch, capsys):
+    FakeHub().install(monkeypatch)
+    before = (folder / "README.md").read_text()
+
+    def broken(api, **kwargs):
+        assert 'load_dataset("org/kpi"' in Path(kwargs["folder_path"], "README.md").read_text()
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(HfApi, "upload_folder", broken)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    assert main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0"]) == 2
+    assert "connection reset" in capsys.readouterr().err
+    assert (folder / "README.md").read_text() == before
+
+
+def test_card_for_repo_only_touches_the_dataset_reference():
+    text = '---\nconfigs:\n- config_name: all\n  path: "out/ds"\n---\nload_dataset("out/ds", "all")\n'
+    text += "--dataset_name out/ds --image_root x\nout/ds stays in prose\n"
+    card = hub.card_for_repo(text, "org/kpi")
+    assert card.startswith('---\nconfigs:\n- config_name: all\n  path: "out/ds"\n---\n')
+    assert 'load_dataset("org/kpi", "all")' in card and "--dataset_name org/kpi --image_root" in card
+    assert "out/ds stays in prose" in card
+    assert hub.card_for_repo(card, "org/kpi") == card
 
 
 def test_existing_tag_is_refused_and_nothing_uploaded(folder, monkeypatch, capsys):

@@ -38,7 +38,9 @@ def _push(args: argparse.Namespace) -> int:
 
     result = push(args.folder, args.repo_id, args.version, private=args.private, dry_run=args.dry_run)
     if args.dry_run:
-        print(f"dry run: would upload {len(result['files'])} files to datasets/{result['repo_id']} in one commit")
+        visibility = "a private" if args.private else "a public"
+        print(f"dry run: would create datasets/{result['repo_id']} as {visibility} repo if it does not exist")
+        print(f"upload these {len(result['files'])} files in one commit (the card's examples name the repo):")
         for path in result["files"]:
             print(f"  {path}")
         print(f"then tag {result['tag']} (configs: {', '.join(result['configs'])})")
@@ -95,8 +97,14 @@ def register(subparsers) -> None:
     )
     push.add_argument("folder", help="dataset folder written by `build`")
     push.add_argument("--repo-id", required=True, help="Hub dataset repo, ORG/NAME")
-    push.add_argument("--version", required=True, help="version X.Y.Z to tag (v prefix added)")
-    push.add_argument("--private", action="store_true", help="create the repo as private if it does not exist")
+    push.add_argument(
+        "--version", required=True, help="version X.Y.Z to tag (v prefix added); must be the version built"
+    )
+    push.add_argument(
+        "--private",
+        action="store_true",
+        help="create the repo as private if it does not exist; refused if it exists and is public",
+    )
     push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and tagged; no network")
     push.set_defaults(func=_push)
 
