@@ -269,7 +269,8 @@ class _Writer:
             {0: None, 1: "bent_elbow", 2: "bent_elbows"}[bent],
         ]
         out = [reading[k] for k in keys if k]
-        held = next((h.category for h in f.hands if h.relation == "at"), None)
+        fixed = self.table["not_held"]["categories"]
+        held = next((h.category for h in f.hands if h.relation == "at" and h.category not in fixed), None)
         if held:
             out.append(reading["hand_at"].format(obj=held))
         return out

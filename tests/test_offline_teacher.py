@@ -141,6 +141,8 @@ def test_reasoning_reads_the_hand_that_holds_something_and_agrees_in_number():
     answer = parse_pairs(respond(s, "complex_reasoning"))[0].answer
     assert "holding or using the tennis racket" in answer and "using the bench" not in answer
     assert "A bent elbow keeps the hand" in answer  # only the left elbow is bent
+    table = scene(person(STANDING), thing("dining table", (150, 100, 200, 100), 103))
+    assert "holding or using" not in parse_pairs(respond(table, "complex_reasoning"))[0].answer  # not held: furniture
     both = STANDING | {"right_elbow": (80, 110), "right_wrist": (40, 110)}
     answer = parse_pairs(respond(scene(person(both)), "complex_reasoning"))[0].answer
     assert "Bent elbows keep the hands" in answer
