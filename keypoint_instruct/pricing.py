@@ -261,5 +261,5 @@ def format_estimate(estimate: CostEstimate) -> str:
         f"estimated cost sync: ${estimate.sync_usd:,.2f} without prompt-cache hits, "
         f"${estimate.sync_cached_usd:,.2f} if every repeated prefix hits the cache"
     )
-    lines.append(f"estimated cost Batch API: ${estimate.batch_usd:,.2f}")
+    lines.append(f"estimated cost Batch API: ${estimate.batch_usd:,.2f} (no prompt-cache discount assumed)")
     return "\n".join(lines)

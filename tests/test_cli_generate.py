@@ -321,6 +321,14 @@ def test_dry_run_figures_equal_a_hand_count(coco_root, tmp_path, capsys):
     assert f"estimated output tokens: {output_tokens:,} " in out
     assert f"estimated cost sync: ${sync:,.2f} without prompt-cache hits" in out
     assert f"estimated cost Batch API: ${sync / 2:,.2f}" in out
+    # every request after the first of its task can hit the prompt cache on its static prefix, in steps of 128
+    cacheable = 0
+    for task in TASKS:
+        mine = [r for r in todo if r.task == task]
+        prefix = hand_count(mine[0].body["messages"][:-1]) - 3  # no reply priming inside a prefix
+        cacheable += (len(mine) - 1) * (prefix // 128 * 128)
+    assert f"{cacheable:,} of them in repeated static prefixes" in out
+    assert f"${sync - cacheable * (2.50 - 1.25) / 1e6:,.2f} if every repeated prefix hits the cache" in out
 
 
 def test_batch_round_trip_then_generate_sends_nothing(fake_openai, coco_root, tmp_path, capsys):
