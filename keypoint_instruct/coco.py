@@ -36,6 +36,7 @@ SKELETON: tuple[tuple[int, int], ...] = (
     (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
 )  # fmt: skip
 ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")  # val2014, train2017, ...: it becomes part of file and folder names
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ def _check_split(coco_root: Path, split: str) -> None:
     if not coco_root.is_dir():
         problem = "is not a folder" if coco_root.exists() else "does not exist"
         raise InputNotFoundError(f"COCO root {coco_root} {problem} (expected a folder with annotations/)")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
+    if not SPLIT_NAME.fullmatch(split):
         raise CocoFormatError(f"split name {split!r} is not a COCO split name like val2014 or train2017")
     paths = [annotation_file(coco_root, split, kind) for kind in ANNOTATION_KINDS]
     if not any(p.exists() for p in paths):

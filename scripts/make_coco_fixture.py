@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from keypoint_instruct.coco import SPLIT_NAME
 from keypoint_instruct.synthcoco import write_coco_tree
 
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error(f"--images must be >= 1, got {args.images}")
+    if not SPLIT_NAME.fullmatch(args.split):
+        parser.error(f"--split {args.split!r} is not a COCO split name like val2014 or train2017")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     start = time.perf_counter()
     try:

@@ -87,3 +87,19 @@ def test_same_seed_same_bytes_other_seed_other_content(tmp_path):
         a, b, c = (annotation_file(r, "val2017", kind).read_bytes() for r in (one, two, three))
         assert a == b and a != c
     assert not (one / "val2017").exists()  # draw_images=False writes annotations only
+
+
+def test_fixture_script_writes_a_tree_and_rejects_bad_input(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "make_coco_fixture.py"
+    run = lambda *args: subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)  # noqa: E731
+    ok = run(str(tmp_path / "coco"), "--split", "val2017", "--images", "3", "--no-images")
+    assert ok.returncode == 0, ok.stderr
+    assert len(_load(tmp_path / "coco", "val2017", "instances")["images"]) == 3
+    for args in (["--split", "../x"], ["--split", "a b"], ["--images", "0"]):
+        bad = run(str(tmp_path / "other"), *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and "error:" in bad.stderr.splitlines()[-1]
+    assert not (tmp_path / "other").exists() and not (tmp_path / "x").exists()
