@@ -254,8 +254,11 @@ def build_folder(
     if not coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {coco_root} not found")
     _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    except OSError as err:
+        raise DatasetBuildError(f"cannot write the dataset folder --out {out}: {err.strerror or err}") from None
     summaries, stats = [], BuildStats()
     yaml_features = features(embed_images)._to_yaml_list()
     row_group_size = 100 if embed_images else 10_000

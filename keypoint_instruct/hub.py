@@ -185,7 +185,8 @@ def _configs_in(text: str, source: Path) -> list[str]:
     try:
         data = DatasetCard(text).data.to_dict()
     except (ValueError, yaml.YAMLError) as err:
-        raise DatasetBuildError(f"{source} has unreadable YAML front matter ({err}); rebuild the folder") from None
+        problem = " ".join(str(err).split())  # YAML errors span several lines; the CLI prints one
+        raise DatasetBuildError(f"{source} has unreadable YAML front matter ({problem}); rebuild the folder") from None
     names = [c.get("config_name") for c in data.get("configs") or [] if isinstance(c, dict)]
     if not names:
         raise DatasetBuildError(f"{source} has no `configs:` block in its YAML front matter; rebuild the folder")
@@ -222,9 +223,12 @@ def export_llava(folder: str | Path, config: str, out: str | Path) -> int:
                 conversations.append({"from": speaker, "value": f"<image>\n{text}" if has_image else text})
             records.append({"id": row["id"], "image": row["file_name"], "conversations": conversations})
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        json.dump(records, f, ensure_ascii=False, indent=1)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as f:
+            json.dump(records, f, ensure_ascii=False, indent=1)
+    except OSError as err:
+        raise UsageError(f"cannot write --out {out}: {err.strerror or err}") from None
     return len(records)
 
 

@@ -187,3 +187,20 @@ def test_card_reads_complete_and_its_example_runs(dataset_dir):
     result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "'role': 'user'" in result.stdout and "'type': 'image'" in result.stdout
+
+
+def test_unwritable_outputs_and_broken_cards_are_one_line(coco_root, filter_cache, dataset_dir, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    one_line_error(capsys, main(build_args(coco_root, filter_cache, blocker / "ds")), "a-file")
+    code = main(["export-llava", str(dataset_dir), "--config", "all", "--out", str(blocker / "x.json")])
+    one_line_error(capsys, code, "a-file")
+    code = main(["export-llava", str(dataset_dir), "--config", "all", "--out", str(tmp_path)])
+    one_line_error(capsys, code, "directory")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "README.md").write_text("---\nconfigs: [\n---\n# half a card\n")
+    code = main(["push", str(broken), "--repo-id", "o/n", "--version", "1.0.0", "--dry-run"])
+    one_line_error(capsys, code, "YAML")
+    code = main(["export-llava", str(broken), "--config", "all", "--out", str(tmp_path / "y.json")])
+    one_line_error(capsys, code, "YAML")
