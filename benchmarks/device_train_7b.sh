@@ -11,13 +11,39 @@
 # Full 7B fine-tuning state under ZeRO-3 on one GPU is ~119 GiB (DeepSpeed's estimator). If the full state does
 # not fit (exit 3 = CUDA OOM), the script measures the next set-up that does: AdamW state offloaded to CPU.
 #
-# Usage (repo root, on the device machine):  bash benchmarks/device_train_7b.sh [STEPS]
-# Needs: torch with CUDA, transformers>=5.18, trl 1.16, deepspeed 0.19.8, accelerate, datasets 5.2, and this
-# package's own dependencies. The device image has torch/accelerate but not trl/deepspeed/datasets: carry them as
-# a .whl folder (see /work/.library/device/README.md); it is installed to /tmp/site when present.
+# Usage, in two steps (the device image has torch, accelerate, tokenizers and huggingface_hub, but not trl,
+# deepspeed, datasets and some of their dependencies, and nothing can be fetched there):
+#   here, once:   bash benchmarks/device_train_7b.sh --fetch-wheels
+#                 writes .whl/ (git-ignored): cp312 manylinux wheels of what the image lacks, at this venv's versions,
+#                 and a wheel of DeepSpeed built from its sdist (PyPI ships no DeepSpeed wheel; its ops compile just in
+#                 time on the GPU machine). About 20 MB.
+#   on the GPU:   device run with carry [".whl"]:  bash benchmarks/device_train_7b.sh [STEPS]
+#                 installs .whl/ into /tmp/site (first on PYTHONPATH), reports any requirement the image still misses,
+#                 then builds the data and trains.
 # PREPARE_ONLY=1 stops before training (checks the data and model set-up on any machine, no GPU needed).
 # Writes $OUT/device_train_7b_<full|offload>.json (or ./device_train_7b.json when OUT is unset) and prints a summary.
 set -euo pipefail
+# Distributions the device image lacks (or has too old: transformers 5.17) and our code or trl/datasets/deepspeed
+# import; pinned to this venv's versions so the GPU run uses what the CPU tests used.
+CARRY=(trl datasets transformers dill multiprocess hjson pydantic pydantic_core annotated_types typing_inspection
+       typing_extensions msgspec pycocotools fsspec regex)
+if [ "${1:-}" = --fetch-wheels ]; then
+    PY=${PYTHON:-.venv/bin/python}
+    rm -rf .whl && mkdir -p .whl
+    pins=$($PY -c 'import importlib.metadata as md, sys; print(" ".join(f"{n}=={md.version(n)}" for n in sys.argv[1:]))' \
+        "${CARRY[@]}")
+    platforms=(--platform manylinux2014_x86_64)
+    for n in 28 27 24 17; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
+    # shellcheck disable=SC2086
+    $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        "${platforms[@]}" -d .whl $pins
+    ds=$($PY -c "import importlib.metadata as md; print(md.version('deepspeed'))")
+    $PY -m pip download -q --no-deps --no-binary=:all: -d .whl/src "deepspeed==$ds"
+    DS_BUILD_OPS=0 $PY -m pip wheel -q --no-deps --no-build-isolation -w .whl .whl/src/deepspeed-*.tar.gz
+    rm -rf .whl/src
+    ls -1 .whl && du -sh .whl
+    exit 0
+fi
 STEPS=${1:-6}
 PY=${PYTHON:-python3}
 RESULTS=${OUT:-.}
@@ -25,7 +51,7 @@ W=$(mktemp -d /tmp/device_train_7b.XXXX)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME="$W/hf_home"
 export TORCH_EXTENSIONS_DIR="$W/torch_extensions" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 if [ -d .whl ]; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}"
@@ -33,6 +59,29 @@ step() { printf '\n==> %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+# What the carried packages need from the image (pyarrow>=24, tokenizers, huggingface_hub, ...): said now, in
+# seconds, rather than as an ImportError deep in the run. A miss is reported, not fatal.
+$PY - "${CARRY[@]}" deepspeed <<'EOF' || true
+import importlib.metadata as md, sys
+from packaging.requirements import Requirement
+for name in sys.argv[1:]:
+    try:
+        requires = md.requires(name) or []
+    except md.PackageNotFoundError:
+        print(f"MISSING {name}: run `bash benchmarks/device_train_7b.sh --fetch-wheels` here and carry .whl")
+        continue
+    for text in requires:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            print(f"MISSING {req.name} (needed by {name})")
+            continue
+        if not req.specifier.contains(have, prereleases=True):
+            print(f"VERSION {req.name} {have} does not satisfy {req} (needed by {name})")
+EOF
 $PY -c "import torch, transformers, trl, deepspeed, datasets; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'deepspeed', deepspeed.__version__, 'datasets', datasets.__version__)"
 
@@ -59,7 +108,10 @@ $PY - "$W" <<'EOF'
 import json, sys
 work = sys.argv[1]
 config = json.load(open("recipes/accelerate_configs/ds_zero3.json"))
-config["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+# The recipe's torch AdamW then steps on the CPU copy (DeepSpeed refuses a client optimizer with offload unless told
+# otherwise; its own CPUAdam would need a C++ build on the machine first). Unpinned: the VM's RAM grows on demand.
+config["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
+config["zero_force_ds_cpu_optimizer"] = False
 json.dump(config, open(f"{work}/ds_zero3_offload.json", "w"), indent=2)
 text = open("recipes/accelerate_configs/zero3.yaml").read()
 open(f"{work}/zero3_offload.yaml", "w").write(
