@@ -284,9 +284,20 @@ class ResponseCache:
         )
 
     # ----------------------------------------------------------------- merging shards
-    def merge(self, other_paths: Iterable[str | Path]) -> dict[str, int]:
-        """Copy responses and failures of other cache files in; returns counts added, kept and conflicting."""
-        counts = {"added": 0, "already_present": 0, "conflicts": 0, "failures_added": 0}
+    def merge(self, other_paths: Iterable[str | Path]) -> dict[str, float]:
+        """Copy responses, failures and batch records of other cache files in; returns what happened.
+
+        A key answered in both keeps this file's answer, unless only the other one finished normally (``stop``):
+        a complete paid answer is never thrown away for a cut one. Counts: ``added``, ``already_present``,
+        ``conflicts`` (present with a different text), ``upgraded`` (a cut answer replaced by a complete one),
+        ``failures_added``, and ``paid_twice_usd``: what the duplicate answers (same key, answered separately) cost.
+        """
+        counts: dict[str, float] = dict.fromkeys(
+            ("added", "already_present", "conflicts", "upgraded", "failures_added"), 0
+        )
+        counts["paid_twice_usd"] = 0.0
+        cols = ", ".join(_RESPONSE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _RESPONSE_COLUMNS if c != "key")
         for other in other_paths:
             other = Path(other)
             if other.resolve() == self.path.resolve():
@@ -295,18 +306,24 @@ class ResponseCache:
             self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
             try:
                 with self.transaction():
-                    counts["conflicts"] += self._db.execute(
-                        "SELECT COUNT(*) FROM other.responses o JOIN main.responses m ON m.key = o.key "
-                        "WHERE m.text != o.text"
-                    ).fetchone()[0]
-                    cols = ", ".join(_RESPONSE_COLUMNS)
-                    added = self._db.execute(
+                    both = "FROM other.responses o JOIN main.responses m ON m.key = o.key"
+                    conflicts, upgraded, paid_twice = self._db.execute(
+                        "SELECT COALESCE(SUM(m.text != o.text), 0), "
+                        "COALESCE(SUM(m.finish_reason != 'stop' AND o.finish_reason = 'stop'), 0), "
+                        f"COALESCE(SUM(CASE WHEN m.created_at != o.created_at THEN o.cost_usd END), 0) {both}"
+                    ).fetchone()
+                    changed = self._db.execute(
                         f"INSERT INTO main.responses ({cols}) SELECT {cols} FROM other.responses WHERE true "
-                        "ON CONFLICT(key) DO NOTHING"
+                        f"ON CONFLICT(key) DO UPDATE SET {updates} "
+                        "WHERE main.responses.finish_reason != 'stop' AND excluded.finish_reason = 'stop'"
                     ).rowcount
                     total = self._db.execute("SELECT COUNT(*) FROM other.responses").fetchone()[0]
+                    added = changed - upgraded
                     counts["added"] += added
                     counts["already_present"] += total - added
+                    counts["conflicts"] += conflicts
+                    counts["upgraded"] += upgraded
+                    counts["paid_twice_usd"] += paid_twice
                     fcols = ", ".join(_FAILURE_COLUMNS)
                     counts["failures_added"] += self._db.execute(
                         f"INSERT OR IGNORE INTO main.failures ({fcols}) SELECT {fcols} FROM other.failures"

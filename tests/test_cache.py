@@ -100,11 +100,22 @@ def test_merge_shards(tmp_path):
         shards.append(tmp_path / f"s{index}.sqlite")
     out = ResponseCache(tmp_path / "all.sqlite", create=True)
     out.put(make_request(0), make_completion("a different answer"), 0.1)
+    out.put(make_request(1), make_completion("a cut ans", finish="length"), 0.1)
     counts = out.merge(shards)
-    assert counts == {"added": 5, "already_present": 1, "conflicts": 1, "failures_added": 2}
+    paid = out.get(make_request(0).key).cost_usd * 2  # images 0 and 1 were answered here and in a shard
+    assert counts == {
+        "added": 4,
+        "already_present": 2,
+        "conflicts": 2,
+        "upgraded": 1,
+        "failures_added": 2,
+        "paid_twice_usd": pytest.approx(paid),
+    }
     assert [r.image_id for r in out.iter_responses()] == list(range(6))
-    assert out.get(make_request(0).key).text == "a different answer"
-    assert out.merge(shards)["added"] == 0  # idempotent
+    assert out.get(make_request(0).key).text == "a different answer"  # both complete: the existing one stays
+    assert out.get(make_request(1).key).text == "answer 1"  # a complete answer is never dropped for a cut one
+    again = out.merge(shards)  # idempotent; image 1 is now the same row in both, image 0 still two answers
+    assert (again["added"], again["upgraded"], again["paid_twice_usd"]) == (0, 0, pytest.approx(paid / 2))
     assert out.stats().failed_attempts == 2
     with pytest.raises(CacheError, match="into itself"):
         out.merge([tmp_path / "all.sqlite"])

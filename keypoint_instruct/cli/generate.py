@@ -357,7 +357,13 @@ def cmd_cache_merge(args: argparse.Namespace) -> int:
         counts = cache.merge(args.inputs)
     print(
         f"merged {len(args.inputs)} caches into {args.out}: {counts['added']} responses added, "
-        f"{counts['already_present']} already present ({counts['conflicts']} with a different text, kept the "
-        f"existing), {counts['failures_added']} failure records added"
+        f"{counts['already_present']} already present ({counts['conflicts']} with a different text: kept the "
+        f"existing, except {counts['upgraded']} cut or filtered answers replaced by complete ones), "
+        f"{counts['failures_added']} failure records added"
     )
+    if counts["paid_twice_usd"] > 0:
+        print(
+            f"note: some keys were answered separately in more than one cache; ${counts['paid_twice_usd']:.4f} "
+            "was paid twice (did shards overlap?)"
+        )
     return 0
