@@ -63,6 +63,15 @@ class BatchJobs:
         row = cursor.fetchone()
         return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
 
+    def is_pending(self, key: str) -> bool:
+        """Whether ``key`` waits in a submitted, uncollected batch (and has no response yet)."""
+        row = self._db.execute(
+            "SELECT 1 FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
+            "WHERE r.key = ? AND b.collected_at IS NULL AND r.key NOT IN (SELECT key FROM responses WHERE key = ?)",
+            (key, key),
+        ).fetchone()
+        return row is not None
+
     def pending_keys(self) -> set[str]:
         """Keys submitted in batches that are not collected yet and have no response."""
         query = (

@@ -232,7 +232,8 @@ async def run_requests(
     summary.requested = len(unique)
     answered_before = cache.answered(unique)
     summary.already_cached = len(answered_before)
-    in_batch = BatchJobs(cache).pending_keys() & set(unique)
+    jobs = BatchJobs(cache)
+    in_batch = jobs.pending_keys() & set(unique)
     summary.in_batch = len(in_batch)
     if in_batch:
         log.warning("%d requests wait in a submitted batch: `batch collect` them; not sent again", len(in_batch))
@@ -288,8 +289,12 @@ async def run_requests(
             request, attempt = await queue.get()
             if fatal or stopping:
                 return
-            if cache.get(request.key) is not None:  # answered meanwhile (another shard writing this file)
+            if cache.get(request.key) is not None:  # answered meanwhile (another process writing this file)
                 summary.already_cached += 1
+                resolve()
+                continue
+            if jobs.is_pending(request.key):  # submitted in a batch since this run started
+                summary.in_batch += 1
                 resolve()
                 continue
             await limiter.acquire(estimate_request_tokens(request))

@@ -238,3 +238,14 @@ def test_a_batch_that_ends_early_keeps_its_answers_and_frees_only_the_rest(
     sent = {request_key(e.body) for e in fake_openai.chat_log(ok_only=True)}
     assert sent.isdisjoint({r.key for r in requests} - unanswered)
     assert unanswered <= sent
+
+
+def test_cli_wrong_key_is_one_line_without_the_key(fake_openai, coco_root, tmp_path, capsys, monkeypatch):
+    secret = "sk-proj-DO-NOT-LEAK-4f2e9a"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    fake_openai.set_access(api_key="sk-the-right-one")
+    args = ["batch", "submit", "--task", "conversation", "--coco-root", str(coco_root), "--split", SPLIT]
+    code = main([*args, "--limit", "1", "--cache", str(tmp_path / "c.db"), "--base-url", fake_openai.base_url])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("INFO ")]
+    assert code == 2 and len(err) == 1 and "HTTP 401" in err[0] and "Traceback" not in err[0], err
+    assert secret not in err[0] and secret[-4:] not in err[0] and "<redacted key>" in err[0]

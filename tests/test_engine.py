@@ -158,3 +158,29 @@ def test_a_cache_that_cannot_be_written_stops_the_run(fake_openai, tmp_path):
     with pytest.raises(CacheError, match="writing the response cache .* failed: database is locked"):
         run(OpenAITeacher(base_url=fake_openai.base_url), [chat_request(i) for i in range(5)], cache, settings())
     blocker.rollback()
+
+
+class _SubmitsMeanwhile:
+    """Answers every request; during the first one, another process submits the last requests in a batch."""
+
+    model = "gpt-4o-2024-08-06"
+
+    def __init__(self, cache, later):
+        self.cache, self.later, self.sent = cache, later, []
+
+    async def complete(self, request):
+        from keypoint_instruct.batch_jobs import BatchJobs
+
+        if not self.sent:
+            BatchJobs(self.cache).record("batch-meanwhile", self.later, input_file_id="file-1", status="in_progress")
+        self.sent.append(request.key)
+        return Completion("Question:\nQ?\n===\nAnswer:\nA.", "stop", 10, 5, 0, self.model)
+
+
+def test_a_key_submitted_in_a_batch_during_the_run_is_not_sent(tmp_path):
+    requests = [chat_request(i) for i in range(6)]
+    with ResponseCache(tmp_path / "c.sqlite", create=True) as cache:
+        teacher = _SubmitsMeanwhile(cache, requests[4:])
+        summary = run(teacher, requests, cache, settings(concurrency=1))
+    assert teacher.sent == [r.key for r in requests[:4]]
+    assert (summary.answered, summary.in_batch, summary.gave_up) == (4, 2, 0)
