@@ -113,7 +113,12 @@ class ResponseCache:
                 "first or check the --cache path"
             )
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise CacheError(
+                    f"cannot create the folder of the response cache {self.path}: {err.strerror}"
+                ) from None
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 60000")

@@ -218,16 +218,19 @@ def retry_after_from_headers(headers: Any) -> float | None:
     return None
 
 
-def resolve_api_key(base_url: str | None) -> str:
-    """The key from ``OPENAI_API_KEY``; a dummy one for a custom endpoint; an error when neither is given."""
+def resolve_api_key(base_url: str | None, *, offline_hint: bool = True) -> str:
+    """The key from ``OPENAI_API_KEY``; a dummy one for a custom endpoint; an error when neither is given.
+
+    ``offline_hint``: the error also suggests ``--teacher offline`` (only ``generate`` has it).
+    """
     key = os.environ.get(API_KEY_ENV, "").strip()
     if key:
         return key
     if base_url:
         return LOCAL_DUMMY_KEY
     raise TeacherError(
-        f"no API key: set {API_KEY_ENV} for api.openai.com, or pass --base-url for a local OpenAI-compatible "
-        "server, or use --teacher offline"
+        f"no API key: set {API_KEY_ENV} for api.openai.com, or pass --base-url for a local OpenAI-compatible server"
+        + (", or use --teacher offline" if offline_hint else "")
     )
 
 

@@ -249,3 +249,12 @@ def test_cli_wrong_key_is_one_line_without_the_key(fake_openai, coco_root, tmp_p
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("INFO ")]
     assert code == 2 and len(err) == 1 and "HTTP 401" in err[0] and "Traceback" not in err[0], err
     assert secret not in err[0] and secret[-4:] not in err[0] and "<redacted key>" in err[0]
+
+
+def test_cli_batch_without_key_names_only_its_own_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    ResponseCache(tmp_path / "c.db", create=True).close()
+    code = main(["batch", "status", "--cache", str(tmp_path / "c.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "OPENAI_API_KEY" in err and "--base-url" in err
+    assert "--teacher" not in err  # batch commands have no offline teacher

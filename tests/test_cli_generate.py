@@ -232,6 +232,7 @@ def test_unreachable_endpoint_stops_after_one_request_exhausts_its_attempts(coco
         ("--task", "poses"),
         ("--task", "all", "--concurrency", "0"),
         ("--task", "all", "--teacher", "offline", "--base-url", "http://127.0.0.1:9/v1"),
+        ("--task", "all", "--teacher", "offline", "--cache", "/proc/no-such-dir/c.sqlite"),
     ],
 )
 def test_bad_options_are_one_line(coco_root, tmp_path, capsys, extra):

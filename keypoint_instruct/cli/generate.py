@@ -270,7 +270,8 @@ def _batch_client(args: argparse.Namespace):
 
     from keypoint_instruct.teacher import resolve_api_key
 
-    return openai.OpenAI(base_url=args.base_url, api_key=resolve_api_key(args.base_url), timeout=args.request_timeout)
+    key = resolve_api_key(args.base_url, offline_hint=False)
+    return openai.OpenAI(base_url=args.base_url, api_key=key, timeout=args.request_timeout)
 
 
 def cmd_batch_submit(args: argparse.Namespace) -> int:
