@@ -114,3 +114,40 @@ def test_bad_input_is_one_line_exit_2(coco_root, tmp_path, capsys):
     assert "nowhere" in _one_line(capsys)
     assert build(coco_root, tmp_path, "x", "--teacher", "offline", "--min-keypoints", "30") == 2
     assert "17" in _one_line(capsys)
+
+
+def test_a_different_benchmark_is_not_written_over_without_overwrite(coco_root, tmp_path, capsys):
+    offline = ("--teacher", "offline")
+    assert build(coco_root, tmp_path, "b", *offline, "--images", "3") == 0
+    first = (tmp_path / "b" / "questions.jsonl").read_bytes()
+    assert build(coco_root, tmp_path, "b", *offline, "--images", "3") == 0  # the same benchmark: rebuilt as it was
+    assert (tmp_path / "b" / "questions.jsonl").read_bytes() == first
+    capsys.readouterr()
+    assert build(coco_root, tmp_path, "b", *offline, "--images", "3", "--seed", "5") == 2
+    assert "different benchmark" in (err := _one_line(capsys)) and "seed 0 -> 5" in err
+    assert (tmp_path / "b" / "questions.jsonl").read_bytes() == first
+    assert build(coco_root, tmp_path, "b", *offline, "--images", "2", "--seed", "5", "--overwrite") == 0
+    contexts = load_bench(tmp_path / "b").contexts
+    images = sorted(p.name for p in (tmp_path / "b" / "images").iterdir())
+    assert len(contexts) == 2 and images == sorted(c.image for c in contexts.values())  # none of the first draw
+    capsys.readouterr()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert build(coco_root, tmp_path, "other", *offline, "--images", "2", "--overwrite") == 2
+    assert "notes.txt" in _one_line(capsys) and (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_unwritable_outputs_fail_before_any_work(coco_root, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert build(coco_root, tmp_path, "a-file", "--teacher", "offline", "--images", "2") == 2
+    assert "is a file" in _one_line(capsys)
+    assert build(coco_root, tmp_path, "a-file/bench", "--teacher", "offline", "--images", "2") == 2
+    assert "a-file" in _one_line(capsys)
+    assert build(coco_root, tmp_path, "b", "--teacher", "offline", "--images", "2") == 0
+    capsys.readouterr()
+    answer = ["bench", "answer", "--bench", str(tmp_path / "b"), "--model", "nowhere", "--backend", "hf"]
+    assert main([*answer, "--out", str(blocker / "answers.jsonl")]) == 2
+    assert "a-file" in _one_line(capsys)
+    assert main(["bench", "report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")]) == 2
+    assert "r.json" in _one_line(capsys)

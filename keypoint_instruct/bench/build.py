@@ -65,6 +65,40 @@ def _extract(scene, texts: dict[str, str]) -> dict[str, tuple[str, str]] | None:
     }
 
 
+# What a benchmark folder holds; anything else in --out is someone else's and is never overwritten.
+_BENCH_ENTRIES = {"questions.jsonl", "references.jsonl", "contexts.jsonl", "images", "meta.json", "hub"}
+_DRAW_KEYS = ("coco_split", "images", "seed", "min_keypoints", "teacher_model", "context_mode")
+
+
+def check_out(out: Path, meta: dict, *, overwrite: bool) -> None:
+    """Refuse an ``out`` that holds something other than this very benchmark, unless ``overwrite`` allows it.
+
+    Rebuilding the same benchmark (same draw, teacher and prompt versions, so the same question ids) into its folder
+    is allowed: it writes the same files. A different benchmark there would leave answers and results pointing at
+    questions that changed under them.
+    """
+    if out.exists() and not out.is_dir():
+        raise BenchmarkError(f"--out {out} is a file, not a benchmark folder")
+    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if not entries:
+        return
+    foreign = sorted(entries - _BENCH_ENTRIES)
+    if foreign or "meta.json" not in entries:
+        what = ", ".join(foreign[:3]) if foreign else "no meta.json"
+        raise BenchmarkError(f"--out {out} is not a benchmark folder ({what}); choose an empty or new folder")
+    try:
+        old = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    changed = [k for k in meta if old.get(k) != meta[k]]
+    if changed and not overwrite:
+        diff = "; ".join(f"{k} {old.get(k)!r} -> {meta[k]!r}" for k in changed[:3])
+        raise BenchmarkError(
+            f"--out {out} holds a different benchmark ({diff}); pass --overwrite to replace it, "
+            "or write to another folder"
+        )
+
+
 def build_bench(
     coco_root: str | Path,
     split: str,
@@ -78,8 +112,9 @@ def build_bench(
     min_keypoints: int = 8,
     context_mode: str = "paper",
     concurrency: int = 16,
+    overwrite: bool = False,
 ) -> Path:
-    """Write the benchmark folder ``out``; return it."""
+    """Write the benchmark folder ``out``; return it. See :func:`check_out` for when ``out`` may hold one already."""
     from keypoint_instruct.bench.calls import complete_all
     from keypoint_instruct.coco import image_path, load_scenes
     from keypoint_instruct.context import format_context
@@ -87,6 +122,9 @@ def build_bench(
 
     if images < 1:
         raise BenchmarkError(f"--images must be at least 1, got {images}")
+    out = Path(out)
+    draw = dict(zip(_DRAW_KEYS, (split, images, seed, min_keypoints, settings.model, context_mode), strict=True))
+    check_out(out, draw, overwrite=overwrite)  # before any teacher call
     scenes = load_scenes(coco_root, split)
     order = draw_order(eligible_scenes(scenes.values(), min_keypoints=min_keypoints), seed)
     if len(order) < images:
@@ -116,8 +154,9 @@ def build_bench(
     if len(picked) < images:
         raise BenchmarkError(f"only {len(picked)} of {images} images got three usable teacher answers")
     picked.sort(key=lambda item: item[0].image_id)
-
-    out = Path(out)
+    meta = {"name": "HPAUB", **draw, "prompt_versions": versions}
+    check_out(out, meta, overwrite=overwrite)  # the prompts may have changed since the folder was built
+    shutil.rmtree(out / "images", ignore_errors=True)  # no image of an earlier draw stays behind
     (out / "images").mkdir(parents=True, exist_ok=True)
     questions, references, contexts = [], [], []
     for scene, qa in picked:
@@ -134,16 +173,6 @@ def build_bench(
     write_jsonl(out / "questions.jsonl", questions)
     write_jsonl(out / "references.jsonl", references)
     write_jsonl(out / "contexts.jsonl", contexts)
-    meta = {
-        "name": "HPAUB",
-        "coco_split": split,
-        "images": images,
-        "seed": seed,
-        "min_keypoints": min_keypoints,
-        "teacher_model": settings.model,
-        "context_mode": context_mode,
-        "prompt_versions": versions,
-    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     write_hub_folder(out, questions, references, contexts)
     log.info("wrote %d questions about %d images to %s", len(questions), len(picked), out)

@@ -49,6 +49,11 @@ def register(subparsers) -> None:
     p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint (default: OpenAI's)")
     p.add_argument("--context-mode", default="paper", help="context mode of the teacher prompts: paper or paper+facts")
     p.add_argument("--concurrency", type=int, default=16, help="teacher requests in flight at once")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a different benchmark already in --out (its answers and results no longer match it)",
+    )
     p.set_defaults(func=cmd_build)
 
     p = commands.add_parser("answer", help="answer every question with a model (resumable)")
@@ -106,6 +111,26 @@ def _require_key(base_url: str | None, what: str, alternative: str) -> None:
         )
 
 
+def _writable(path: Path, *, folder: bool) -> None:
+    """Fail before any work (model runs, paid calls) when an output cannot be written."""
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BenchmarkError(f"cannot write --out {path}: {err.strerror or err}") from None
+    if not folder and path.is_dir():
+        raise BenchmarkError(f"--out {path} is a folder; give a file name")
+    probe = path if not folder else path / ".keypoint-instruct-write-test"
+    existed = probe.exists()
+    try:
+        with open(probe, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise BenchmarkError(f"cannot write --out {path}: {err.strerror or err}") from None
+    if not existed:
+        probe.unlink()
+
+
 def _positive(value: int, flag: str) -> None:
     if value < 1:
         raise BenchmarkError(f"{flag} must be at least 1, got {value}")
@@ -120,6 +145,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     _positive(args.concurrency, "--concurrency")
     if not args.coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {args.coco_root} does not exist")
+    if args.out.exists() and not args.out.is_dir():
+        raise BenchmarkError(f"--out {args.out} is a file, not a benchmark folder")
+    _writable(args.out, folder=True)
     if args.teacher == "offline":
         from keypoint_instruct.offline_teacher import OfflineTeacher
 
@@ -147,6 +175,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             min_keypoints=args.min_keypoints,
             context_mode=args.context_mode,
             concurrency=args.concurrency,
+            overwrite=args.overwrite,
         )
     print(f"wrote {out}/questions.jsonl ({args.images * 3} questions about {args.images} images) and {out}/hub")
     return 0
@@ -160,7 +189,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     _positive(args.max_new_tokens, "--max-new-tokens")
     bench = load_bench(args.bench)
     name = args.name or default_name(args.model)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _writable(args.out, folder=False)
     if args.backend == "hf":
         if args.base_url:
             raise BenchmarkError("--base-url is for --backend openai; the hf backend runs the model here")
@@ -190,6 +219,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     _positive(args.concurrency, "--concurrency")
     bench = load_bench(args.bench)
     answers = load_answers(args.answers, bench)
+    _writable(args.out, folder=False)
     missing = check_complete(bench, answers)
     if missing:
         log.warning("%d question(s) have no answer and count as unanswered (not scored)", len(missing))
@@ -232,6 +262,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from keypoint_instruct.bench.report import write_report
 
     results = [read_result(path) for path in args.results]
+    _writable(args.out, folder=True)
     write_report(results, args.out, baseline=args.baseline, resamples=args.resamples, seed=args.seed)
     print((args.out / "report.md").read_text(encoding="utf-8"), end="")
     print(f"\nwrote {args.out}/report.md, report.json and report.png")
