@@ -20,11 +20,21 @@ What is trained follows LLaVA-1.5 rather than TRL's defaults: the loss covers on
 system line, the questions and every image token are labelled -100; images are padded to a square of CLIP's mean
 colour instead of centre-cropped; the vision tower stays frozen (projector and language model train);
 ``max_length`` is null so image tokens are never cut. Any command-line flag overrides the recipe.
+
+Check a recipe and its data first, in seconds and without a GPU (``accelerate launch`` adds its own launcher
+traceback after our one-line error; plain ``python`` prints only the line):
+
+    python train_sft.py --config recipes/llava-1.5-7b/sft/config_full.yaml --image_root data/coco --check_only
+
+Resuming: ``--resume_from_checkpoint true`` (the newest checkpoint in output_dir) or a checkpoint folder. The 7B
+recipes save weights only (``save_only_model``), which cannot resume; pass ``--save_only_model false`` for a run you
+may need to resume (each checkpoint then also holds the ~85 GB optimizer state of a 7B under ZeRO-3).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +47,7 @@ from keypoint_instruct.training import (
     freeze_vision_tower,
     image_transform,
     load_sft_dataset,
+    resolve_resume,
 )
 
 logger = logging.getLogger("train_sft")
@@ -79,6 +90,13 @@ class ScriptArguments:
         default=True,
         metadata={"help": "Pad images to a square of CLIP's mean colour before the processor (LLaVA-1.5), no crop."},
     )
+    check_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Check recipe, dataset configs, images, chat template, model folder and resume checkpoint, print "
+            "what would be trained, and exit without loading the model (run with plain python before a launch)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.dataset_name:
@@ -103,17 +121,16 @@ class ScriptArguments:
             raise TrainingConfigError(f"image_root {self.image_root} is not a folder (expected the COCO root)")
 
 
-def build_trainer(script_args: ScriptArguments, training_args, model_args, make_model=None):
-    """Check the inputs, then load model and processor and return the SFTTrainer (nothing trained yet).
+def check_inputs(script_args: ScriptArguments, training_args, model_args):
+    """Everything that can be wrong with the inputs, checked before any model is loaded; returns the dataset.
 
-    ``make_model()``, when given, builds the model instead of loading weights from ``model_name_or_path`` (the
-    device benchmark builds a random LLaVA-1.5-7B from the config there).
+    Also resolves ``resume_from_checkpoint`` (true/last -> the newest checkpoint folder) in ``training_args``.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-    from trl import SFTTrainer
-
-    # Everything that can be wrong with the inputs fails here, before the model is loaded.
+    model = model_args.model_name_or_path
+    if not model:
+        raise TrainingConfigError("model_name_or_path is required: a Hub id (llava-hf/llava-1.5-7b-hf) or a folder")
+    if (model.startswith((".", "/")) or Path(model).exists()) and not (Path(model) / "config.json").is_file():
+        raise TrainingConfigError(f"model folder {model} has no config.json (expected a save_pretrained folder)")
     dataset = load_sft_dataset(
         script_args.dataset_name,
         script_args.dataset_configs,
@@ -131,22 +148,40 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
         logger.warning("assistant_only_loss is off: prompts and image tokens will be trained, unlike LLaVA-1.5")
     if training_args.max_length is not None:
         logger.warning("max_length=%d can cut image tokens; LLaVA recipes keep it null", training_args.max_length)
+    training_args.resume_from_checkpoint = resolve_resume(
+        training_args.resume_from_checkpoint, training_args.output_dir
+    )
+    return dataset
+
+
+def build_trainer(script_args: ScriptArguments, training_args, model_args, make_model=None):
+    """Check the inputs, then load model and processor and return the SFTTrainer (nothing trained yet).
+
+    ``make_model()``, when given, builds the model instead of loading weights from ``model_name_or_path`` (the
+    device benchmark builds a random LLaVA-1.5-7B from the config there).
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import SFTTrainer
+
+    dataset = check_inputs(script_args, training_args, model_args)
     train_dataset = dataset.select_columns(["messages", "images"]).with_transform(
         image_transform(script_args.image_root, pad=script_args.pad_to_square)
     )
 
-    # SFTConfig exists already (TrlParser built it), so a ZeRO-3 launch partitions the model while it loads.
-    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    if make_model is None:
-        model = AutoModelForImageTextToText.from_pretrained(
-            model_args.model_name_or_path,
-            revision=model_args.model_revision,
-            dtype=dtype,
-            attn_implementation=model_args.attn_implementation,
-        )
-    else:
-        model = make_model()
-    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    name, revision = model_args.model_name_or_path, model_args.model_revision
+    try:  # the processor first: small, and a wrong name or revision fails here rather than after a 7B load
+        processor = AutoProcessor.from_pretrained(name, revision=revision)
+        # SFTConfig exists already (TrlParser built it), so a ZeRO-3 launch partitions the model while it loads.
+        dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+        if make_model is None:
+            model = AutoModelForImageTextToText.from_pretrained(
+                name, revision=revision, dtype=dtype, attn_implementation=model_args.attn_implementation
+            )
+        else:
+            model = make_model()
+    except OSError as err:  # unreachable Hub, unknown repo or revision, missing files
+        raise TrainingConfigError(f"cannot load model {name}: {' '.join(str(err).split())}") from err
     if any(hasattr(param, "ds_numel") for param in model.parameters()):
         logger.info("parameters partitioned by ZeRO-3 at load")
     if script_args.freeze_vision_tower:
@@ -156,8 +191,16 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
 
 def main(script_args: ScriptArguments, training_args, model_args) -> None:
     """Train, then save a checkpoint (weights, processor, chat template) with canonical key names."""
-    if not model_args.model_name_or_path:
-        raise TrainingConfigError("model_name_or_path is required: a Hub id (llava-hf/llava-1.5-7b-hf) or a folder")
+    if script_args.check_only:
+        dataset = check_inputs(script_args, training_args, model_args)
+        resume = training_args.resume_from_checkpoint
+        print(
+            f"ok: {len(dataset)} rows of {script_args.dataset_name} ({', '.join(script_args.dataset_configs)}), "
+            f"images found, model {model_args.model_name_or_path}, "
+            + (f"resuming from {resume}" if resume else "a fresh run")
+            + f", output to {training_args.output_dir}"
+        )
+        return
     trainer = build_trainer(script_args, training_args, model_args)
     plugin = trainer.accelerator.state.deepspeed_plugin
     where = f"DeepSpeed ZeRO-{plugin.zero_stage}" if plugin is not None else "plain"
@@ -192,7 +235,8 @@ def run(argv: list[str] | None = None) -> int:
     try:
         main(*parse_args(argv))
     except KeypointInstructError as err:
-        print(f"train_sft: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every launched process checks the same inputs: say it once
+            print(f"train_sft: error: {err}", file=sys.stderr)
         return err.exit_code
     return 0
 

@@ -29,6 +29,11 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
     path = Path(name)
     if (name.startswith((".", "/")) or path.exists()) and not path.is_dir():
         raise TrainingConfigError(f"dataset folder not found: {name} (expected <config>/train-*.parquet + README.md)")
+    if revision is not None and path.is_dir():
+        raise TrainingConfigError(
+            f"dataset_revision {revision} applies to a Hub repo, but {name} is a local folder (it has no revisions): "
+            "pass the Hub repo id, or drop dataset_revision and point dataset_name at the version's folder"
+        )
     try:
         available = get_dataset_config_names(name, revision=revision)
     except (DatasetNotFoundError, OSError, ValueError) as err:
@@ -55,6 +60,42 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
         raise TrainingConfigError(f"dataset {name} ({', '.join(configs)}, split {split}) has no rows")
     logger.info("training on %d rows of %s (%s)", len(dataset), name, ", ".join(configs))
     return dataset
+
+
+def resolve_resume(resume: str | bool | None, output_dir: str | Path) -> str | None:
+    """The checkpoint folder to resume from, checked before any model is loaded.
+
+    ``resume`` is None/false (start fresh), true/last (the newest ``checkpoint-<step>`` in ``output_dir``) or a
+    checkpoint folder. A checkpoint without optimizer state (``save_only_model: true``) is refused: transformers would
+    resume it with a fresh optimizer (plain) or fail mid-launch (DeepSpeed).
+    """
+    text = str(resume).strip().lower() if resume is not None else "false"
+    if text in ("false", "no", "none", ""):
+        return None
+    if text in ("true", "yes", "last"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        found = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+        if found is None:
+            raise TrainingConfigError(
+                f"resume_from_checkpoint {resume}: no checkpoint-<step> folder in output_dir {output_dir}"
+            )
+        checkpoint = Path(found)
+    else:
+        checkpoint = Path(str(resume))
+        if not (checkpoint / "trainer_state.json").is_file():
+            raise TrainingConfigError(
+                f"resume_from_checkpoint {resume} is not a checkpoint folder "
+                "(expected <output_dir>/checkpoint-<step> holding trainer_state.json), or pass true for the newest"
+            )
+    if not (checkpoint / "optimizer.pt").is_file() and not any(checkpoint.glob("global_step*")):
+        raise TrainingConfigError(
+            f"checkpoint {checkpoint} holds weights only (save_only_model: true), so training cannot resume from it: "
+            "set save_only_model: false for runs you want to resume (a 7B ZeRO-3 checkpoint then also holds ~85 GB "
+            f"of optimizer state), or start a new run from these weights with --model_name_or_path {checkpoint}"
+        )
+    logger.info("resuming from %s", checkpoint)
+    return str(checkpoint)
 
 
 def _image_entries(dataset) -> list[Any]:

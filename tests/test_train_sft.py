@@ -5,6 +5,7 @@ Plain runs happen in this process; the ZeRO-3 runs go through the real `accelera
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -99,17 +100,17 @@ def test_loss_is_finite_and_falls_on_a_repeated_batch(tiny_llava_dir, sft_datase
         sft_dataset,
         tmp_path,
         "--max_steps",
-        "12",
+        "16",
         "--per_device_train_batch_size",
         "2",
         "--learning_rate",
         "5e-3",
     )
     trainer = build_trainer(*parse_args(argv))
-    trainer.train_dataset = trainer.train_dataset.select([0, 1])  # one batch, seen 12 times
+    trainer.train_dataset = trainer.train_dataset.select([0, 1])  # one batch, seen 16 times
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert len(losses) == 12 and all(math.isfinite(loss) for loss in losses)
+    assert len(losses) == 16 and all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -221,3 +222,64 @@ def test_missing_chat_template_fails_before_training(tiny_llava_dir, sft_dataset
     argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--chat_template_path", str(tmp_path / "x.jinja"))
     _assert_one_line_error(run(argv), capsys.readouterr().err, "chat_template_path", "x.jinja")
     assert not (tmp_path / "out").exists()
+
+
+def test_check_only_validates_without_loading_or_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(_argv(tiny_llava_dir, sft_dataset, out, "--check_only")) == 0
+    captured = capsys.readouterr()
+    line = captured.out.strip()
+    assert line.startswith("ok: ") and str(sft_dataset[0]) in line and "fresh run" in line
+    assert not out.exists()
+    empty_root = tmp_path / "coco"
+    empty_root.mkdir()
+    code = run(_argv(tiny_llava_dir, (sft_dataset[0], empty_root), out, "--check_only"))
+    _assert_one_line_error(code, capsys.readouterr().err, "missing under image_root")
+
+
+def test_a_revision_of_a_local_folder_is_refused(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    code = run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--dataset_revision", "v1.0.0", "--check_only"))
+    _assert_one_line_error(code, capsys.readouterr().err, "dataset_revision v1.0.0", "local folder")
+
+
+def test_a_model_folder_without_config_is_refused_before_the_data(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    code = run(_argv(tmp_path, sft_dataset, tmp_path / "out"))
+    _assert_one_line_error(code, capsys.readouterr().err, "has no config.json", str(tmp_path))
+
+
+def test_only_rank_zero_reports_a_bad_input(tiny_llava_dir, sft_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    code = run(_argv(tmp_path, sft_dataset, tmp_path / "out"))
+    assert code == 2 and "train_sft: error" not in capsys.readouterr().err
+
+
+def _global_step(checkpoint: Path) -> int:
+    return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+
+
+def test_resume_from_the_newest_checkpoint(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    save = ["--save_strategy", "steps", "--save_steps", "2", "--save_only_model", "false"]
+    assert run(_argv(tiny_llava_dir, sft_dataset, out, "--max_steps", "2", *save)) == 0
+    assert (out / "checkpoint-2" / "optimizer.pt").is_file()
+    resume = ["--max_steps", "4", "--resume_from_checkpoint", "true"]
+    assert run(_argv(tiny_llava_dir, sft_dataset, out, *resume, *save)) == 0
+    assert _global_step(out / "checkpoint-4") == 4
+    log = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    steps = [entry["step"] for entry in log if "loss" in entry]
+    assert steps == [1, 2, 3, 4]  # steps 1-2 restored from checkpoint-2, 3-4 trained after the resume
+    _check_checkpoint(out, tiny_llava_dir)
+
+
+def test_resume_refuses_weights_only_and_missing_checkpoints(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run(_argv(tiny_llava_dir, sft_dataset, out, "--resume_from_checkpoint", "true", "--check_only"))
+    _assert_one_line_error(code, capsys.readouterr().err, "no checkpoint-<step> folder", str(out))
+    code = run(_argv(tiny_llava_dir, sft_dataset, out, "--resume_from_checkpoint", str(tmp_path)))
+    _assert_one_line_error(code, capsys.readouterr().err, "is not a checkpoint folder")
+    save = ["--save_strategy", "steps", "--save_steps", "1", "--max_steps", "1"]  # the recipe's save_only_model
+    assert run(_argv(tiny_llava_dir, sft_dataset, out, *save)) == 0
+    capsys.readouterr()
+    code = run(_argv(tiny_llava_dir, sft_dataset, out, "--max_steps", "2", "--resume_from_checkpoint", "true"))
+    _assert_one_line_error(code, capsys.readouterr().err, "holds weights only", "save_only_model")
+    assert not (out / "checkpoint-2").exists()
