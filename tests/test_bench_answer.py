@@ -86,3 +86,20 @@ def test_hf_backend_unloadable_model_is_one_line(tmp_path, bad, capsys):
     assert answer(tmp_path, "--model", str(tmp_path / bad), "--backend", "hf") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and bad in err
+
+
+def test_openai_backend_keeps_the_answers_it_got_when_the_endpoint_fails(tmp_path, fake_openai, capsys):
+    bench = load_bench(make_bench(tmp_path / "bench"))
+    broken = bench.questions[1].text
+    fake_openai.set_responder(echo_responder)
+    fake_openai.set_faults(rule=lambda body: "non_json" if broken in str(body["messages"]) else None)
+    args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url, "--batch-size", "3"]
+    assert answer(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and bench.questions[1].question_id in err
+    kept = load_answers(tmp_path / "a.jsonl", bench)
+    assert set(kept) == {bench.questions[0].question_id, bench.questions[2].question_id}  # its batch-mates
+    fake_openai.set_faults()
+    fake_openai.clear_log()
+    assert answer(tmp_path, *args) == 0  # the rerun asks only what is missing
+    assert len(fake_openai.chat_log()) == len(bench.questions) - 2

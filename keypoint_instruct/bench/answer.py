@@ -139,20 +139,30 @@ def answer_openai(
                 temperature=0.0,
                 max_tokens=max_new_tokens,
             )
-        except openai.APIError as err:
+            return (response.choices[0].message.content or "").strip()
+        except (openai.APIError, ValueError, IndexError, AttributeError) as err:  # ValueError: a reply not JSON
+            first = str(err).splitlines()[0][:200] if str(err) else ""
             raise BenchmarkError(
-                f"endpoint {base_url or 'api.openai.com'} refused question {question.question_id}: "
-                f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                f"endpoint {base_url or 'api.openai.com'} gave no usable answer to question {question.question_id}: "
+                f"{type(err).__name__}: {first}"
             ) from None
-        return (response.choices[0].message.content or "").strip()
+
+    def attempt(question: Question) -> str | BenchmarkError:
+        try:
+            return ask(question)
+        except BenchmarkError as err:
+            return err
 
     done = 0
     with ThreadPoolExecutor(max_workers=batch_size) as pool:
         for batch in _batches(todo, batch_size):
-            texts = list(pool.map(ask, batch))
-            append_jsonl(
-                out, [Answer(q.question_id, name, t, "openai", model) for q, t in zip(batch, texts, strict=True)]
-            )
-            done += len(batch)
+            results = list(pool.map(attempt, batch))
+            answered = [(q, r) for q, r in zip(batch, results, strict=True) if isinstance(r, str)]
+            # keep what the endpoint did answer (it may have been paid for) before reporting a refusal
+            append_jsonl(out, [Answer(q.question_id, name, t, "openai", model) for q, t in answered])
+            done += len(answered)
+            failed = next((r for r in results if isinstance(r, BenchmarkError)), None)
+            if failed is not None:
+                raise failed
             log.info("answered %d/%d", done, len(todo))
     return done
