@@ -71,7 +71,8 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         "--request-timeout",
         type=_positive_float,
         default=600.0,
-        help="seconds before one request is abandoned and retried (default: %(default)s)",
+        help="seconds before one request is abandoned and retried; the provider may still bill an abandoned "
+        "request, so keep it well above the longest answer time (default: %(default)s)",
     )
 
 
