@@ -83,9 +83,11 @@ def _keypoints_text(kps: tuple[float, ...], width: int, height: int) -> str:
         v = kps[i + 2]
         if v > 0:
             x, y = kps[i], kps[i + 1]
-            # int(x) == x: whole pixels, be they floats (JSON) or ints (scenes built in code)
-            tx = xs[int(x)] if 0.0 <= x <= width and int(x) == x else _text(x, width)
-            ty = ys[int(y)] if 0.0 <= y <= height and int(y) == y else _text(y, height)
+            # whole pixels: floats from JSON, or ints in scenes built in code (int has no is_integer before 3.12)
+            whole_x = x.is_integer() if isinstance(x, float) else x == int(x)
+            whole_y = y.is_integer() if isinstance(y, float) else y == int(y)
+            tx = xs[int(x)] if whole_x and 0.0 <= x <= width else _text(x, width)
+            ty = ys[int(y)] if whole_y and 0.0 <= y <= height else _text(y, height)
             parts.append(f"{tx}, {ty}, {int(v)}")
         else:
             parts.append("0.0, 0.0, 0")
