@@ -151,3 +151,23 @@ def test_unwritable_outputs_fail_before_any_work(coco_root, tmp_path, capsys):
     assert "a-file" in _one_line(capsys)
     assert main(["bench", "report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")]) == 2
     assert "r.json" in _one_line(capsys)
+
+
+def test_hub_card_loads_and_a_rebuilt_benchmark_never_loads_stale_rows(coco_root, tmp_path):
+    """`datasets` caches a local folder by its name and its card's YAML: two benchmarks in folders both named `hub`
+    must still load as themselves (the card's dataset_info sizes tell them apart)."""
+    import yaml
+    from datasets import load_dataset
+
+    assert build(coco_root, tmp_path, "two", "--teacher", "offline", "--images", "2") == 0
+    assert build(coco_root, tmp_path, "three", "--teacher", "offline", "--images", "3", "--seed", "4") == 0
+    for name, rows in (("two", 6), ("three", 9), ("two", 6)):
+        card = (tmp_path / name / "hub" / "README.md").read_text()
+        front = yaml.safe_load(card.split("---\n")[1])
+        assert front["license"] == "cc-by-4.0" and front["configs"][0]["config_name"] == "hpaub"
+        assert front["dataset_info"][0]["splits"][0]["num_examples"] == rows
+        assert f'load_dataset("{tmp_path / name / "hub"}", "hpaub", split="test")' in card
+        assert "offline-posefacts" in card and "<" not in card.split("---\n", 2)[2].replace("<1K", "")
+        loaded = load_dataset(str(tmp_path / name / "hub"), "hpaub", split="test")
+        assert loaded.num_rows == rows
+        assert sorted(set(loaded["image_id"])) == image_ids(tmp_path / name)

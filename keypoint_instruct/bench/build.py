@@ -174,12 +174,12 @@ def build_bench(
     write_jsonl(out / "references.jsonl", references)
     write_jsonl(out / "contexts.jsonl", contexts)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    write_hub_folder(out, questions, references, contexts)
+    write_hub_folder(out, questions, references, contexts, meta)
     log.info("wrote %d questions about %d images to %s", len(questions), len(picked), out)
     return out
 
 
-def write_hub_folder(out: Path, questions, references, contexts) -> Path:
+def write_hub_folder(out: Path, questions, references, contexts, meta: dict) -> Path:
     """The ``hpaub`` config as a Hub dataset folder: ``hub/hpaub/test-*.parquet`` and a README with ``configs:``."""
     from datasets import Dataset, Features, Image, Value
 
@@ -219,24 +219,73 @@ def write_hub_folder(out: Path, questions, references, contexts) -> Path:
     (hub / HUB_CONFIG).mkdir(parents=True, exist_ok=True)
     for old in (hub / HUB_CONFIG).glob("*.parquet"):
         old.unlink()
-    Dataset.from_list(rows, features=features).to_parquet(str(hub / HUB_CONFIG / "test-00000-of-00001.parquet"))
-    (hub / "README.md").write_text(_hub_readme(len(rows)), encoding="utf-8")
+    dataset = Dataset.from_list(rows, features=features)
+    parquet = hub / HUB_CONFIG / "test-00000-of-00001.parquet"
+    dataset.to_parquet(str(parquet))
+    # dataset_info is not decoration: `datasets` keys its cache of a local folder on the card's YAML, so without the
+    # sizes a rebuilt benchmark in a folder of the same name would load the previous build's rows.
+    info = {
+        "config_name": HUB_CONFIG,
+        "features": features._to_yaml_list(),
+        "splits": [{"name": "test", "num_bytes": dataset.data.nbytes, "num_examples": len(rows)}],
+        "download_size": parquet.stat().st_size,
+        "dataset_size": dataset.data.nbytes,
+    }
+    (hub / "README.md").write_text(_hub_readme(len(rows), meta, str(hub), info), encoding="utf-8")
     return hub
 
 
-def _hub_readme(n: int) -> str:
+def _hub_readme(n: int, meta: dict, ref: str, info: dict) -> str:
+    """The benchmark's card: what it is, how it was drawn, how to load it and how to score a model on it.
+
+    ``ref`` is the folder the card's example loads; ``keypoint-instruct push`` turns it into the repo id.
+    """
+    import yaml
+
+    from keypoint_instruct.offline_teacher import OfflineTeacher
+
+    versions = ", ".join(f"{task} `{v}`" for task, v in sorted(meta["prompt_versions"].items()))
+    synthetic = meta["teacher_model"] == OfflineTeacher.model
+    notice = (
+        f"> **Synthetic offline references.** The teacher of this build is `{OfflineTeacher.model}`, a "
+        "deterministic program, not a language model; the build only shows that the pipeline runs.\n\n"
+        if synthetic
+        else ""
+    )
+    front = {
+        "pretty_name": "HPAUB",
+        "license": "cc-by-4.0",
+        "language": ["en"],
+        "task_categories": ["visual-question-answering", "image-text-to-text"],
+        "tags": ["human-pose", "human-action", "coco", "benchmark", *(["synthetic"] if synthetic else [])],
+        "size_categories": ["n<1K"],
+        "configs": [{"config_name": HUB_CONFIG, "data_files": [{"split": "test", "path": f"{HUB_CONFIG}/test-*"}]}],
+        "dataset_info": [info],
+    }
     return (
-        "---\n"
-        "configs:\n"
-        f"- config_name: {HUB_CONFIG}\n"
-        "  data_files:\n"
-        "  - split: test\n"
-        f"    path: {HUB_CONFIG}/test-*.parquet\n"
-        "task_categories:\n- visual-question-answering\n"
-        "---\n\n"
+        f"---\n{yaml.safe_dump(front, sort_keys=False, width=1000)}---\n\n"
         "# HPAUB (Human Pose and Action Understanding Benchmark)\n\n"
-        f"{n} questions about COCO images with people, one per task type (conversation, detailed description, "
-        "complex reasoning) per image, each with the teacher's reference answer and the symbolic context "
-        "(captions, boxes, keypoints) that a text-only judge grades against. Built with "
-        "`keypoint-instruct bench build`.\n"
+        f"{notice}"
+        f"{n} questions about {meta['images']} COCO `{meta['coco_split']}` images with people: one per task type "
+        "(conversation, detailed description, complex reasoning) per image, as in the HPAUB of *Keypoint-Integrated "
+        "Instruction-Following Data Generation for Enhanced Human Pose and Action Understanding in Multimodal "
+        "Models* (Zhang, An and Shouno). Each row holds the image, the question, the teacher's reference answer and "
+        "the symbolic context (captions, boxes, keypoints) that a text-only judge grades against.\n\n"
+        "## How it was made\n\n"
+        f"- Images: a seeded draw (seed {meta['seed']}) among the `{meta['coco_split']}` images with a person with "
+        f"at least {meta['min_keypoints']} labelled keypoints.\n"
+        f"- Teacher (questions and reference answers): `{meta['teacher_model']}`, context mode "
+        f"`{meta['context_mode']}`; prompt versions: {versions}.\n"
+        "- Conversation: the teacher's first question and answer; detailed description: an instruction from a fixed "
+        "list and the teacher's description; complex reasoning: the teacher's question and answer.\n\n"
+        "## Use it\n\n"
+        "```python\nfrom datasets import load_dataset\n\n"
+        f'bench = load_dataset("{ref}", "{HUB_CONFIG}", split="test")\n```\n\n'
+        "Score a model with keypoint-instruct on the benchmark folder this was written from: `bench answer`, then "
+        "`bench judge` (GPT-4o grades the reference and the model's answer 1-10), then `bench report` (the paper's "
+        "Tables 4 and 5 with bootstrap intervals).\n\n"
+        "## License\n\n"
+        "The questions, answers and contexts are released under CC BY 4.0, like the COCO annotations they come "
+        "from. The embedded images belong to their Flickr owners and are covered by the "
+        "[COCO terms of use](https://cocodataset.org/#termsofuse).\n"
     )
