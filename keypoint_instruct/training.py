@@ -23,7 +23,7 @@ MAX_MISSING_SHOWN = 3
 
 def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None = None, split: str = "train"):
     """Load and concatenate the requested configs of a dataset folder or Hub repo; refuse unknown configs."""
-    from datasets import concatenate_datasets, get_dataset_config_names, load_dataset
+    from datasets import Image, List, concatenate_datasets, get_dataset_config_names, load_dataset
     from datasets.exceptions import DatasetNotFoundError
 
     path = Path(name)
@@ -54,8 +54,17 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
                 raise TrainingConfigError(
                     f"dataset {name} config {config} has no `{column}` column: expected rows with messages + images"
                 )
+        # One config may embed image bytes (Image()) and another store paths (Image(decode=False)): undecoded, both
+        # are {bytes, path} and mix; training decodes them in image_transform either way.
+        if part.features["images"] != List(Image(decode=False)):
+            part = part.cast_column("images", List(Image(decode=False)))
         parts.append(part)
-    dataset = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    try:
+        dataset = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    except ValueError as err:  # columns that differ in name or type
+        raise TrainingConfigError(
+            f"configs {', '.join(configs)} of {name} cannot be mixed: {' '.join(str(err).split())}"
+        ) from err
     if len(dataset) == 0:
         raise TrainingConfigError(f"dataset {name} ({', '.join(configs)}, split {split}) has no rows")
     logger.info("training on %d rows of %s (%s)", len(dataset), name, ", ".join(configs))

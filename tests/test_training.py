@@ -114,3 +114,36 @@ def test_canonical_names_are_what_a_fresh_save_writes(tiny_llava_dir):
     assert expected == set(load_file(tiny_llava_dir / "model.safetensors"))
     assert canonical("language_model.model.model.norm.weight") == "language_model.model.norm.weight"
     assert canonical("no.such.weight") is None
+
+
+def test_configs_that_embed_images_mix_with_configs_that_store_paths(dataset_dir, coco_root, tmp_path):
+    """A Hub dataset may embed image bytes in one config and store paths in another: both train together."""
+    from datasets import Image, List, load_dataset
+
+    from keypoint_instruct.training import image_transform
+
+    mixed = tmp_path / "mixed"
+    for config in ("conversation", "complex_reasoning"):
+        shutil.copytree(dataset_dir / config, mixed / config)
+    configs = "".join(
+        f"- config_name: {config}\n  data_files:\n  - split: train\n    path: {config}/*.parquet\n"
+        for config in ("conversation", "complex_reasoning")
+    )
+    (mixed / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")  # features come from each config's Parquet
+    part = load_dataset(str(dataset_dir), "complex_reasoning", split="train")
+    part = part.map(
+        lambda row: {"images": [{"bytes": (coco_root / e["path"]).read_bytes(), "path": None} for e in row["images"]]}
+    ).cast_column("images", List(Image()))  # what push_to_hub writes: bytes, decoding column
+    for file in (mixed / "complex_reasoning").glob("*.parquet"):
+        file.unlink()
+    part.to_parquet(str(mixed / "complex_reasoning" / "train-00000-of-00001.parquet"))
+    dataset = load_sft_dataset(str(mixed), ["conversation", "complex_reasoning"])
+    assert len(dataset) == len(part) + len(load_dataset(str(dataset_dir), "conversation", split="train"))
+    last = dataset[len(dataset) - 1]["images"][0]
+    assert last["bytes"]  # the embedded config keeps its bytes ...
+    by_path = {
+        name for name, task in zip(dataset["file_name"], dataset["task"], strict=True) if task == "conversation"
+    }
+    assert check_images(dataset, coco_root) == len(by_path)
+    rows = dataset.select([0, len(dataset) - 1]).with_transform(image_transform(coco_root))
+    assert all(row["images"][0].size[0] == row["images"][0].size[1] for row in rows)  # ... and both decode, padded
