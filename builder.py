@@ -95,9 +95,19 @@ def _stat(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def _code_files() -> list[Path]:
+    """The code and tables that decide the rows: this module, parsing, filters, row shaping, instructions."""
+    import keypoint_instruct
+
+    package = Path(keypoint_instruct.__file__).parent
+    names = ("parse.py", "quality.py", "samples.py", "prompts.py", "data/quality_filters.json")
+    names += ("prompts/detailed_description/instructions.txt",)  # the instruction of each description row
+    return [Path(__file__), *(package / name for name in names)]
+
+
 def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) -> str:
-    """A fingerprint of the inputs and of this code, so that a builder cache never serves stale rows."""
-    parts = [__version__, hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
+    """A fingerprint of the inputs and of the code, so that a builder cache never serves stale rows."""
+    parts = [__version__, *(hashlib.sha256(p.read_bytes()).hexdigest() for p in _code_files() if p.is_file())]
     if cache_path:
         parts += [_stat(Path(cache_path)), _stat(Path(f"{cache_path}-wal"))]
     if coco_root:

@@ -170,3 +170,12 @@ def test_large_configs_are_sharded_by_size(coco_root, offline_cache, tmp_path):
     shards = sorted(p.name for p in (out / "all").glob("*.parquet"))
     assert len(shards) > 1 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
     assert load_dataset(str(out), "all", split="train").num_rows == rows["all"]
+
+
+def test_the_builder_fingerprint_covers_the_code_and_tables_that_shape_rows():
+    from builder import _code_files
+
+    files = _code_files()
+    assert all(p.is_file() for p in files), [p for p in files if not p.is_file()]
+    names = {p.name for p in files}
+    assert {"builder.py", "parse.py", "quality.py", "samples.py", "quality_filters.json"} <= names
