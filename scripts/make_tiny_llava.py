@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from keypoint_instruct.errors import KeypointInstructError
 from keypoint_instruct.tiny_llava import build_tiny_llava
@@ -22,10 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # before the build: fail in a second, not after it
         out = build_tiny_llava(args.out_dir, seed=args.seed)
     except KeypointInstructError as err:
         print(f"make_tiny_llava: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # an out_dir that is a file, or under a folder that cannot be written
+        print(f"make_tiny_llava: error: cannot write {args.out_dir}: {err.strerror or err}", file=sys.stderr)
+        return 2
     print(out)
     return 0
 

@@ -38,6 +38,22 @@ def test_script_builds_a_model_that_loads(tmp_path):
     assert (out / "chat_template.jinja").read_text() == load_chat_template()
 
 
+def test_script_says_in_one_line_when_it_cannot_write(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for out in (blocker, blocker / "tiny"):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "make_tiny_llava.py"), str(out)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("make_tiny_llava: error:")]
+        assert len(errors) == 1 and str(out) in errors[0], proc.stderr
+
+
 def test_processor_and_model_agree_on_image_tokens(tiny_llava_dir):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
