@@ -44,7 +44,7 @@ def test_contexts_to_stdout_matches_the_library(coco_root):
     assert "contexts" in proc.stderr  # the progress bar goes to stderr, never into the JSON lines
 
 
-def test_contexts_options_and_out_file(coco_root, tmp_path, capsys):
+def test_contexts_options_and_out_file(coco_root, tmp_path, capsys, caplog):
     out = tmp_path / "sub" / "ctx.jsonl"
     args = ["contexts", "--coco-root", str(coco_root), "--split", "train2017", "--out", str(out)]
     assert main([*args, "--min-persons", "0"]) == 0
@@ -54,6 +54,9 @@ def test_contexts_options_and_out_file(coco_root, tmp_path, capsys):
     assert main(args) == 0
     default = [json.loads(line) for line in out.read_text().splitlines()]
     assert 0 < len(strict) < len(default) < 24
+    with caplog.at_level("WARNING", logger="keypoint_instruct.cli.contexts"):
+        assert main([*args, "--min-persons", "50"]) == 0
+    assert out.read_text() == "" and "none of the 24 images of train2017 has 50 or more people" in caplog.text
     assert main([*args, "--context", "paper+facts", "--limit", "2"]) == 0
     facts = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(facts) == 2

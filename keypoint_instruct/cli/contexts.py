@@ -103,6 +103,14 @@ def run_contexts(args: argparse.Namespace) -> int:
         raise UsageError(f"--min-keypoints is {args.min_keypoints}, but a COCO person has 17 keypoints")
     scenes = load_scenes(args.coco_root, args.split)
     chosen = select_scenes(scenes, min_persons=args.min_persons, min_keypoints=args.min_keypoints, limit=args.limit)
+    if not chosen:
+        log.warning(
+            "none of the %d images of %s has %d or more people with %d or more labelled keypoints",
+            len(scenes),
+            args.split,
+            args.min_persons,
+            args.min_keypoints,
+        )
     del scenes
     encoder = msgspec.json.Encoder()
     out = _open_out(args.out) if args.out else sys.stdout.buffer
