@@ -208,13 +208,22 @@ def _accelerate(num_processes: int, argv: list[str]) -> subprocess.CompletedProc
 @pytest.mark.parametrize("num_processes", [1, 2])
 def test_zero3_launch_trains_and_saves_canonical_full_weights(num_processes, tiny_llava_dir, sft_dataset, tmp_path):
     out = tmp_path / "out"
-    proc = _accelerate(
-        num_processes, _argv(tiny_llava_dir, sft_dataset, out, "--max_steps", "3", "--logging_steps", "1")
-    )
+    argv = _argv(tiny_llava_dir, sft_dataset, out, "--logging_steps", "1")
+    if num_processes == 2:  # save a resumable checkpoint at step 2, then resume from it (DeepSpeed's own format)
+        save = ["--save_strategy", "steps", "--save_steps", "2", "--save_only_model", "false"]
+        first = _accelerate(num_processes, [*argv, "--max_steps", "2", *save])
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert list((out / "checkpoint-2").glob("global_step2"))
+        argv += [*save, "--resume_from_checkpoint", "true"]
+    proc = _accelerate(num_processes, [*argv, "--max_steps", "3"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert f"DeepSpeed ZeRO-3 on {num_processes} process" in proc.stderr
     assert "parameters partitioned by ZeRO-3 at load" in proc.stderr
+    if num_processes == 2:
+        assert f"resuming from {out / 'checkpoint-2'}" in proc.stderr
+        log = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+        assert [entry["step"] for entry in log if "loss" in entry] == [1, 2, 3]
     _check_checkpoint(out, tiny_llava_dir)
 
 
