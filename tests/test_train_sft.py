@@ -69,6 +69,29 @@ def test_first_batch_trains_only_answers_and_their_eos(trainer):
         assert "USER:" not in decoded and "ASSISTANT" not in decoded
 
 
+def test_a_two_turn_conversation_trains_both_answers_and_both_eos(trainer):
+    """What TRL's collator builds for a multi-turn row: LLaVA-1.5's text, labels on each answer and its </s> only."""
+    from PIL import Image
+
+    tokenizer = trainer.processing_class.tokenizer
+    turns = [("What is the person doing?", "The person is standing."), ("Why?", "Ready to move.")]
+    messages = []
+    for index, (question, answer) in enumerate(turns):
+        content = [{"type": "text", "text": question}]
+        messages.append({"role": "user", "content": ([{"type": "image"}] if index == 0 else []) + content})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    batch = trainer.data_collator([{"messages": messages, "images": [Image.new("RGB", (56, 56), (9, 9, 9))]}])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    text = tokenizer.decode(ids).replace("<image>" * 16, "<image>")
+    assert text == (
+        "<s>A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the user's questions. USER: <image>\nWhat is the person doing? "
+        "ASSISTANT: The person is standing.</s>USER: Why? ASSISTANT: Ready to move.</s>"
+    )
+    assert tokenizer.decode(ids[labels != -100]) == " The person is standing.</s> Ready to move.</s>"
+    assert (ids[labels != -100] == tokenizer.eos_token_id).sum() == 2
+
+
 def test_images_arrive_padded_to_square_not_cropped(trainer, sft_dataset):
     dataset_images = trainer.train_dataset.with_format(None).select_columns(["images"])
     examples = [trainer.train_dataset[i] for i in range(min(16, len(trainer.train_dataset)))]
