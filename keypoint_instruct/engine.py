@@ -4,7 +4,8 @@ The teacher adapter sends one request; everything around it lives here. Keys alr
 Every answer is committed as it arrives (answers cut by ``length`` or ``content_filter`` are stored with that finish
 reason so the dataset build can drop them), every failed attempt is recorded with its reason, and a run ends with
 a :class:`RunSummary`. Rate limits are token buckets (RPM and TPM) that follow the ``x-ratelimit-*`` headers when
-the endpoint sends them; a 429 pauses all sending until its Retry-After has passed.
+the endpoint sends them (:mod:`keypoint_instruct.ratelimit`); a 429 pauses all sending until its Retry-After
+has passed.
 
 A run stops early, with one :class:`TeacherError` line, on an error that every request would hit (a refused key, an
 unknown model, an exhausted quota) and when the first request to exhaust its attempts does so before the endpoint
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import sqlite3
 import time
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, UsageError
-from keypoint_instruct.teacher import RateLimits, Teacher, TeacherRequest
+from keypoint_instruct.ratelimit import RateLimiter, estimate_request_tokens
+from keypoint_instruct.teacher import Teacher, TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -96,90 +97,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, summary: RunSummary) -> None:
         super().__init__("interrupted")
         self.summary = summary
-
-
-def estimate_request_tokens(request: TeacherRequest) -> int:
-    """What a request counts against a TPM limit: a character estimate of the prompt plus max_tokens.
-
-    Providers debit the limit before answering, from an estimate of this kind; the response headers correct it.
-    """
-    prompt = 0
-    for message in request.body.get("messages", []):
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
-        prompt += math.ceil(len(content or "") / 4) + 4
-    return prompt + int(request.body.get("max_tokens") or 0)
-
-
-class _Bucket:
-    def __init__(self, per_minute: float, burst_s: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(self.rate * burst_s, 1.0)
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-
-    def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait_for(self, amount: float) -> float:
-        need = min(amount, self.capacity) - self.level
-        return need / self.rate if need > 0 else 0.0
-
-
-class RateLimiter:
-    """RPM/TPM token buckets plus a global pause after a 429; follows ``x-ratelimit-*`` headers."""
-
-    def __init__(self, rpm: float | None, tpm: float | None, burst_s: float = 1.0) -> None:
-        self.burst_s = burst_s
-        self.requests = _Bucket(rpm, burst_s) if rpm else None
-        self.tokens = _Bucket(tpm, burst_s) if tpm else None
-        self.paused_until = 0.0
-
-    async def acquire(self, tokens: int) -> None:
-        while True:
-            now = time.monotonic()
-            wait = self.paused_until - now
-            if wait <= 0:
-                for bucket in (self.requests, self.tokens):
-                    if bucket:
-                        bucket.refill(now)
-                wait = max(
-                    self.requests.wait_for(1) if self.requests else 0.0,
-                    self.tokens.wait_for(tokens) if self.tokens else 0.0,
-                )
-                if wait <= 0:
-                    if self.requests:
-                        self.requests.level -= 1
-                    if self.tokens:
-                        self.tokens.level -= tokens
-                    return
-            await asyncio.sleep(wait)
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
-
-    def observe(self, limits: RateLimits | None) -> None:
-        """Adopt the endpoint's limits when we had none; never hold more allowance than it says remains."""
-        if limits is None:
-            return
-        now = time.monotonic()
-        for name, limit, remaining, reset_s in (
-            ("requests", limits.limit_requests, limits.remaining_requests, limits.reset_requests_s),
-            ("tokens", limits.limit_tokens, limits.remaining_tokens, limits.reset_tokens_s),
-        ):
-            bucket = getattr(self, name)
-            if bucket is None and limit:
-                bucket = _Bucket(limit, self.burst_s)
-                setattr(self, name, bucket)
-                log.info("following the endpoint's limit of %d %s per minute", limit, name)
-            if bucket is not None and remaining is not None:
-                bucket.refill(now)
-                bucket.level = min(bucket.level, float(remaining))
-            if remaining == 0 and reset_s:
-                # Nothing left: wait until the endpoint's window gives some back (at most one unit's refill time).
-                self.pause(min(reset_s, 60.0 / limit) if limit else reset_s)
 
 
 class _Progress:

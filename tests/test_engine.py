@@ -10,9 +10,9 @@ from collections import Counter, defaultdict
 import pytest
 
 from keypoint_instruct.cache import ResponseCache
-from keypoint_instruct.engine import EngineSettings, RateLimiter, estimate_request_tokens, run
+from keypoint_instruct.engine import EngineSettings, run
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
-from keypoint_instruct.teacher import Completion, OpenAITeacher, RateLimits, request_key
+from keypoint_instruct.teacher import Completion, OpenAITeacher, request_key
 from tests.test_teacher import chat_request
 
 
@@ -128,18 +128,6 @@ def test_rate_limits_are_kept(fake_openai, tmp_path):
     for entry in log:
         per_second[int(entry.time - log[0].time)] += entry.status == 200
     assert max(per_second.values()) <= 20 + 20  # bucket of one second plus one second of refill
-
-
-def test_limiter_follows_headers():
-    limiter = RateLimiter(rpm=None, tpm=None)
-    limiter.observe(RateLimits(limit_requests=600, remaining_requests=2, limit_tokens=60_000, remaining_tokens=50))
-    assert limiter.requests.rate == 10 and limiter.requests.level <= 2
-    assert limiter.tokens.level <= 50
-    assert estimate_request_tokens(chat_request(1)) > 1024 + 1000  # prompt estimate + max_tokens
-    limiter.observe(RateLimits(limit_requests=600, remaining_requests=0, reset_requests_s=5.0))
-    assert 0.05 < limiter.paused_until - time.monotonic() <= 0.1  # 60 s / 600 until one request comes back
-    limiter.observe(RateLimits(remaining_requests=0, reset_requests_s=0.5))
-    assert limiter.paused_until - time.monotonic() > 0.4  # no limit given: the whole reset time
 
 
 def test_settings_are_checked():
