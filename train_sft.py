@@ -26,6 +26,8 @@ traceback after our one-line error; plain ``python`` prints only the line):
 
     python train_sft.py --config recipes/llava-1.5-7b/sft/config_full.yaml --image_root data/coco --check_only
 
+(on a machine without a GPU add ``--bf16 false``: transformers refuses bf16 there before any check runs).
+
 Resuming: ``--resume_from_checkpoint true`` (the newest checkpoint in output_dir) or a checkpoint folder. The 7B
 recipes save weights only (``save_only_model``), which cannot resume; pass ``--save_only_model false`` for a run you
 may need to resume (each checkpoint then also holds the ~85 GB optimizer state of a 7B under ZeRO-3).
