@@ -44,6 +44,14 @@ _SAMPLE_SHAPES = {
 }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated values out in full: the four configs share one features list, and `&id001`/`*id001` anchors
+    would make the card's YAML hard to read for a person and for the Hub's metadata tools."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def check_version(version: str) -> str:
     """``version`` if it is X.Y.Z (semantic versioning, no prefix), else a :class:`UsageError`."""
     if not SEMVER.match(version or ""):
@@ -127,7 +135,9 @@ def render_card(
     synthetic = OFFLINE_MODEL in stats.models
     dropped = stats.dropped_by_reason()
     values = {
-        "front_matter": yaml.safe_dump(front_matter(configs, synthetic=synthetic), sort_keys=False, width=1000),
+        "front_matter": yaml.dump(
+            front_matter(configs, synthetic=synthetic), Dumper=_PlainDumper, sort_keys=False, width=1000
+        ),
         "pretty_name": PRETTY_NAME,
         "version": version,
         "synthetic_notice": (

@@ -168,6 +168,7 @@ def test_card_reads_complete_and_its_example_runs(dataset_dir):
 
     card = (dataset_dir / "README.md").read_text()
     _, front, body = card.split("---\n", 2)
+    assert "&id" not in front and "*id" not in front  # every config's features written out, no YAML anchors
     meta = yaml.safe_load(front)
     assert meta["license"] == "cc-by-4.0" and meta["task_categories"] and "human-pose" in meta["tags"]
     configs = {c["config_name"]: c for c in meta["configs"]}
