@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -99,7 +100,9 @@ def test_push_uploads_in_one_commit_then_tags(folder, monkeypatch, capsys):
         "all",
     }
     assert 'load_dataset("org/keypoint_instruct", "complex_reasoning"' in card.text
-    assert "--dataset_name org/keypoint_instruct " in card.text and str(folder) not in card.text
+    local_ref = re.search(r'load_dataset\("([^"]+)"', before).group(1)  # the folder the build wrote
+    assert local_ref != "org/keypoint_instruct" and local_ref not in card.text
+    assert "--dataset_name org/keypoint_instruct " in card.text
     # the YAML front matter goes up byte for byte, and the folder's own card is left as it was
     local = (folder / "README.md").read_text()
     assert fake.uploaded_readme.split("\n---\n")[0] == local.split("\n---\n")[0]
