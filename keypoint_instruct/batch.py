@@ -34,11 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keypoint_instruct.batch_ingest import account_for_missing, ingest
 from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
-from keypoint_instruct.pricing import completion_cost
 from keypoint_instruct.teacher import (
-    Completion,
     TeacherRequest,
     canonical_json,
     error_message,
@@ -322,86 +321,6 @@ def _requests_of(client, jobs: BatchJobs, batch) -> dict[str, TeacherRequest]:
     return requests
 
 
-def _completion(body: dict, request: TeacherRequest) -> Completion:
-    choice = body["choices"][0]
-    usage = body.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    return Completion(
-        text=(choice.get("message") or {}).get("content") or "",
-        finish_reason=choice.get("finish_reason") or "unknown",
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-        model=str(body.get("model") or request.body.get("model", "")),
-    )
-
-
-def _failure_reason(batch_id: str, line: dict) -> str:
-    response = line.get("response") or {}
-    error = line.get("error") or (response.get("body") or {}).get("error") or {}
-    code = error.get("code") or error.get("type") or "error"
-    status_code = response.get("status_code")
-    where = f"HTTP {status_code} " if status_code else ""
-    return f"batch {batch_id}: {where}{code}: {error.get('message') or 'no message'}"
-
-
-def _batch_errors(batch) -> str:
-    """Why a batch ended without answers, from its ``errors`` (a failed batch) or its status."""
-    data = getattr(getattr(batch, "errors", None), "data", None) or []
-    found = [f"{e.code or 'error'}: {e.message or 'no message'}" for e in data[:3]]
-    return "; ".join(redact(x) for x in found) or "no answer for this request"
-
-
-def _account_for_missing(cache: ResponseCache, batch, lines: list[dict], requests: dict, result) -> None:
-    """A request of the batch on no output or error line (e.g. a failed batch) is recorded as a failure."""
-    seen = {line.get("custom_id") for line in lines}
-    missing = [key for key in requests if key not in seen]
-    answered = cache.answered(missing)
-    reason = f"batch {batch.id} {batch.status}: {_batch_errors(batch)}"
-    for key in missing:
-        if key in answered:
-            continue
-        if not any(f["reason"] == reason for f in cache.failures(key)):
-            cache.record_failure(requests[key], reason)
-        result.failures += 1
-
-
-def _ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, result: CollectResult) -> None:
-    answered = cache.answered(line.get("custom_id") for line in lines)
-    for line in lines:
-        request = requests.get(line.get("custom_id"))
-        if request is None:
-            result.unmatched += 1
-            continue
-        if request.key in answered:
-            result.already_present += 1
-            continue
-        response = line.get("response") or {}
-        if response.get("status_code") == 200 and not line.get("error"):
-            try:
-                completion = _completion(response["body"], request)
-            except (KeyError, IndexError, TypeError, ValueError) as err:
-                reason = f"batch {batch.id}: malformed answer ({type(err).__name__}: {err})"
-            else:
-                cost = completion_cost(
-                    str(request.body.get("model", completion.model)),
-                    prompt_tokens=completion.prompt_tokens,
-                    completion_tokens=completion.completion_tokens,
-                    cached_tokens=completion.cached_tokens,
-                    batch=True,
-                )
-                stored = cache.put(request, completion, 0.0, cost_usd=cost)
-                answered.add(request.key)
-                result.added += 1
-                result.cost_usd += stored.cost_usd
-                continue
-        else:
-            reason = _failure_reason(batch.id, line)
-        if not any(f["reason"] == reason for f in cache.failures(request.key)):
-            cache.record_failure(request, reason)
-        result.failures += 1
-
-
 def collect(client, cache: ResponseCache) -> CollectResult:
     """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
     result = CollectResult()
@@ -414,8 +333,8 @@ def collect(client, cache: ResponseCache) -> CollectResult:
             continue
         requests = _requests_of(client, jobs, batch)
         lines = _jsonl(client, batch.output_file_id, "output file") + _jsonl(client, batch.error_file_id, "error file")
-        _ingest(cache, batch, lines, requests, result)
-        _account_for_missing(cache, batch, lines, requests, result)
+        ingest(cache, batch, lines, requests, result)
+        account_for_missing(cache, batch, lines, requests, result)
         if batch.status != "completed":
             result.unfinished.append(f"{batch.id} {batch.status}")
         jobs.update(batch.id, collected_at=datetime.now(UTC).isoformat(timespec="microseconds"))
