@@ -82,7 +82,9 @@ def register(subparsers) -> None:
         help="ask the teacher for every selected image and task; answers go to the response cache",
         description="Send one teacher request per selected image and task. Answers already in the cache are never "
         "sent again; each answer is saved the moment it arrives. The key comes from OPENAI_API_KEY. Exit status 1 "
-        "when some requests were given up after --max-attempts (run the same command again to retry only those).",
+        "when some requests were given up after --max-attempts (run the same command again to retry only those); 2, "
+        "with one line, when the endpoint refuses the key or does not know the model. Ctrl-C stops cleanly: nothing "
+        "new is sent, requests in flight may finish (up to 30 s), the summary is printed, exit status 130.",
     )
     add_selection_options(gen)
     add_endpoint_options(gen)
