@@ -50,7 +50,7 @@ RESULTS=${OUT:-.}
 W=$(mktemp -d /tmp/device_train_7b.XXXX)
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME="$W/hf_home"
 export TORCH_EXTENSIONS_DIR="$W/torch_extensions" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-if [ -d .whl ]; then
+if [ -d .whl ] && ! $PY -c "import trl, deepspeed, datasets" 2>/dev/null; then  # the device image, not this venv
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
