@@ -332,9 +332,11 @@ def _status_error(err: Any, model: str) -> TeacherCallError:
     if status == 429 and code == "insufficient_quota":
         return TeacherCallError(f"{reason}: the account has no quota left", retryable=False, fatal=True)
     if status in (401, 403):
-        # The provider's message may echo part of the key: say what to check instead.
+        # The provider's message may echo part of the key: it is redacted above.
         return TeacherCallError(
-            f"{reason}: the endpoint refused the API key; check {API_KEY_ENV}", retryable=False, fatal=True
+            f"{reason}: the endpoint refused the API key or its access ({message}); check {API_KEY_ENV}",
+            retryable=False,
+            fatal=True,
         )
     if status == 404:
         # Every request would get the same answer: the model or the endpoint's path does not exist.
