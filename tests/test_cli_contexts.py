@@ -64,6 +64,22 @@ def test_contexts_options_and_out_file(coco_root, tmp_path, capsys, caplog):
     assert capsys.readouterr().out == ""
 
 
+def test_forked_workers_write_the_same_lines_in_the_same_order(coco_root, tmp_path, monkeypatch):
+    import keypoint_instruct.cli.contexts as contexts
+
+    monkeypatch.setattr(contexts, "_CHUNK", 5)  # several chunks even on the small fixture
+    files = {}
+    for workers in ("1", "2"):
+        for mode in ("paper", "paper+facts"):
+            out = tmp_path / f"w{workers}-{mode}.jsonl"
+            args = ["contexts", "--coco-root", str(coco_root), "--split", "val2014", "--context", mode]
+            assert main([*args, "--workers", workers, "--min-persons", "0", "--out", str(out)]) == 0
+            files[workers, mode] = out.read_bytes()
+    for mode in ("paper", "paper+facts"):
+        assert files["1", mode] == files["2", mode]
+        assert len(files["1", mode].splitlines()) == len(load_scenes(coco_root, "val2014"))
+
+
 def test_show_writes_a_png_at_least_the_image_size(coco_root, tmp_path):
     scene = select_scenes(load_scenes(coco_root, "train2017"), min_keypoints=8)[0]
     out = tmp_path / "fig.png"
