@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,13 @@ def register(subparsers) -> None:
         "--cache", required=True, type=Path, help="response cache (SQLite) of the teacher; created if absent"
     )
     p.add_argument("--out", required=True, type=Path, help="benchmark folder to write (BENCH_DIR)")
-    p.add_argument("--images", type=int, default=30, help="number of images; one question per task each (paper: 30)")
+    p.add_argument(
+        "--images", type=count(1), default=30, help="number of images; one question per task each (paper: 30)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the image draw: same seed and split, same images")
     p.add_argument(
         "--min-keypoints",
-        type=int,
+        type=count(1),
         default=8,
         help="an image needs a person with at least this many labelled keypoints",
     )
@@ -48,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="teacher model (default: the training data's, gpt-4o-2024-08-06)")
     p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint (default: OpenAI's)")
     p.add_argument("--context-mode", default="paper", help="context mode of the teacher prompts: paper or paper+facts")
-    p.add_argument("--concurrency", type=int, default=16, help="teacher requests in flight at once")
+    p.add_argument("--concurrency", type=count(1), default=16, help="teacher requests in flight at once")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -69,9 +72,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=Path, help="answers file (JSON lines); existing answers are kept")
     p.add_argument("--name", default=None, help="model name in reports (default: the folder name or the model id)")
     p.add_argument(
-        "--batch-size", type=int, default=8, help="questions per generate() call (hf) or requests in flight (openai)"
+        "--batch-size",
+        type=count(1),
+        default=8,
+        help="questions per generate() call (hf) or requests in flight (openai)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=512, help="longest answer in tokens")
+    p.add_argument("--max-new-tokens", type=count(1), default=512, help="longest answer in tokens")
     p.set_defaults(func=cmd_answer)
 
     p = commands.add_parser("judge", help="grade the answers against the references with a judge model")
@@ -88,14 +94,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint for the judge")
     p.add_argument("--out", required=True, type=Path, help="result file to write (RESULT.json)")
-    p.add_argument("--concurrency", type=int, default=16, help="judge requests in flight at once")
+    p.add_argument("--concurrency", type=count(1), default=16, help="judge requests in flight at once")
     p.set_defaults(func=cmd_judge)
 
     p = commands.add_parser("report", help="tables like the paper's Tables 4 and 5, intervals, and a bar chart")
     p.add_argument("results", nargs="+", type=Path, metavar="RESULT.json", help="results written by `bench judge`")
     p.add_argument("--baseline", default=None, help="model name to compute the improvement against")
     p.add_argument("--out", required=True, type=Path, help="folder for report.md, report.json and report.png")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--resamples", type=count(1), default=2000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.set_defaults(func=cmd_report)
 
@@ -131,18 +137,11 @@ def _writable(path: Path, *, folder: bool) -> None:
         probe.unlink()
 
 
-def _positive(value: int, flag: str) -> None:
-    if value < 1:
-        raise BenchmarkError(f"{flag} must be at least 1, got {value}")
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from keypoint_instruct.bench.build import build_bench
     from keypoint_instruct.cache import ResponseCache
     from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, OpenAITeacher
 
-    _positive(args.images, "--images")
-    _positive(args.concurrency, "--concurrency")
     if not args.coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {args.coco_root} does not exist")
     if args.out.exists() and not args.out.is_dir():
@@ -185,8 +184,6 @@ def cmd_answer(args: argparse.Namespace) -> int:
     from keypoint_instruct.bench.answer import answer_hf, answer_openai, default_name
     from keypoint_instruct.bench.layout import load_bench
 
-    _positive(args.batch_size, "--batch-size")
-    _positive(args.max_new_tokens, "--max-new-tokens")
     bench = load_bench(args.bench)
     name = args.name or default_name(args.model)
     _writable(args.out, folder=False)
@@ -216,7 +213,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from keypoint_instruct.bench.layout import load_answers, load_bench
     from keypoint_instruct.cache import ResponseCache
 
-    _positive(args.concurrency, "--concurrency")
     bench = load_bench(args.bench)
     answers = load_answers(args.answers, bench)
     _writable(args.out, folder=False)

@@ -11,24 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.errors import KeypointInstructError, UnknownImageError, UsageError
 
 log = logging.getLogger(__name__)
 
 CONTEXT_CHOICES = ("paper", "paper+facts")
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -64,11 +52,11 @@ def register(subparsers) -> None:
         "--out", type=Path, default=None, metavar="FILE", help="JSONL file to write (default: standard output)"
     )
     ctx.add_argument(
-        "--limit", type=_count(1), default=None, metavar="N", help="stop after the first N selected images"
+        "--limit", type=count(1), default=None, metavar="N", help="stop after the first N selected images"
     )
     ctx.add_argument(
         "--min-persons",
-        type=_count(0),
+        type=count(0),
         metavar="N",
         default=1,
         help="keep images with at least this many people having --min-keypoints labelled keypoints (default 1; "
@@ -76,14 +64,14 @@ def register(subparsers) -> None:
     )
     ctx.add_argument(
         "--min-keypoints",
-        type=_count(0),
+        type=count(0),
         metavar="N",
         default=1,
         help="labelled keypoints (0-17) a person needs to count towards --min-persons (default 1)",
     )
     ctx.add_argument(
         "--workers",
-        type=_count(1),
+        type=count(1),
         default=None,
         metavar="N",
         help="processes that format contexts (default: the CPU count, up to 4, for 20,000 images or more; else 1)",
@@ -96,7 +84,7 @@ def register(subparsers) -> None:
         description="Render one image like the paper's Fig. 1: boxes, keypoints joined by COCO's skeleton "
         "(visible and hidden keypoints drawn differently, unlabelled ones left out) and the context text beside it.",
     )
-    show.add_argument("image_id", type=_count(0), metavar="IMAGE_ID", help="COCO image id, e.g. 42")
+    show.add_argument("image_id", type=count(0), metavar="IMAGE_ID", help="COCO image id, e.g. 42")
     _add_source(show)
     show.add_argument("--out", type=Path, required=True, metavar="FILE.png", help="PNG file to write")
     show.set_defaults(func=run_show)
@@ -121,7 +109,7 @@ def run_contexts(args: argparse.Namespace) -> int:
             args.min_keypoints,
         )
     del scenes
-    workers = args.workers or (min(os.cpu_count() or 1, 4) if len(chosen) >= PARALLEL_FROM else 1)
+    workers = args.workers or (min(os.cpucount() or 1, 4) if len(chosen) >= PARALLEL_FROM else 1)
     out = _open_out(args.out) if args.out else sys.stdout.buffer
     try:
         with tqdm(total=len(chosen), desc="contexts", unit="img", file=sys.stderr, mininterval=0.5) as bar:

@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+from keypoint_instruct.cli.argtypes import count, positive_float
 from keypoint_instruct.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -18,26 +19,6 @@ OFFLINE_MODEL = "offline-posefacts"
 
 
 # --------------------------------------------------------------------------- options
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -57,7 +38,7 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context", default="paper", choices=CONTEXT_CHOICES, help="context format: the paper's, or with pose facts"
     )
-    parser.add_argument("--limit", type=_positive_int, default=None, help="use only the first N selected images")
+    parser.add_argument("--limit", type=count(1), default=None, help="use only the first N selected images")
     parser.add_argument(
         "--shard", type=_shard, default=None, metavar="I/N", help="take every N-th selected image, starting at I"
     )
@@ -69,7 +50,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--request-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=600.0,
         help="seconds before one request is abandoned and retried; the provider may still bill an abandoned "
         "request, so keep it well above the longest answer time (default: %(default)s)",
@@ -95,23 +76,23 @@ def register(subparsers) -> None:
         help="openai: any OpenAI-compatible endpoint; offline: the deterministic pose-facts teacher (no key)",
     )
     gen.add_argument(
-        "--concurrency", type=_positive_int, default=32, help="requests in flight at once (default: %(default)s)"
+        "--concurrency", type=count(1), default=32, help="requests in flight at once (default: %(default)s)"
     )
     gen.add_argument(
         "--rpm",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="requests per minute allowed (default: what the endpoint's x-ratelimit headers say, else none)",
     )
     gen.add_argument(
         "--tpm",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="tokens per minute allowed, counting prompt + max_tokens (default: as for --rpm)",
     )
     gen.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=count(1),
         default=5,
         help="attempts per request before giving up (default: %(default)s)",
     )
