@@ -3,16 +3,16 @@
 The paper's run (Table 2; DeepSpeed ZeRO-3; two A100s):
 
     accelerate launch --config_file recipes/accelerate_configs/zero3.yaml train_sft.py \
-        --config recipes/llava-1.5-7b/sft/config_full.yaml --image_root data/coco
+        --config recipes/llava-1.5-7b/sft/config_full.yaml --coco_root data/coco
 
-``--image_root`` is the COCO root the dataset's image paths are relative to (train2017/<file_name>); a dataset built
+``--coco_root`` is the COCO root the dataset's image paths are relative to (train2017/<file_name>); a dataset built
 with ``--embed-images`` needs none. ``--dataset_name`` takes a Hub id (with ``--dataset_revision v1.0.0``) or the
 folder written by ``keypoint-instruct build``.
 Ablations swap the recipe (config_conversation.yaml, config_detailed_description.yaml, config_complex_reasoning.yaml).
 The tiny model of the tests and the demo trains on a CPU, plainly or under ZeRO-3:
 
     python train_sft.py --config recipes/tiny-llava/sft/config_cpu.yaml \
-        --model_name_or_path TINY_DIR --dataset_name DATASET_DIR --image_root COCO_ROOT --output_dir OUT
+        --model_name_or_path TINY_DIR --dataset_name DATASET_DIR --coco_root COCO_ROOT --output_dir OUT
     accelerate launch --config_file recipes/accelerate_configs/zero3_cpu.yaml --num_processes 2 train_sft.py ...
 
 What is trained follows LLaVA-1.5 rather than TRL's defaults: the loss covers only the assistant answers and the
@@ -24,7 +24,7 @@ colour instead of centre-cropped; the vision tower stays frozen (projector and l
 Check a recipe and its data first, in seconds and without a GPU (``accelerate launch`` adds its own launcher
 traceback after our one-line error; plain ``python`` prints only the line):
 
-    python train_sft.py --config recipes/llava-1.5-7b/sft/config_full.yaml --image_root data/coco --check_only
+    python train_sft.py --config recipes/llava-1.5-7b/sft/config_full.yaml --coco_root data/coco --check_only
 
 (on a machine without a GPU add ``--bf16 false``: transformers refuses bf16 there before any check runs).
 
@@ -81,7 +81,7 @@ class ScriptArguments:
         },
     )
     dataset_train_split: str = field(default="train", metadata={"help": "Split of the dataset to train on."})
-    image_root: str | None = field(
+    coco_root: str | None = field(
         default=None,
         metadata={"help": "COCO root holding <split>/<file_name>; needed when the dataset stores image paths."},
     )
@@ -119,8 +119,8 @@ class ScriptArguments:
             )
         if len(set(self.dataset_configs)) != len(self.dataset_configs):
             raise TrainingConfigError(f"dataset_configs {self.dataset_configs}: a config is listed twice")
-        if self.image_root is not None and not Path(self.image_root).is_dir():
-            raise TrainingConfigError(f"image_root {self.image_root} is not a folder (expected the COCO root)")
+        if self.coco_root is not None and not Path(self.coco_root).is_dir():
+            raise TrainingConfigError(f"coco_root {self.coco_root} is not a folder (expected the COCO root)")
 
 
 def check_inputs(script_args: ScriptArguments, training_args, model_args):
@@ -139,7 +139,7 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args):
         revision=script_args.dataset_revision,
         split=script_args.dataset_train_split,
     )
-    check_images(dataset, script_args.image_root)
+    check_images(dataset, script_args.coco_root)
     template = training_args.chat_template_path
     if template is not None and not Path(template).is_file():
         raise TrainingConfigError(
@@ -168,7 +168,7 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
 
     dataset = check_inputs(script_args, training_args, model_args)
     train_dataset = dataset.select_columns(["messages", "images"]).with_transform(
-        image_transform(script_args.image_root, pad=script_args.pad_to_square)
+        image_transform(script_args.coco_root, pad=script_args.pad_to_square)
     )
 
     name, revision = model_args.model_name_or_path, model_args.model_revision

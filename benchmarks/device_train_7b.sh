@@ -127,7 +127,7 @@ train() {  # $1 = label, $2 = accelerate config; extra flags follow
     $PY -m accelerate.commands.launch --config_file "$accel" --num_processes 1 \
         benchmarks/bench_train.py --worker "$RESULTS/device_train_7b_$label.json" --random-weights \
         --config recipes/llava-1.5-7b/sft/config_full.yaml \
-        --model_name_or_path "$W/llava-1.5-7b" --dataset_name "$W/dataset" --image_root "$W/coco" \
+        --model_name_or_path "$W/llava-1.5-7b" --dataset_name "$W/dataset" --coco_root "$W/coco" \
         --output_dir "$W/out_$label" --max_steps "$STEPS" --logging_steps 1 --save_strategy no \
         --report_to none "$@" 2>&1 | grep -v -E "FutureWarning|return func|it/s\]$" | tail -25
     local code=${PIPESTATUS[0]}

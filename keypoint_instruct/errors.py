@@ -74,7 +74,7 @@ class HubError(KeypointInstructError, RuntimeError):
 
 
 class TrainingConfigError(KeypointInstructError, ValueError):
-    """A training recipe, dataset or image root that cannot be used for fine-tuning."""
+    """A training recipe, dataset or COCO root that cannot be used for fine-tuning."""
 
 
 class BenchmarkError(KeypointInstructError, ValueError):

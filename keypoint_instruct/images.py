@@ -33,12 +33,12 @@ def pad_to_square(image: Image.Image, fill: tuple[int, int, int] = CLIP_MEAN_RGB
     return canvas
 
 
-def resolve_image(value: Any, image_root: Path | str | None) -> Image.Image:
+def resolve_image(value: Any, coco_root: Path | str | None) -> Image.Image:
     """Turn one entry of a dataset's ``images`` column into an RGB PIL image.
 
     ``value`` is a PIL image (an ``Image()`` column that decodes), a dict ``{"path", "bytes"}`` (an
     ``Image(decode=False)`` column), or a plain path string. Bytes win over the path; a relative path is read under
-    ``image_root`` (the COCO root, since rows store ``"<split>/<file_name>"``).
+    ``coco_root`` (the COCO root, since rows store ``"<split>/<file_name>"``).
     """
     if isinstance(value, Image.Image):
         return value.convert("RGB")
@@ -58,13 +58,13 @@ def resolve_image(value: Any, image_root: Path | str | None) -> Image.Image:
         raise TrainingConfigError('image entry has neither bytes nor a path: expected {"path": ..., "bytes": ...}')
     file = Path(path)
     if not file.is_absolute():
-        if image_root is None:
+        if coco_root is None:
             raise TrainingConfigError(
-                f"image {path!r} is referenced by a relative path but no image root was given "
-                "(pass --image_root <COCO root>, the folder that holds <split>/<file_name>)"
+                f"image {path!r} is referenced by a relative path but no COCO root was given "
+                "(pass --coco_root <COCO root>, the folder that holds <split>/<file_name>)"
             )
-        file = Path(image_root) / file
+        file = Path(coco_root) / file
     if not file.is_file():
-        raise TrainingConfigError(f"image not found: {file} (expected <image_root>/<split>/<file_name>)")
+        raise TrainingConfigError(f"image not found: {file} (expected <coco_root>/<split>/<file_name>)")
     with Image.open(file) as image:
         return image.convert("RGB")

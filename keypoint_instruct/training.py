@@ -115,8 +115,8 @@ def _image_entries(dataset) -> list[Any]:
     return pc.list_flatten(column).to_pylist()
 
 
-def check_images(dataset, image_root: str | Path | None) -> int:
-    """Raise before training when an image that rows reference by path is not under ``image_root``.
+def check_images(dataset, coco_root: str | Path | None) -> int:
+    """Raise before training when an image that rows reference by path is not under ``coco_root``.
 
     Returns the number of distinct image files checked (entries that embed bytes need no file).
     """
@@ -127,30 +127,30 @@ def check_images(dataset, image_root: str | Path | None) -> int:
         elif isinstance(entry, str):
             paths.add(entry)
     relative = sorted(p for p in paths if not Path(p).is_absolute())
-    if relative and image_root is None:
+    if relative and coco_root is None:
         raise TrainingConfigError(
             f"the dataset references {len(relative)} images by relative path (e.g. {relative[0]}): "
-            "pass --image_root <COCO root>, the folder that holds <split>/<file_name>"
+            "pass --coco_root <COCO root>, the folder that holds <split>/<file_name>"
         )
-    root = Path(image_root) if image_root is not None else Path("/")
+    root = Path(coco_root) if coco_root is not None else Path("/")
     missing = sorted(p for p in paths if not (root / p).is_file())
     if missing:
         shown = ", ".join(str(root / p) for p in missing[:MAX_MISSING_SHOWN])
         more = f" and {len(missing) - MAX_MISSING_SHOWN} more" if len(missing) > MAX_MISSING_SHOWN else ""
         raise TrainingConfigError(
-            f"{len(missing)} of {len(paths)} images missing under image_root {root}: {shown}{more}"
+            f"{len(missing)} of {len(paths)} images missing under coco_root {root}: {shown}{more}"
         )
     logger.info("all %d referenced image files found", len(paths))
     return len(paths)
 
 
-def image_transform(image_root: str | Path | None, *, pad: bool = True) -> Callable[[dict], dict]:
+def image_transform(coco_root: str | Path | None, *, pad: bool = True) -> Callable[[dict], dict]:
     """A ``Dataset.with_transform`` function: ``images`` entries -> RGB PIL images, padded to square by default."""
 
     def transform(batch: dict) -> dict:
         images = []
         for row in batch["images"]:
-            loaded = [resolve_image(value, image_root) for value in row]
+            loaded = [resolve_image(value, coco_root) for value in row]
             images.append([pad_to_square(image) for image in loaded] if pad else loaded)
         return {"messages": batch["messages"], "images": images}
 

@@ -53,7 +53,7 @@ python scripts/make_tiny_llava.py "$OUT/tiny-llava"
 accelerate launch --config_file recipes/accelerate_configs/zero3_cpu.yaml --num_processes 1 \
   --num_cpu_threads_per_process 1 train_sft.py \
   --config recipes/tiny-llava/sft/config_cpu.yaml --model_name_or_path "$OUT/tiny-llava" \
-  --dataset_name "$OUT/dataset" --image_root "$COCO" --output_dir "$OUT/tiny-llava-kpi" --max_steps 60 \
+  --dataset_name "$OUT/dataset" --coco_root "$COCO" --output_dir "$OUT/tiny-llava-kpi" --max_steps 60 \
   --logging_steps 10 --disable_tqdm true
 
 step "6. HPAUB on val2014: build (offline teacher), answer (base vs fine-tuned), judge (offline, NOT GPT-4o), report"

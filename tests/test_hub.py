@@ -144,10 +144,10 @@ def test_a_failed_upload_leaves_the_folder_card_unchanged(folder, monkeypatch, c
 
 def test_card_for_repo_only_touches_the_dataset_reference():
     text = '---\nconfigs:\n- config_name: all\n  path: "out/ds"\n---\nload_dataset("out/ds", "all")\n'
-    text += "--dataset_name out/ds --image_root x\nout/ds stays in prose\n"
+    text += "--dataset_name out/ds --coco_root x\nout/ds stays in prose\n"
     card = hub.card_for_repo(text, "org/kpi")
     assert card.startswith('---\nconfigs:\n- config_name: all\n  path: "out/ds"\n---\n')
-    assert 'load_dataset("org/kpi", "all")' in card and "--dataset_name org/kpi --image_root" in card
+    assert 'load_dataset("org/kpi", "all")' in card and "--dataset_name org/kpi --coco_root" in card
     assert "out/ds stays in prose" in card
     assert hub.card_for_repo(card, "org/kpi") == card
 

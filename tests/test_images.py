@@ -44,7 +44,7 @@ def test_pad_to_square_returns_square_images_unchanged_and_converts_to_rgb():
     assert pad_to_square(gray).mode == "RGB"
 
 
-def test_resolve_image_reads_relative_paths_under_the_image_root(tmp_path):
+def test_resolve_image_reads_relative_paths_under_the_coco_root(tmp_path):
     (tmp_path / "train2017").mkdir()
     Image.new("L", (6, 4), 50).save(tmp_path / "train2017" / "000000000001.jpg")
     image = resolve_image({"path": "train2017/000000000001.jpg", "bytes": None}, tmp_path)
@@ -66,7 +66,7 @@ def test_resolve_image_names_the_missing_file(tmp_path):
 
 
 def test_resolve_image_needs_a_root_for_relative_paths_and_rejects_odd_values():
-    with pytest.raises(TrainingConfigError, match="image_root"):
+    with pytest.raises(TrainingConfigError, match="coco_root"):
         resolve_image({"path": "train2017/a.jpg", "bytes": None}, None)
     with pytest.raises(TrainingConfigError, match="neither bytes nor a path"):
         resolve_image({"path": None, "bytes": None}, None)

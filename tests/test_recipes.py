@@ -17,8 +17,8 @@ LLAVA_RECIPES = sorted((REPO / "recipes" / "llava-1.5-7b" / "sft").glob("config_
 
 
 def _parse(recipe: Path, *extra: str):
-    # The image root must exist for ScriptArguments' checks (the recipe's is a cluster path); bf16 needs a GPU.
-    base = ["--config", str(recipe), "--dataset_name", "org/data", "--image_root", str(REPO), "--bf16", "false"]
+    # The COCO root must exist for ScriptArguments' checks (the recipe's is a cluster path); bf16 needs a GPU.
+    base = ["--config", str(recipe), "--dataset_name", "org/data", "--coco_root", str(REPO), "--bf16", "false"]
     return parse_args([*base, *extra])
 
 
@@ -46,7 +46,7 @@ def test_every_recipe_parses_and_keeps_llava_fidelity(recipe, tmp_path):
     values = yaml.safe_load(recipe.read_text())
     parsed = {**vars(model_args), **vars(script_args)}
     for key, value in values.items():
-        if key in parsed and key not in ("dataset_name", "image_root"):  # given on the command line above
+        if key in parsed and key not in ("dataset_name", "coco_root"):  # given on the command line above
             assert parsed[key] == value, key
 
 

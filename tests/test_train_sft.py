@@ -29,7 +29,7 @@ def _argv(tiny_llava_dir, sft_dataset, output_dir, *extra) -> list[str]:
         "--config", str(CPU_RECIPE),
         "--model_name_or_path", str(tiny_llava_dir),
         "--dataset_name", str(dataset_dir),
-        "--image_root", str(coco_root),
+        "--coco_root", str(coco_root),
         "--output_dir", str(output_dir),
         *extra,
     ]  # fmt: skip
@@ -204,7 +204,7 @@ def test_missing_images_fail_before_training(tiny_llava_dir, sft_dataset, tmp_pa
     empty_root = tmp_path / "coco"
     empty_root.mkdir()
     code = run(_argv(tiny_llava_dir, (sft_dataset[0], empty_root), tmp_path / "out"))
-    _assert_one_line_error(code, capsys.readouterr().err, "missing under image_root", str(empty_root))
+    _assert_one_line_error(code, capsys.readouterr().err, "missing under coco_root", str(empty_root))
     assert not (tmp_path / "out").exists()
 
 
@@ -266,7 +266,7 @@ def test_check_only_validates_without_loading_or_training(tiny_llava_dir, sft_da
     empty_root = tmp_path / "coco"
     empty_root.mkdir()
     code = run(_argv(tiny_llava_dir, (sft_dataset[0], empty_root), out, "--check_only"))
-    _assert_one_line_error(code, capsys.readouterr().err, "missing under image_root")
+    _assert_one_line_error(code, capsys.readouterr().err, "missing under coco_root")
 
 
 def test_a_revision_of_a_local_folder_is_refused(tiny_llava_dir, sft_dataset, tmp_path, capsys):

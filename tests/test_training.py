@@ -50,7 +50,7 @@ def test_check_images_names_missing_files(dataset_dir, coco_root, tmp_path):
     (partial / "train2017" / victim).unlink()
     with pytest.raises(TrainingConfigError, match=rf"1 of \d+ images missing .*{victim}"):
         check_images(dataset, partial)
-    with pytest.raises(TrainingConfigError, match="--image_root"):
+    with pytest.raises(TrainingConfigError, match="--coco_root"):
         check_images(dataset, None)
 
 
