@@ -254,8 +254,8 @@ def build_folder(
 
     import pyarrow as pa
 
+    from keypoint_instruct.card import ConfigSummary, check_version, render_card
     from keypoint_instruct.errors import DatasetBuildError, InputNotFoundError
-    from keypoint_instruct.hub import ConfigSummary, check_version, render_card
 
     check_version(version)
     out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)

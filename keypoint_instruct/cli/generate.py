@@ -10,12 +10,12 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count, positive_float
 from keypoint_instruct.errors import UsageError
+from keypoint_instruct.offline_teacher import MODEL as OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
 
 TASK_CHOICES = ("conversation", "detailed_description", "complex_reasoning", "all")
 CONTEXT_CHOICES = ("paper", "paper+facts")
-OFFLINE_MODEL = "offline-posefacts"
 
 
 # --------------------------------------------------------------------------- options
