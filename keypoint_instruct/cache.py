@@ -303,11 +303,10 @@ class ResponseCache:
         counts["paid_twice_usd"] = 0.0
         cols = ", ".join(_RESPONSE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _RESPONSE_COLUMNS if c != "key")
+        other_paths = [Path(p) for p in other_paths]
+        check_merge_inputs(self.path, other_paths)  # every file before the first is copied
         for other in other_paths:
-            other = Path(other)
-            if other.resolve() == self.path.resolve():
-                raise CacheError(f"cannot merge {other} into itself")
-            ResponseCache(other).close()  # validates the file and its schema
+            before = counts["added"]
             self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
             try:
                 with self.transaction():
@@ -337,5 +336,20 @@ class ResponseCache:
                     self._db.execute("INSERT OR IGNORE INTO main.batch_requests SELECT * FROM other.batch_requests")
             finally:
                 self._db.execute("DETACH DATABASE other")
-            log.info("merged %s: %d responses added", other, counts["added"])
+            log.info("merged %s: %d responses added", other, counts["added"] - before)
         return counts
+
+
+def check_merge_inputs(out: str | Path, inputs: Iterable[str | Path]) -> None:
+    """Raise the first problem of the caches to merge into ``out``, before anything is created or written.
+
+    Each input must exist, be a keypoint-instruct cache of this schema, and not be ``out`` itself.
+    """
+    out = Path(out)
+    missing = [str(p) for p in inputs if not Path(p).is_file()]
+    if missing:
+        raise InputNotFoundError(f"cache to merge not found: {', '.join(missing)}")
+    for other in map(Path, inputs):
+        if other.resolve() == out.resolve():
+            raise CacheError(f"cannot merge {other} into itself")
+        ResponseCache(other).close()  # validates the file and its schema

@@ -162,3 +162,39 @@ def test_cache_cli_stats_and_merge(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "none.sqlite" in err and "Traceback" not in err
+
+
+def test_merge_logs_per_file_counts(tmp_path, caplog):
+    shards = []
+    for index in range(2):
+        with ResponseCache(tmp_path / f"s{index}.sqlite", create=True) as cache:
+            for image_id in range(3 + index):
+                cache.put(make_request(10 * index + image_id), make_completion(), 0.1)
+        shards.append(tmp_path / f"s{index}.sqlite")
+    out = ResponseCache(tmp_path / "all.sqlite", create=True)
+    with caplog.at_level("INFO", logger="keypoint_instruct.cache"):
+        assert out.merge(shards)["added"] == 7  # the summary counts all files
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("merged")]
+    assert lines == [f"merged {shards[0]}: 3 responses added", f"merged {shards[1]}: 4 responses added"]
+
+
+def test_failed_merge_leaves_no_new_output_and_keeps_an_old_one(tmp_path, capsys):
+    good = tmp_path / "good.sqlite"
+    with ResponseCache(good, create=True) as cache:
+        cache.put(make_request(1), make_completion(), 0.1)
+    not_a_cache = tmp_path / "contexts.jsonl"
+    not_a_cache.write_text('{"image_id": 1}\n')
+    new = tmp_path / "new.sqlite"
+    assert main(["cache", "merge", str(new), str(good), str(not_a_cache)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "contexts.jsonl" in err and "Traceback" not in err
+    assert not any(p.name.startswith("new.sqlite") for p in tmp_path.iterdir())  # nothing created, no -wal either
+    old = tmp_path / "old.sqlite"
+    with ResponseCache(old, create=True) as cache:
+        cache.put(make_request(2), make_completion(), 0.1)
+    assert main(["cache", "merge", str(old), str(good), str(not_a_cache)]) == 2
+    capsys.readouterr()
+    with ResponseCache(old) as cache:  # a cache that was there stays, untouched
+        assert [r.image_id for r in cache.iter_responses()] == [2]
+    assert main(["cache", "merge", str(old), str(old)]) == 2
+    assert "into itself" in capsys.readouterr().err

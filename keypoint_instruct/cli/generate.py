@@ -333,13 +333,18 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_merge(args: argparse.Namespace) -> int:
-    missing = [str(p) for p in args.inputs if not p.is_file()]
-    if missing:
-        from keypoint_instruct.errors import InputNotFoundError
+    from keypoint_instruct.cache import check_merge_inputs
 
-        raise InputNotFoundError(f"cache to merge not found: {', '.join(missing)}")
-    with _open_cache(args.out, create=True) as cache:
-        counts = cache.merge(args.inputs)
+    check_merge_inputs(args.out, args.inputs)  # a bad input fails before the output file is created
+    created = not args.out.exists()
+    try:
+        with _open_cache(args.out, create=True) as cache:
+            counts = cache.merge(args.inputs)
+    except BaseException:
+        if created:  # never leave an empty cache behind; a cache that was there before stays
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{args.out}{suffix}").unlink(missing_ok=True)
+        raise
     print(
         f"merged {len(args.inputs)} caches into {args.out}: {counts['added']} responses added, "
         f"{counts['already_present']} already present ({counts['conflicts']} with a different text: kept the "
