@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
+from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
         "offline: the deterministic offline-posefacts teacher (no key)",
     )
     p.add_argument("--model", default=None, help="teacher model (default: the training data's, gpt-4o-2024-08-06)")
-    p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint (default: OpenAI's)")
+    add_base_url_option(p, "base URL of an OpenAI-compatible endpoint, http(s)://host[:port]/v1 (default: OpenAI's)")
     p.add_argument("--context-mode", default="paper", help="context mode of the teacher prompts: paper or paper+facts")
     p.add_argument("--concurrency", type=count(1), default=16, help="teacher requests in flight at once")
     p.add_argument(
@@ -68,7 +69,7 @@ def register(subparsers) -> None:
         required=True,
         help="hf: a transformers image-text-to-text model run here; openai: an OpenAI-compatible endpoint",
     )
-    p.add_argument("--base-url", default=None, help="base URL of the OpenAI-compatible endpoint (openai backend)")
+    add_base_url_option(p, "base URL of the OpenAI-compatible endpoint, http(s)://host[:port]/v1 (openai backend)")
     p.add_argument("--out", required=True, type=Path, help="answers file (JSON lines); existing answers are kept")
     p.add_argument("--name", default=None, help="model name in reports (default: the folder name or the model id)")
     p.add_argument(
@@ -92,7 +93,7 @@ def register(subparsers) -> None:
         help=f"judge model (default: the pinned {DEFAULT_JUDGE}); {OFFLINE_JUDGE!r} is a deterministic "
         "lexical-overlap stand-in for runs without a key, NOT GPT-4o",
     )
-    p.add_argument("--base-url", default=None, help="base URL of an OpenAI-compatible endpoint for the judge")
+    add_base_url_option(p, "base URL of an OpenAI-compatible endpoint for the judge, http(s)://host[:port]/v1")
     p.add_argument("--out", required=True, type=Path, help="result file to write (RESULT.json)")
     p.add_argument("--concurrency", type=count(1), default=16, help="judge requests in flight at once")
     p.set_defaults(func=cmd_judge)
@@ -138,6 +139,7 @@ def _writable(path: Path, *, folder: bool) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    quiet_http_logs(args)
     from keypoint_instruct.bench.build import build_bench
     from keypoint_instruct.cache import ResponseCache
     from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, OpenAITeacher
@@ -181,6 +183,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
+    quiet_http_logs(args)
     from keypoint_instruct.bench.answer import answer_hf, answer_openai, default_name
     from keypoint_instruct.bench.layout import load_bench
 
@@ -209,6 +212,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    quiet_http_logs(args)
     from keypoint_instruct.bench.judge import check_complete, run_judge
     from keypoint_instruct.bench.layout import load_answers, load_bench
     from keypoint_instruct.cache import ResponseCache

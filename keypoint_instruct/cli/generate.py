@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count, positive_float
+from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
 from keypoint_instruct.errors import UsageError
 from keypoint_instruct.offline_teacher import MODEL as OFFLINE_MODEL
 
@@ -45,8 +46,8 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible endpoint (vLLM, a local server); default api.openai.com"
+    add_base_url_option(
+        parser, "OpenAI-compatible endpoint, http(s)://host[:port]/v1 (vLLM, a local server); default api.openai.com"
     )
     parser.add_argument(
         "--request-timeout",
@@ -164,13 +165,6 @@ def select_requests(args: argparse.Namespace, *, offline: bool = False):
     return requests
 
 
-def _quiet_http_logs(args: argparse.Namespace) -> None:
-    """httpx logs every request at INFO: keep that for --verbose."""
-    if not getattr(args, "verbose", False):
-        for name in ("httpx2", "httpx", "openai"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _open_cache(path: Path, *, create: bool):
     from keypoint_instruct.cache import ResponseCache
 
@@ -181,7 +175,7 @@ def _open_cache(path: Path, *, create: bool):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    _quiet_http_logs(args)
+    quiet_http_logs(args)
     offline = args.teacher == "offline"
     if offline and args.base_url:
         raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
@@ -259,7 +253,7 @@ def _batch_client(args: argparse.Namespace):
 
 
 def cmd_batch_submit(args: argparse.Namespace) -> int:
-    _quiet_http_logs(args)
+    quiet_http_logs(args)
     from keypoint_instruct import batch
 
     requests = select_requests(args)
@@ -271,7 +265,7 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_status(args: argparse.Namespace) -> int:
-    _quiet_http_logs(args)
+    quiet_http_logs(args)
     from keypoint_instruct import batch
 
     with _open_cache(args.cache, create=False) as cache:
@@ -280,7 +274,7 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_collect(args: argparse.Namespace) -> int:
-    _quiet_http_logs(args)
+    quiet_http_logs(args)
     from keypoint_instruct import batch
 
     with _open_cache(args.cache, create=False) as cache:
