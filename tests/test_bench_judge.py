@@ -177,6 +177,24 @@ def test_judge_without_usable_reply_is_excluded_not_scored(bench_and_answers, fa
     assert by_id["conversation-42"].status == "judged"
 
 
+def test_a_judge_that_never_gives_scores_is_a_warning_and_exit_1(bench_and_answers, fake_openai, capsys, caplog):
+    tmp_path = bench_and_answers
+    fake_openai.set_responder(lambda body: "I cannot grade this.")
+    assert judge(tmp_path, fake_openai) == 1
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "no answer" in r.getMessage()]
+    assert len(warning) == 1 and "6 replies without two readable scores" in warning[0], warning
+    assert "--judge-model" in warning[0] and "Traceback" not in capsys.readouterr().err
+    result = read_result(tmp_path / "result.json")  # still written, for a look at the judge's replies
+    assert {j.status for j in result.judgements} == {"excluded"}
+    assert "Exit status 1 when no answer" in " ".join(_help(["bench", "judge", "--help"], capsys).split())
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(argv)
+    return capsys.readouterr().out
+
+
 def test_offline_overlap_judge(tmp_path, capsys):
     make_bench(tmp_path / "bench")
     ref = reference_text("conversation", 42)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_JUDGE = "gpt-4o-2024-08-06"
 OFFLINE_JUDGE = "offline-overlap"
+_REASONS = {"unparseable": "replies without two readable scores", "no judge reply": "requests without a reply"}
 
 
 def register(subparsers) -> None:
@@ -81,7 +83,14 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=count(1), default=512, help="longest answer in tokens")
     p.set_defaults(func=cmd_answer)
 
-    p = commands.add_parser("judge", help="grade the answers against the references with a judge model")
+    p = commands.add_parser(
+        "judge",
+        help="grade the answers against the references with a judge model",
+        description="Ask the judge to score each answer against the benchmark's reference (1-10 each; a reply "
+        "without two readable scores is asked again once, then excluded and counted, never scored). Judge calls "
+        "are cached, so a rerun sends only what is missing. Exit status 1 when no answer could be judged at all "
+        "(the result file is still written); 2, with one line, on bad input.",
+    )
     p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
     p.add_argument("--answers", required=True, type=Path, help="answers file written by `bench answer`")
     p.add_argument(
@@ -254,6 +263,16 @@ def cmd_judge(args: argparse.Namespace) -> int:
     judged = sum(c["judged"] for c in counts.values())
     excluded = sum(c["excluded"] for c in counts.values())
     print(f"{result.model}: judged {judged}, excluded {excluded} (judge: {label}) -> {args.out}")
+    if judged == 0:
+        reasons = Counter(j.reason for j in result.judgements if j.status == "excluded")
+        why = ", ".join(f"{n} {_REASONS.get(r, r)}" for r, n in sorted(reasons.items())) or "no answers to judge"
+        log.warning(
+            "no answer could be judged (%s): %s has nothing for `bench report` to score; check --judge-model "
+            "and --base-url (the judge must reply with two scores on its first line)",
+            why,
+            args.out,
+        )
+        return 1
     return 0
 
 
