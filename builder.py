@@ -230,6 +230,19 @@ def _unwrap(err: Exception) -> Exception:
     return err
 
 
+def _check_split(cache_path: Path, coco_split: str) -> None:
+    """One clear line when the cache has nothing for ``coco_split`` (before any builder runs)."""
+    from keypoint_instruct.cache import ResponseCache
+    from keypoint_instruct.errors import DatasetBuildError
+
+    with ResponseCache(cache_path) as cache:
+        held = cache.splits()
+    if coco_split not in held:
+        has = ", ".join(f"{split} ({n} responses)" for split, n in held.items())
+        has = f"it has: {has}" if has else "it is empty"
+        raise DatasetBuildError(f"the cache {cache_path} holds no responses for {coco_split} ({has})")
+
+
 def build_folder(
     *,
     coco_root: str | Path,
@@ -263,6 +276,7 @@ def build_folder(
         raise InputNotFoundError(f"response cache {cache_path} not found; run `keypoint-instruct generate` first")
     if not coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {coco_root} not found")
+    _check_split(cache_path, coco_split)
     _check_out(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +294,7 @@ def build_folder(
         logger.info("%s: %d rows in %d shard(s)", name, table.num_rows, len(paths))
 
     try:
-        tables, total_bytes = [], 0
+        tables, total_bytes, empty = [], 0, []
         with tempfile.TemporaryDirectory(prefix="keypoint-instruct-builder-") as cache_dir:
             for name in TASKS:
                 builder = KeypointInstruct(
@@ -300,17 +314,20 @@ def build_folder(
                 stats.merge(builder.stats)
                 split_info = builder.info.splits.get("train") if builder.info.splits else None
                 if not split_info or not split_info.num_examples:
-                    logger.warning("config %s has no rows; it is left out of the folder", name)
+                    empty.append(name)
                     continue
                 table = builder.as_dataset(split="train").data.table
                 write(name, table, split_info.num_bytes)
                 tables.append(table)
                 total_bytes += split_info.num_bytes
             if not tables:
+                dropped = ", ".join(f"{n} {reason}" for reason, n in stats.dropped_by_reason().items() if n)
                 raise DatasetBuildError(
                     f"no usable {coco_split} responses in {cache_path} "
-                    f"(read {sum(stats.responses.values())}, dropped {dict(stats.dropped_by_reason())})"
+                    f"(read {sum(stats.responses.values())}, dropped: {dropped or 'none'})"
                 )
+            for name in empty:  # said only when the build goes on without them
+                logger.warning("config %s has no rows; it is left out of the folder", name)
             write(ALL, pa.concat_tables(tables), total_bytes)
         card = render_card(
             summaries,

@@ -202,6 +202,11 @@ class ResponseCache:
         for row in self._db.execute(query, params):
             yield CachedResponse(*row)
 
+    def splits(self) -> dict[str, int]:
+        """Responses per COCO split, by split name."""
+        query = "SELECT coco_split, COUNT(*) FROM responses GROUP BY coco_split ORDER BY coco_split"
+        return dict(self._db.execute(query).fetchall())
+
     def failures(self, key: str | None = None) -> list[dict]:
         """Failed attempts (oldest first), of one key or all."""
         cols = ", ".join(_FAILURE_COLUMNS)

@@ -107,11 +107,32 @@ def test_responses_for_images_not_in_the_split(coco_root, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_no_usable_responses(coco_root, tmp_path, capsys):
+def test_a_split_the_cache_lacks_is_one_clear_line(coco_root, tmp_path, capsys, caplog):
     cache_path = tmp_path / "responses.sqlite"
     ResponseCache(cache_path, create=True).close()
     code = main(build_args(coco_root, cache_path, tmp_path / "out"))
-    one_line_error(capsys, code, "no usable")
+    one_line_error(capsys, code, f"holds no responses for {DATASET_SPLIT}", "it is empty")
+    with ResponseCache(cache_path) as cache:
+        put_response(cache, "conversation", 1, "Question: Who?\nAnswer: A skier.", coco_split="val2099")
+        put_response(cache, "complex_reasoning", 1, "Question: Why?\nAnswer: Speed.", coco_split="val2099")
+    caplog.clear()
+    code = main(build_args(coco_root, cache_path, tmp_path / "out"))
+    err = one_line_error(capsys, code, f"holds no responses for {DATASET_SPLIT} (it has: val2099 (2 responses))")
+    assert "{" not in err  # no raw Python dict
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # no "config has no rows" before it
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_usable_responses_names_the_reasons(coco_root, tmp_path, capsys, caplog):
+    cache_path = tmp_path / "responses.sqlite"
+    image_id = next(iter(load_scenes(coco_root, DATASET_SPLIT)))
+    with ResponseCache(cache_path, create=True) as cache:
+        put_response(cache, "conversation", image_id, "Question: Why?\nAnswer: Because", finish_reason="length")
+        put_response(cache, "complex_reasoning", image_id, "no labels at all")
+    code = main(build_args(coco_root, cache_path, tmp_path / "out"))
+    err = one_line_error(capsys, code, "no usable", "read 2")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the error says it all
+    assert "1 truncated" in err and "1 unparseable" in err and "{" not in err, err
 
 
 def test_non_empty_out_needs_overwrite_and_overwrite_replaces(coco_root, filter_cache, tmp_path, capsys):
