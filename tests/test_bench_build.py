@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from keypoint_instruct.bench.build import draw_order, eligible_scenes
 from keypoint_instruct.bench.layout import CATEGORIES, load_bench
 from keypoint_instruct.cli import main
@@ -171,3 +173,36 @@ def test_hub_card_loads_and_a_rebuilt_benchmark_never_loads_stale_rows(coco_root
         loaded = load_dataset(str(tmp_path / name / "hub"), "hpaub", split="test")
         assert loaded.num_rows == rows
         assert sorted(set(loaded["image_id"])) == image_ids(tmp_path / name)
+
+
+def _bench_step_parsers():
+    import argparse
+
+    from keypoint_instruct.cli import build_parser
+
+    def subparsers(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    return subparsers(subparsers(build_parser())["bench"])
+
+
+def test_every_bench_step_has_a_description_and_shows_its_defaults(capsys):
+    steps = _bench_step_parsers()
+    assert sorted(steps) == ["answer", "build", "judge", "report"]
+    for name, parser in steps.items():
+        assert parser.description and len(parser.description) > 80, name
+        with pytest.raises(SystemExit):
+            main(["bench", name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for action in parser._actions:
+            if action.default not in (None, False) and action.dest != "help":
+                assert f"(default: {action.default}" in text, (name, action.dest)  # e.g. "(default: 30, as the paper)"
+
+
+def test_context_is_named_like_every_other_command(coco_root, tmp_path, capsys):
+    offline = ("--teacher", "offline", "--images", "2")
+    assert build(coco_root, tmp_path, "facts", *offline, "--context", "paper+facts") == 0
+    assert json.loads((tmp_path / "facts" / "meta.json").read_text())["context_mode"] == "paper+facts"
+    with pytest.raises(SystemExit) as caught:
+        build(coco_root, tmp_path, "old", *offline, "--context-mode", "paper")
+    assert caught.value.code == 2 and "--context-mode" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
+from keypoint_instruct.cli.generate import CONTEXT_CHOICES
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
 
 log = logging.getLogger(__name__)
@@ -27,34 +28,58 @@ def register(subparsers) -> None:
     )
     commands = bench.add_subparsers(dest="bench_command", metavar="STEP", required=True)
 
-    p = commands.add_parser("build", help="pick images, ask the teacher, write a self-contained benchmark folder")
+    p = commands.add_parser(
+        "build",
+        help="pick images, ask the teacher, write a self-contained benchmark folder",
+        description="Draw --images images with a well-labelled person from --split (a seeded shuffle: same seed and "
+        "split, same images), ask the teacher the three tasks with the training prompts (calls shared through "
+        "--cache) and keep one question per task and image; the teacher's answer is the reference. Writes "
+        "questions, references, contexts, the images and a Hub-loadable copy to --out.",
+    )
     p.add_argument("--coco-root", required=True, type=Path, help="COCO root holding annotations/ and <split>/ images")
-    p.add_argument("--split", default="val2014", help="COCO split to draw images from (the paper: val2014)")
+    p.add_argument(
+        "--split", default="val2014", help="COCO split to draw images from (default: %(default)s, as the paper)"
+    )
     p.add_argument(
         "--cache", required=True, type=Path, help="response cache (SQLite) of the teacher; created if absent"
     )
     p.add_argument("--out", required=True, type=Path, help="benchmark folder to write (BENCH_DIR)")
     p.add_argument(
-        "--images", type=count(1), default=30, help="number of images; one question per task each (paper: 30)"
+        "--images",
+        type=count(1),
+        default=30,
+        help="number of images; one question per task each (default: %(default)s, as the paper)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the image draw: same seed and split, same images")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the image draw: same seed and split, same images (default: %(default)s)",
+    )
     p.add_argument(
         "--min-keypoints",
         type=count(1),
         default=8,
-        help="an image needs a person with at least this many labelled keypoints",
+        help="an image needs a person with at least this many labelled keypoints (default: %(default)s)",
     )
     p.add_argument(
         "--teacher",
         choices=("openai", "offline"),
         default="openai",
         help="openai: an OpenAI-compatible endpoint (needs OPENAI_API_KEY or --base-url); "
-        "offline: the deterministic offline-posefacts teacher (no key)",
+        "offline: the deterministic offline-posefacts teacher, no key needed (default: %(default)s)",
     )
     p.add_argument("--model", default=None, help="teacher model (default: the training data's, gpt-4o-2024-08-06)")
     add_base_url_option(p, "base URL of an OpenAI-compatible endpoint, http(s)://host[:port]/v1 (default: OpenAI's)")
-    p.add_argument("--context-mode", default="paper", help="context mode of the teacher prompts: paper or paper+facts")
-    p.add_argument("--concurrency", type=count(1), default=16, help="teacher requests in flight at once")
+    p.add_argument(
+        "--context",
+        default="paper",
+        choices=CONTEXT_CHOICES,
+        help="context format of the teacher prompts: the paper's, or with pose facts (default: %(default)s)",
+    )
+    p.add_argument(
+        "--concurrency", type=count(1), default=16, help="teacher requests in flight at once (default: %(default)s)"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -62,7 +87,14 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=cmd_build)
 
-    p = commands.add_parser("answer", help="answer every question with a model (resumable)")
+    p = commands.add_parser(
+        "answer",
+        help="answer every question with a model (resumable)",
+        description="Answer each question of a benchmark folder with a model: --backend hf runs a transformers "
+        "image-text-to-text model here (batched greedy decoding); --backend openai sends the image and question "
+        "to an OpenAI-compatible endpoint (temperature 0). Each batch is appended to --out as it finishes; a rerun "
+        "answers only the questions still missing there.",
+    )
     p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
     p.add_argument("--model", required=True, help="local model folder or Hub id (hf), or model name (openai)")
     p.add_argument(
@@ -78,9 +110,11 @@ def register(subparsers) -> None:
         "--batch-size",
         type=count(1),
         default=8,
-        help="questions per generate() call (hf) or requests in flight (openai)",
+        help="questions per generate() call (hf) or requests in flight (openai) (default: %(default)s)",
     )
-    p.add_argument("--max-new-tokens", type=count(1), default=512, help="longest answer in tokens")
+    p.add_argument(
+        "--max-new-tokens", type=count(1), default=512, help="longest answer in tokens (default: %(default)s)"
+    )
     p.set_defaults(func=cmd_answer)
 
     p = commands.add_parser(
@@ -99,20 +133,36 @@ def register(subparsers) -> None:
     p.add_argument(
         "--judge-model",
         default=DEFAULT_JUDGE,
-        help=f"judge model (default: the pinned {DEFAULT_JUDGE}); {OFFLINE_JUDGE!r} is a deterministic "
+        help=f"judge model (default: %(default)s, pinned); {OFFLINE_JUDGE!r} is a deterministic "
         "lexical-overlap stand-in for runs without a key, NOT GPT-4o",
     )
     add_base_url_option(p, "base URL of an OpenAI-compatible endpoint for the judge, http(s)://host[:port]/v1")
     p.add_argument("--out", required=True, type=Path, help="result file to write (RESULT.json)")
-    p.add_argument("--concurrency", type=count(1), default=16, help="judge requests in flight at once")
+    p.add_argument(
+        "--concurrency", type=count(1), default=16, help="judge requests in flight at once (default: %(default)s)"
+    )
     p.set_defaults(func=cmd_judge)
 
-    p = commands.add_parser("report", help="tables like the paper's Tables 4 and 5, intervals, and a bar chart")
+    p = commands.add_parser(
+        "report",
+        help="tables like the paper's Tables 4 and 5, intervals, and a bar chart",
+        description="Score each model of the given results per category on its judged questions (excluded and "
+        "unanswered ones are counted, never scored): the score (x 10, the paper's scale), the relative score "
+        "against the reference, percentile bootstrap 95% intervals, and the improvement over --baseline. Writes "
+        "report.md (also printed), report.json and report.png to --out.",
+    )
     p.add_argument("results", nargs="+", type=Path, metavar="RESULT.json", help="results written by `bench judge`")
-    p.add_argument("--baseline", default=None, help="model name to compute the improvement against")
+    p.add_argument(
+        "--baseline", default=None, help="model name to compute the improvement against (default: no improvement)"
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for report.md, report.json and report.png")
-    p.add_argument("--resamples", type=count(1), default=2000, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--resamples",
+        type=count(1),
+        default=2000,
+        help="bootstrap resamples for the 95%% intervals (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
 
@@ -183,7 +233,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             images=args.images,
             seed=args.seed,
             min_keypoints=args.min_keypoints,
-            context_mode=args.context_mode,
+            context_mode=args.context,
             concurrency=args.concurrency,
             overwrite=args.overwrite,
         )

@@ -37,7 +37,10 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", required=True, type=Path, help="SQLite response cache (created if missing)")
     parser.add_argument("--model", default=None, help="teacher model (default: the pinned gpt-4o-2024-08-06)")
     parser.add_argument(
-        "--context", default="paper", choices=CONTEXT_CHOICES, help="context format: the paper's, or with pose facts"
+        "--context",
+        default="paper",
+        choices=CONTEXT_CHOICES,
+        help="context format: the paper's, or with pose facts (default: %(default)s)",
     )
     parser.add_argument("--limit", type=count(1), default=None, help="use only the first N selected images")
     parser.add_argument(
