@@ -58,6 +58,11 @@ TERMINAL = ("completed", "failed", "expired", "cancelled")
 DIGEST_KEY = "keypoint_instruct_input_sha256"
 
 
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 request``, ``2 requests``: the noun agrees with the number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 @dataclass
 class SubmitResult:
     batch_ids: list[str] = field(default_factory=list)
@@ -70,12 +75,13 @@ class SubmitResult:
     def __str__(self) -> str:
         if not self.batch_ids:
             return (
-                f"nothing to submit: {self.already_answered} requests already answered, "
+                f"nothing to submit: {_count(self.already_answered, 'request')} already answered, "
                 f"{self.already_pending} waiting in earlier batches"
             )
         found = f" ({self.adopted} found again after an interrupted submit)" if self.adopted else ""
         return (
-            f"submitted {self.submitted} requests in {len(self.batch_ids)} batches{found}: "
+            f"submitted {_count(self.submitted, 'request')} in {_count(len(self.batch_ids), 'batch', 'batches')}"
+            f"{found}: "
             f"{', '.join(self.batch_ids)}; skipped {self.already_answered} already answered and "
             f"{self.already_pending} waiting in earlier batches; request files in {self.files[0].parent}"
         )
@@ -108,12 +114,13 @@ class CollectResult:
 
     def __str__(self) -> str:
         text = (
-            f"collected {len(self.collected_batches)} batches: {self.added} answers added "
+            f"collected {_count(len(self.collected_batches), 'batch', 'batches')}: "
+            f"{_count(self.added, 'answer')} added "
             f"(${self.cost_usd:.4f} at the Batch price), {self.already_present} already in the cache, "
-            f"{self.failures} failed requests recorded"
+            f"{_count(self.failures, 'failed request')} recorded"
         )
         if self.unmatched:
-            text += f", {self.unmatched} lines matching no submitted request ignored"
+            text += f", {_count(self.unmatched, 'line')} matching no submitted request ignored"
         if self.unfinished:
             text += (
                 f"; ended before finishing: {', '.join(self.unfinished)} (their unanswered requests are free to "

@@ -180,20 +180,37 @@ def test_cli_round_trip(fake_openai, coco_root, tmp_path, capsys):
     url = ["--base-url", fake_openai.base_url]
     selection = ["--task", "detailed_description", "--coco-root", str(coco_root), "--split", SPLIT, "--limit", "3"]
     assert main(["batch", "submit", *selection, "--cache", cache, *url]) == 0
-    assert "submitted 3 requests in 1 batches" in capsys.readouterr().out
+    assert "submitted 3 requests in 1 batch: " in capsys.readouterr().out
     fake_openai.complete_batches()
     assert main(["batch", "status", "--cache", cache, *url]) == 0
     assert "completed" in capsys.readouterr().out
     assert main(["batch", "collect", "--cache", cache, *url]) == 0
-    assert "3 answers added" in capsys.readouterr().out
+    assert "collected 1 batch: 3 answers added" in capsys.readouterr().out
     assert main(["batch", "collect", "--cache", cache, *url]) == 0
     assert "collected 0 batches: 0 answers added" in capsys.readouterr().out
 
 
-def test_cli_status_of_a_missing_cache_is_one_line(tmp_path, capsys):
-    code = main(["batch", "status", "--cache", str(tmp_path / "none.db"), "--base-url", "http://127.0.0.1:9/v1"])
+@pytest.mark.parametrize("action", ["status", "collect"])
+def test_cli_status_or_collect_of_a_missing_cache_is_one_line(tmp_path, capsys, action):
+    code = main(["batch", action, "--cache", str(tmp_path / "none.db"), "--base-url", "http://127.0.0.1:9/v1"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and "none.db" in err
+    assert "`keypoint-instruct batch submit`" in err and "generate" not in err
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_counts_in_the_summaries_agree_in_number(tmp_path):
+    one = batch.SubmitResult(batch_ids=["batch_1"], files=[tmp_path / "b.jsonl"], submitted=1, already_answered=1)
+    assert str(one).startswith("submitted 1 request in 1 batch: batch_1; skipped 1 already answered")
+    two = batch.SubmitResult(batch_ids=["b1", "b2"], files=[tmp_path / "b.jsonl"], submitted=9, adopted=1)
+    assert str(two).startswith("submitted 9 requests in 2 batches (1 found again after an interrupted submit)")
+    assert str(batch.SubmitResult(already_answered=1)) == (
+        "nothing to submit: 1 request already answered, 0 waiting in earlier batches"
+    )
+    got = batch.CollectResult(collected_batches=["b1"], added=1, already_present=2, failures=1, unmatched=1)
+    assert str(got).startswith("collected 1 batch: 1 answer added (")
+    assert "1 failed request recorded, 1 line matching no submitted request ignored" in str(got)
+    assert str(batch.CollectResult()).startswith("collected 0 batches: 0 answers added")
 
 
 def test_key_shaped_text_is_redacted_from_errors():

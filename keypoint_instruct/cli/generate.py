@@ -267,11 +267,23 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_batch_cache(path: Path):
+    """The cache ``batch submit`` recorded its batches in; a missing one says which command writes it."""
+    if not path.is_file():
+        from keypoint_instruct.errors import InputNotFoundError
+
+        raise InputNotFoundError(
+            f"response cache {path} does not exist; run `keypoint-instruct batch submit` first "
+            "or check the --cache path"
+        )
+    return _open_cache(path, create=False)
+
+
 def cmd_batch_status(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
     from keypoint_instruct import batch
 
-    with _open_cache(args.cache, create=False) as cache:
+    with _open_batch_cache(args.cache) as cache:
         print(batch.status(_batch_client(args), cache))
     return 0
 
@@ -280,7 +292,7 @@ def cmd_batch_collect(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
     from keypoint_instruct import batch
 
-    with _open_cache(args.cache, create=False) as cache:
+    with _open_batch_cache(args.cache) as cache:
         print(batch.collect(_batch_client(args), cache))
     return 0
 
