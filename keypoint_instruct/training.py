@@ -71,6 +71,37 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
     return dataset
 
 
+def check_training_numbers(args) -> None:
+    """Refuse the SFTConfig numbers that would crash mid-launch or train nothing, before anything is loaded."""
+    positive = ("per_device_train_batch_size", "gradient_accumulation_steps")
+    for name in positive:
+        value = getattr(args, name)
+        if value < 1:
+            raise TrainingConfigError(f"{name} {value}: expected a whole number of at least 1")
+    if not args.learning_rate > 0:
+        raise TrainingConfigError(f"learning_rate {args.learning_rate}: expected a positive number such as 2e-5")
+    for name in ("weight_decay", "adam_epsilon", "num_train_epochs", "dataloader_num_workers"):
+        value = getattr(args, name)
+        if value < 0:
+            raise TrainingConfigError(f"{name} {value}: expected 0 or more")
+    for name in ("adam_beta1", "adam_beta2"):
+        value = getattr(args, name)
+        if not 0 <= value < 1:
+            raise TrainingConfigError(f"{name} {value}: expected a number in [0, 1)")
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise TrainingConfigError(
+            f"max_steps {args.max_steps}: expected a positive number of optimizer steps, or -1 to train "
+            "num_train_epochs epochs"
+        )
+    if args.max_steps == -1 and args.num_train_epochs <= 0:
+        raise TrainingConfigError(
+            f"num_train_epochs {args.num_train_epochs} with max_steps -1 trains nothing: set num_train_epochs "
+            "above 0 or max_steps to a positive number of steps"
+        )
+    if str(getattr(args.save_strategy, "value", args.save_strategy)) == "steps" and not args.save_steps > 0:
+        raise TrainingConfigError(f"save_steps {args.save_steps}: expected a positive number with save_strategy steps")
+
+
 def resolve_resume(resume: str | bool | None, output_dir: str | Path) -> str | None:
     """The checkpoint folder to resume from, checked before any model is loaded.
 
@@ -121,8 +152,11 @@ def check_images(dataset, coco_root: str | Path | None) -> int:
     Returns the number of distinct image files checked (entries that embed bytes need no file).
     """
     paths = set()
+    embedded = 0
     for entry in _image_entries(dataset):
-        if isinstance(entry, dict) and not entry.get("bytes") and entry.get("path"):
+        if isinstance(entry, dict) and entry.get("bytes"):
+            embedded += 1
+        elif isinstance(entry, dict) and entry.get("path"):
             paths.add(entry["path"])
         elif isinstance(entry, str):
             paths.add(entry)
@@ -140,7 +174,10 @@ def check_images(dataset, coco_root: str | Path | None) -> int:
         raise TrainingConfigError(
             f"{len(missing)} of {len(paths)} images missing under coco_root {root}: {shown}{more}"
         )
-    logger.info("all %d referenced image files found", len(paths))
+    if paths:
+        logger.info("all %d referenced image files found", len(paths))
+    if embedded:
+        logger.info("%d images embedded in the dataset (no image files needed)", embedded)
     return len(paths)
 
 
@@ -189,39 +226,91 @@ def without_zero3_init() -> Iterator[None]:
         hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
+def module_key_map(model) -> Callable[[str], str]:
+    """Map any key transformers can load into ``model`` (a saved name, the legacy llava-hf layout, a ZeRO-3 save's
+    doubled ``model.``) to the name of the module it fills, as ``model.state_dict()`` names it."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    keys = dict.fromkeys(model.state_dict())  # names only: rename_source_key reads the keys of its meta state dict
+    transforms = get_model_conversion_mapping(model, add_legacy=True)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+
+    def module_key(key: str) -> str:
+        return rename_source_key(key, renamings, converters, model.base_model_prefix, keys)[0]
+
+    return module_key
+
+
 def canonical_names(config) -> tuple[Callable[[str], str | None], set[str]]:
     """How transformers names the weights of a fresh model of ``config`` on disk, and a map to those names.
 
-    The map takes any key transformers can load (legacy llava-hf layout, a ZeRO-3 save's doubled ``model.``) to the
-    module it fills and back to that module's canonical saved name; None for a key that fills nothing. Built on the
-    meta device: no memory, no weights.
+    The map takes any key transformers can load (see :func:`module_key_map`) to the module it fills and back to that
+    module's canonical saved name; None for a key that fills nothing. Built on the meta device: no memory, no weights.
     """
     import torch
     from transformers import AutoModelForImageTextToText
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import (
-        WeightConverter,
-        WeightRenaming,
-        rename_source_key,
-        revert_weight_conversion,
-    )
+    from transformers.core_model_loading import revert_weight_conversion
 
     with torch.device("meta"), without_zero3_init():
         reference = AutoModelForImageTextToText.from_config(config)
     meta = reference.state_dict()
-    transforms = get_model_conversion_mapping(reference, add_legacy=True)
-    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
-    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    module_key = module_key_map(reference)
     saved_name = {key: next(iter(revert_weight_conversion(reference, {key: meta[key]}))) for key in meta}
 
     def canonical(key: str) -> str | None:
-        module_key, _ = rename_source_key(key, renamings, converters, reference.base_model_prefix, meta)
-        return saved_name.get(module_key)
+        return saved_name.get(module_key(key))
 
     expected = set(saved_name.values())
     if getattr(config.get_text_config(), "tie_word_embeddings", False):
         expected = {key for key in expected if not key.endswith("lm_head.weight")}
     return canonical, expected
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a save_pretrained folder: one file, or the shards its index names."""
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return sorted(folder.glob("*.safetensors"))
+
+
+def load_checkpoint_weights(model, checkpoint: str | Path) -> int:
+    """Load the weights of a Trainer checkpoint into ``model`` in place; return the number of tensors loaded.
+
+    Trainer checkpoints are save_pretrained folders, whose keys transformers 5.24 writes in the saved (legacy
+    llava-hf) layout, while the Trainer's own resume loads them with a bare ``load_state_dict``: for LLaVA it matches
+    no key, warns and trains on from the initial weights. Here every key goes through transformers' own conversion
+    map first, and a key that fills nothing or a weight the checkpoint lacks is an error.
+    """
+    from safetensors.torch import load_file
+
+    checkpoint = Path(checkpoint)
+    files = _weight_files(checkpoint)
+    if not files:
+        raise TrainingConfigError(f"checkpoint {checkpoint} has no *.safetensors weights to resume from")
+    module_key = module_key_map(model)
+    current = model.state_dict()
+    loaded = {}
+    for file in files:
+        for key, tensor in load_file(file, device="cpu").items():
+            name = module_key(key)
+            if name not in current:
+                kind = model.config.model_type
+                raise TrainingConfigError(f"{file} holds {key}, which is no weight of a {kind} model")
+            loaded[name] = tensor
+    shared = {current[name].data_ptr() for name in loaded}  # tied weights (lm_head = embeddings) come along
+    missing = sorted(name for name in current if name not in loaded and current[name].data_ptr() not in shared)
+    if missing:
+        raise TrainingConfigError(
+            f"checkpoint {checkpoint} lacks {len(missing)} weights (e.g. {', '.join(missing[:MAX_MISSING_SHOWN])})"
+        )
+    model.load_state_dict(loaded, strict=False)
+    logger.info("loaded %d weights from %s", len(loaded), checkpoint)
+    return len(loaded)
 
 
 def fix_saved_keys(output_dir: str | Path, config) -> int:
@@ -264,5 +353,6 @@ def fix_saved_keys(output_dir: str | Path, config) -> int:
             f"checkpoint in {output_dir} lacks {len(missing)} weights (e.g. {', '.join(missing[:MAX_MISSING_SHOWN])})"
         )
     if renames:
-        logger.info("renamed %d saved keys to canonical names (e.g. %s)", len(renames), next(iter(renames)))
+        old, new = next(iter(renames.items()))
+        logger.info("renamed %d saved keys to canonical names (e.g. %s -> %s)", len(renames), old, new)
     return len(renames)

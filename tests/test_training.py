@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -32,14 +33,17 @@ def test_unreadable_dataset_names_are_clear(tmp_path):
         load_sft_dataset(str(tmp_path / "nope"), ["all"])
 
 
-def test_check_images_counts_files_and_accepts_embedded_bytes(dataset_dir, coco_root):
+def test_check_images_counts_files_and_accepts_embedded_bytes(dataset_dir, coco_root, caplog):
     dataset = load_sft_dataset(str(dataset_dir), ["all"])
     assert check_images(dataset, coco_root) == len(set(dataset["file_name"]))
     from datasets import Dataset, Image, List
 
     embedded = Dataset.from_dict({"images": [[{"path": "gone.jpg", "bytes": b"\x89PNG"}]]})
     embedded = embedded.cast_column("images", List(Image(decode=False)))
-    assert check_images(embedded, None) == 0
+    with caplog.at_level(logging.INFO, logger="keypoint_instruct.training"):
+        assert check_images(embedded, None) == 0
+    assert "1 images embedded in the dataset" in caplog.text
+    assert "referenced image files found" not in caplog.text
 
 
 def test_check_images_names_missing_files(dataset_dir, coco_root, tmp_path):
@@ -64,7 +68,7 @@ def test_freeze_vision_tower_leaves_projector_and_llm_trainable(tiny_llava_dir):
     assert all(p.requires_grad for n, p in model.named_parameters() if "vision_tower" not in n)
 
 
-def test_doubled_model_prefix_is_renamed_in_place(tiny_llava_dir, tmp_path):
+def test_doubled_model_prefix_is_renamed_in_place(tiny_llava_dir, tmp_path, caplog):
     """What a ZeRO-3 save writes (language_model.model.model.*) becomes the canonical name again."""
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig
@@ -75,7 +79,11 @@ def test_doubled_model_prefix_is_renamed_in_place(tiny_llava_dir, tmp_path):
     assert set(doubled) != set(canonical)
     save_file(doubled, out / "model.safetensors", metadata={"format": "pt"})
     config = AutoConfig.from_pretrained(out)
-    assert fix_saved_keys(out, config) == sum(k.startswith("language_model.model.") for k in canonical)
+    with caplog.at_level(logging.INFO, logger="keypoint_instruct.training"):
+        assert fix_saved_keys(out, config) == sum(k.startswith("language_model.model.") for k in canonical)
+    example = caplog.text.split("(e.g. ")[1].split(")")[0]
+    old, new = example.split(" -> ")
+    assert old in doubled and new in canonical and old.replace("model.model.", "model.") == new
     assert set(load_file(out / "model.safetensors")) == set(canonical)
     assert fix_saved_keys(out, config) == 0  # idempotent
 
@@ -147,3 +155,27 @@ def test_configs_that_embed_images_mix_with_configs_that_store_paths(dataset_dir
     assert check_images(dataset, coco_root) == len(by_path)
     rows = dataset.select([0, len(dataset) - 1]).with_transform(image_transform(coco_root))
     assert all(row["images"][0].size[0] == row["images"][0].size[1] for row in rows)  # ... and both decode, padded
+
+
+def test_checkpoint_weights_load_by_their_saved_names_and_gaps_are_refused(tiny_llava_dir, tmp_path):
+    """What a Trainer checkpoint holds (save_pretrained's names) lands in the modules they belong to."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForImageTextToText
+
+    from keypoint_instruct.training import load_checkpoint_weights
+
+    checkpoint = shutil.copytree(tiny_llava_dir, tmp_path / "checkpoint-2")
+    tensors = {key: value + 1 for key, value in load_file(checkpoint / "model.safetensors").items()}
+    save_file(tensors, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava_dir)
+    assert load_checkpoint_weights(model, checkpoint) == len(tensors)
+    expected = AutoModelForImageTextToText.from_pretrained(checkpoint).state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
+    gone = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != gone}, checkpoint / "model.safetensors")
+    with pytest.raises(TrainingConfigError, match="lacks 1 weights"):
+        load_checkpoint_weights(model, checkpoint)
+    save_file({**tensors, "no.such.weight": tensors[gone].clone()}, checkpoint / "model.safetensors")
+    with pytest.raises(TrainingConfigError, match="no.such.weight, which is no weight of a llava model"):
+        load_checkpoint_weights(model, checkpoint)
