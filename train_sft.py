@@ -45,9 +45,11 @@ from pathlib import Path
 from keypoint_instruct.errors import KeypointInstructError, TrainingConfigError
 from keypoint_instruct.training import (
     check_images,
+    check_training_numbers,
     fix_saved_keys,
     freeze_vision_tower,
     image_transform,
+    load_checkpoint_weights,
     load_sft_dataset,
     resolve_resume,
 )
@@ -123,11 +125,13 @@ class ScriptArguments:
             raise TrainingConfigError(f"coco_root {self.coco_root} is not a folder (expected the COCO root)")
 
 
-def check_inputs(script_args: ScriptArguments, training_args, model_args):
-    """Everything that can be wrong with the inputs, checked before any model is loaded; returns the dataset.
+def check_inputs(script_args: ScriptArguments, training_args, model_args) -> tuple:
+    """Everything that can be wrong with the inputs, checked before any model is loaded.
 
-    Also resolves ``resume_from_checkpoint`` (true/last -> the newest checkpoint folder) in ``training_args``.
+    Returns the dataset and the number of image files it references (0: every image is embedded). Also resolves
+    ``resume_from_checkpoint`` (true/last -> the newest checkpoint folder) in ``training_args``.
     """
+    check_training_numbers(training_args)
     model = model_args.model_name_or_path
     if not model:
         raise TrainingConfigError("model_name_or_path is required: a Hub id (llava-hf/llava-1.5-7b-hf) or a folder")
@@ -139,7 +143,7 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args):
         revision=script_args.dataset_revision,
         split=script_args.dataset_train_split,
     )
-    check_images(dataset, script_args.coco_root)
+    image_files = check_images(dataset, script_args.coco_root)
     template = training_args.chat_template_path
     if template is not None and not Path(template).is_file():
         raise TrainingConfigError(
@@ -153,7 +157,7 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args):
     training_args.resume_from_checkpoint = resolve_resume(
         training_args.resume_from_checkpoint, training_args.output_dir
     )
-    return dataset
+    return dataset, image_files
 
 
 def build_trainer(script_args: ScriptArguments, training_args, model_args, make_model=None):
@@ -166,7 +170,7 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTTrainer
 
-    dataset = check_inputs(script_args, training_args, model_args)
+    dataset, _ = check_inputs(script_args, training_args, model_args)
     train_dataset = dataset.select_columns(["messages", "images"]).with_transform(
         image_transform(script_args.coco_root, pad=script_args.pad_to_square)
     )
@@ -188,17 +192,27 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
         logger.info("parameters partitioned by ZeRO-3 at load")
     if script_args.freeze_vision_tower:
         freeze_vision_tower(model)
-    return SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=processor)
+
+    class LlavaSFTTrainer(SFTTrainer):
+        """SFTTrainer whose plain (non-DeepSpeed) resume loads the checkpoint's weights under their saved names."""
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:  # their own checkpoint formats
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            load_checkpoint_weights(self.model if model is None else model, resume_from_checkpoint)
+
+    return LlavaSFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=processor)
 
 
 def main(script_args: ScriptArguments, training_args, model_args) -> None:
     """Train, then save a checkpoint (weights, processor, chat template) with canonical key names."""
     if script_args.check_only:
-        dataset = check_inputs(script_args, training_args, model_args)
+        dataset, image_files = check_inputs(script_args, training_args, model_args)
         resume = training_args.resume_from_checkpoint
+        images = f"{image_files} image files found" if image_files else "images embedded"
         print(
             f"ok: {len(dataset)} rows of {script_args.dataset_name} ({', '.join(script_args.dataset_configs)}), "
-            f"images found, model {model_args.model_name_or_path}, "
+            f"{images}, model {model_args.model_name_or_path}, "
             + (f"resuming from {resume}" if resume else "a fresh run")
             + f", output to {training_args.output_dir}"
         )
@@ -221,7 +235,13 @@ def parse_args(argv: list[str] | None = None) -> tuple:
     """Recipe YAML + flags -> (ScriptArguments, SFTConfig, ModelConfig); a stale or bad key: TrainingConfigError."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+    class OneLineParser(TrlParser):
+        """A flag argparse cannot read (``--learning_rate abc``) is one error line, not the 150-line usage."""
+
+        def error(self, message: str):
+            raise TrainingConfigError(message)
+
+    parser = OneLineParser((ScriptArguments, SFTConfig, ModelConfig))
     try:
         return tuple(parser.parse_args_and_config(argv))
     except KeypointInstructError:
@@ -233,11 +253,13 @@ def parse_args(argv: list[str] | None = None) -> tuple:
 
 def run(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr and exit code 2 for bad input, never a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    main_process = os.environ.get("RANK", "0") == "0"  # `accelerate launch` starts one process per rank
+    level = logging.INFO if main_process else logging.WARNING  # progress once; every rank's warnings and errors
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         main(*parse_args(argv))
     except KeypointInstructError as err:
-        if os.environ.get("RANK", "0") == "0":  # every launched process checks the same inputs: say it once
+        if main_process:  # every launched process checks the same inputs: say it once
             print(f"train_sft: error: {err}", file=sys.stderr)
         return err.exit_code
     return 0

@@ -262,6 +262,7 @@ def test_check_only_validates_without_loading_or_training(tiny_llava_dir, sft_da
     captured = capsys.readouterr()
     line = captured.out.strip()
     assert line.startswith("ok: ") and str(sft_dataset[0]) in line and "fresh run" in line
+    assert " image files found" in line
     assert not out.exists()
     empty_root = tmp_path / "coco"
     empty_root.mkdir()
@@ -301,6 +302,85 @@ def test_resume_from_the_newest_checkpoint(tiny_llava_dir, sft_dataset, tmp_path
     steps = [entry["step"] for entry in log if "loss" in entry]
     assert steps == [1, 2, 3, 4]  # steps 1-2 restored from checkpoint-2, 3-4 trained after the resume
     _check_checkpoint(out, tiny_llava_dir)
+
+
+def _losses(checkpoint: Path) -> dict[int, float]:
+    log = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in log if "loss" in entry}
+
+
+def test_a_resumed_plain_run_starts_from_the_checkpoint_weights_and_continues_its_loss(
+    tiny_llava_dir, sft_dataset, tmp_path
+):
+    """The Trainer's own plain resume loads none of a LLaVA checkpoint's saved keys; ours loads them all."""
+    import torch
+    from transformers import AutoModelForImageTextToText, TrainerCallback
+
+    save = ["--save_strategy", "steps", "--save_steps", "2", "--save_only_model", "false"]
+    assert run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "ref", *save, "--max_steps", "4")) == 0
+    out = tmp_path / "out"
+    assert run(_argv(tiny_llava_dir, sft_dataset, out, *save, "--max_steps", "2")) == 0
+
+    class FirstWeights(TrainerCallback):
+        weights: dict = {}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.weights.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    resume = ["--max_steps", "4", "--resume_from_checkpoint", "true"]
+    trainer = build_trainer(*parse_args(_argv(tiny_llava_dir, sft_dataset, out, *save, *resume)))
+    trainer.add_callback(FirstWeights)
+    trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    saved = AutoModelForImageTextToText.from_pretrained(out / "checkpoint-2").state_dict()
+    initial = AutoModelForImageTextToText.from_pretrained(tiny_llava_dir).state_dict()
+    assert set(FirstWeights.weights) == set(saved)
+    assert all(torch.equal(FirstWeights.weights[k], saved[k]) for k in saved), "resumed from other weights"
+    assert not all(torch.equal(initial[k], saved[k]) for k in saved)  # the checkpoint did train
+    reference, resumed = _losses(tmp_path / "ref" / "checkpoint-4"), _losses(out / "checkpoint-4")
+    assert sorted(resumed) == [1, 2, 3, 4]
+    for step in (3, 4):  # what an uninterrupted run logs, not a restart from the initial weights
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-4), (step, resumed, reference)
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--per_device_train_batch_size", "0"], "per_device_train_batch_size 0"),
+        (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps 0"),
+        (["--learning_rate", "-0.001"], "learning_rate -0.001"),
+        (["--max_steps", "-3", "--num_train_epochs", "0"], "max_steps -3"),
+        (["--max_steps", "-1", "--num_train_epochs", "0"], "trains nothing"),
+        (["--dataloader_num_workers", "-1"], "dataloader_num_workers -1"),
+        (["--adam_beta1", "1.5"], "adam_beta1 1.5"),
+        (["--save_strategy", "steps", "--save_steps", "0"], "save_steps 0"),
+        (["--learning_rate", "abc"], "invalid float value: 'abc'"),
+    ],
+)
+def test_training_numbers_that_crash_or_train_nothing_are_refused_up_front(
+    flags, needle, tiny_llava_dir, sft_dataset, tmp_path, capsys
+):
+    code = run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "out", *flags, "--check_only"))
+    err = capsys.readouterr().err
+    _assert_one_line_error(code, err, needle)
+    assert len(err.strip().splitlines()) == 1, err  # no argparse usage block
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_that_would_train_nothing_saves_nothing(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    code = run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--max_steps", "-3", "--num_train_epochs", "0"))
+    _assert_one_line_error(code, capsys.readouterr().err, "max_steps -3")
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_ranks_log_warnings_but_not_progress(tiny_llava_dir, sft_dataset, tmp_path):
+    """Under `accelerate launch` every rank runs the script: INFO lines come from rank 0 only."""
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--max_length", "512", "--check_only")
+    script = [sys.executable, str(REPO / "train_sft.py"), *argv]
+    env = {**os.environ, "RANK": "1"}
+    proc = subprocess.run(script, capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "max_length=512 can cut image tokens" in proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("INFO ")], proc.stderr
 
 
 def test_resume_refuses_weights_only_and_missing_checkpoints(tiny_llava_dir, sft_dataset, tmp_path, capsys):
