@@ -7,7 +7,9 @@ Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them;
     status(client, cache) -> StatusReport
     collect(client, cache) -> CollectResult
 
-``submit`` leaves out requests already answered in the cache or waiting in an uncollected batch, writes the rest as
+``submit`` leaves out requests already answered in the cache, waiting in an uncollected batch or being sent by
+another live run on the same cache (:mod:`keypoint_instruct.claims`); it claims the rest until their batch is
+recorded (the claim goes in the same transaction as the record), writes them as
 request JSONL files under ``out_dir`` (``custom_id`` = the cache key; a new file every ``max_requests`` requests or
 before ``max_bytes``), uploads each (purpose "batch"), creates a batch for it (``/v1/chat/completions``, 24h window)
 and records the batch and its keys in the cache. Each batch carries the sha256 of its input file in its metadata: a
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.batch_ingest import account_for_missing, ingest
 from keypoint_instruct.batch_jobs import BatchJobs
+from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.teacher import (
     TeacherRequest,
@@ -70,20 +73,22 @@ class SubmitResult:
     submitted: int = 0
     already_answered: int = 0
     already_pending: int = 0
+    claimed_elsewhere: int = 0  # being sent by another run on the same cache
     adopted: int = 0  # batches found again by their input digest instead of being created twice
 
     def __str__(self) -> str:
+        elsewhere = f", {self.claimed_elsewhere} being sent by another run" if self.claimed_elsewhere else ""
         if not self.batch_ids:
             return (
                 f"nothing to submit: {_count(self.already_answered, 'request')} already answered, "
-                f"{self.already_pending} waiting in earlier batches"
+                f"{self.already_pending} waiting in earlier batches{elsewhere}"
             )
         found = f" ({self.adopted} found again after an interrupted submit)" if self.adopted else ""
         return (
             f"submitted {_count(self.submitted, 'request')} in {_count(len(self.batch_ids), 'batch', 'batches')}"
             f"{found}: "
-            f"{', '.join(self.batch_ids)}; skipped {self.already_answered} already answered and "
-            f"{self.already_pending} waiting in earlier batches; request files in {self.files[0].parent}"
+            f"{', '.join(self.batch_ids)}; skipped {self.already_answered} already answered, "
+            f"{self.already_pending} waiting in earlier batches{elsewhere}; request files in {self.files[0].parent}"
         )
 
 
@@ -228,17 +233,34 @@ def submit(
     *,
     max_requests: int = MAX_REQUESTS_PER_FILE,
     max_bytes: int = MAX_BYTES_PER_FILE,
+    claim_lease_s: float = DEFAULT_LEASE_S,
 ) -> SubmitResult:
-    """Upload the requests not answered and not pending as batches; see the module docstring."""
+    """Upload the requests not answered, not pending and not claimed as batches; see the module docstring."""
     result = SubmitResult()
     unique = {r.key: r for r in requests}
-    answered = cache.answered(unique)
+    claims = Claims(cache, lease_s=claim_lease_s)
+    with claims.renewing():
+        got = claims.claim(unique)
+        result.already_answered, result.already_pending = len(got.answered), len(got.in_batch)
+        result.claimed_elsewhere = len(got.held)
+        todo = [r for key, r in unique.items() if key in got.claimed]
+        if todo:
+            _submit_claimed(client, todo, cache, out_dir, max_requests, max_bytes, claims.owner, result)
+    return result
+
+
+def _submit_claimed(
+    client,
+    todo: list[TeacherRequest],
+    cache: ResponseCache,
+    out_dir: str | Path,
+    max_requests: int,
+    max_bytes: int,
+    owner: str,
+    result: SubmitResult,
+) -> None:
+    """Write, upload and create the batches of the claimed requests; record each with its keys."""
     jobs = BatchJobs(cache)
-    pending = jobs.pending_keys() & set(unique)
-    result.already_answered, result.already_pending = len(answered), len(pending)
-    todo = [r for key, r in unique.items() if key not in answered and key not in pending]
-    if not todo:
-        return result
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = _existing_batches(client, jobs.ids())
@@ -256,11 +278,10 @@ def submit(
             with path.open("rb") as handle:
                 uploaded = _api(f"uploading {path.name}", client.files.create, file=handle, purpose="batch")
             batch = _create(client, cache, uploaded.id, digest, path.name)
-        jobs.record(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status)
+        jobs.record(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status, claim_owner=owner)
         result.batch_ids.append(batch.id)
         result.submitted += len(chunk)
         log.info("batch %s: %d requests (%s, %d bytes)", batch.id, len(chunk), path.name, len(data))
-    return result
 
 
 # --------------------------------------------------------------------------- status

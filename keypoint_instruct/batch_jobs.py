@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from keypoint_instruct.teacher import TeacherRequest
 
 _UPDATABLE = ("status", "output_file_id", "error_file_id", "collected_at")
+_PENDING = (
+    "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
+    "WHERE b.collected_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses x WHERE x.key = r.key)"
+)
 
 
 class BatchJobs:
@@ -26,8 +30,19 @@ class BatchJobs:
         self.cache = cache
         self._db = cache.db
 
-    def record(self, batch_id: str, requests: Iterable[TeacherRequest], *, input_file_id: str, status: str) -> None:
-        """Remember a submitted batch and which keys it carries (one transaction)."""
+    def record(
+        self,
+        batch_id: str,
+        requests: Iterable[TeacherRequest],
+        *,
+        input_file_id: str,
+        status: str,
+        claim_owner: str | None = None,
+    ) -> None:
+        """Remember a submitted batch and which keys it carries (one transaction).
+
+        ``claim_owner``: release that run's claims on the keys in the same transaction (they are pending from now on).
+        """
         now = utc_now()
         rows = [(r.key, batch_id, r.task, int(r.image_id), r.coco_split, r.prompt_version) for r in requests]
         with self.cache.transaction():
@@ -37,6 +52,10 @@ class BatchJobs:
                 (batch_id, input_file_id, status, len(rows), now, now),
             )
             self._db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,?)", rows)
+            if claim_owner is not None:
+                self._db.executemany(
+                    "DELETE FROM claims WHERE key = ? AND owner = ?", [(row[0], claim_owner) for row in rows]
+                )
 
     def update(self, batch_id: str, **fields: str | None) -> None:
         """Set ``status``, ``output_file_id``, ``error_file_id`` or ``collected_at`` of a recorded batch."""
@@ -65,17 +84,18 @@ class BatchJobs:
 
     def is_pending(self, key: str) -> bool:
         """Whether ``key`` waits in a submitted, uncollected batch (and has no response yet)."""
-        row = self._db.execute(
-            "SELECT 1 FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
-            "WHERE r.key = ? AND b.collected_at IS NULL AND r.key NOT IN (SELECT key FROM responses WHERE key = ?)",
-            (key, key),
-        ).fetchone()
-        return row is not None
+        return bool(self.pending_among([key]))
+
+    def pending_among(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` waiting in submitted, uncollected batches without a response."""
+        keys = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = f"{_PENDING} AND r.key IN ({','.join('?' * len(chunk))})"
+            found.update(row[0] for row in self._db.execute(query, chunk))
+        return found
 
     def pending_keys(self) -> set[str]:
         """Keys submitted in batches that are not collected yet and have no response."""
-        query = (
-            "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
-            "WHERE b.collected_at IS NULL AND r.key NOT IN (SELECT key FROM responses)"
-        )
-        return {row[0] for row in self._db.execute(query)}
+        return {row[0] for row in self._db.execute(_PENDING)}

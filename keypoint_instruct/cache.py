@@ -4,7 +4,11 @@ A response is committed the moment it arrives, so a crash loses at most the requ
 duplicate (``ON CONFLICT(key) DO NOTHING``): when two shards answer the same key, the first answer stays. Failed
 attempts go to their own table with the reason. Several processes may write one file at once (WAL + busy timeout);
 ``merge`` joins the files of shards that wrote separately. The same file records the Batch API jobs
-(:mod:`keypoint_instruct.batch_jobs`), so every command that sends requests knows what waits in a batch.
+(:mod:`keypoint_instruct.batch_jobs`), so every command that sends requests knows what waits in a batch, and the
+keys other runs are sending right now (:mod:`keypoint_instruct.claims`; never merged).
+
+A cache of an older schema is brought up to date when it is opened (its data kept): the schema file only holds
+``IF NOT EXISTS`` statements, so running it again adds what the older schema lacks.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the claims table (keypoint_instruct/claims.py)
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
 
 # fmt: off
@@ -132,20 +136,33 @@ class ResponseCache:
         if app_id == 0 and not tables:
             self._db.execute("PRAGMA journal_mode = WAL")
             with self.transaction():
-                for statement in _schema().split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                self._apply_schema()
                 self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != _APPLICATION_ID:
             raise CacheError(f"{self.path} is an SQLite file but not a keypoint-instruct response cache")
         else:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise CacheError(f"{self.path} has cache schema {version}; this version reads schema {SCHEMA_VERSION}")
             self._db.execute("PRAGMA journal_mode = WAL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise CacheError(
+                    f"{self.path} has cache schema {version}, written by a newer keypoint-instruct; this version "
+                    f"reads schema {SCHEMA_VERSION} and older"
+                )
+            if version < SCHEMA_VERSION:
+                with self.transaction():  # another process may have migrated it meanwhile: read again inside
+                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if version < SCHEMA_VERSION:
+                        self._apply_schema()
+                        log.info("%s: cache schema %d brought up to %d", self.path, version, SCHEMA_VERSION)
         # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
         self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def _apply_schema(self) -> None:
+        """Run the schema file (IF NOT EXISTS statements: creates a cache, or adds what an older one lacks)."""
+        for statement in _schema().split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -243,10 +260,12 @@ class ResponseCache:
         latency_s: float,
         *,
         cost_usd: float | None = None,
+        claim_owner: str | None = None,
     ) -> CachedResponse:
         """Store and commit one answer; an answer already stored for the key wins and is returned.
 
         ``cost_usd`` defaults to the synchronous price of the completion (batch.py passes the Batch price).
+        ``claim_owner``: release that run's claim on the key in the same transaction (:mod:`keypoint_instruct.claims`).
         """
         model = completion.model or str(request.body.get("model", ""))
         if cost_usd is None:
@@ -268,10 +287,13 @@ class ResponseCache:
             utc_now(),
         )
         marks = ",".join("?" * len(values))
-        cursor = self._db.execute(
-            f"INSERT INTO responses ({', '.join(_RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING",
-            values,
-        )
+        insert = f"INSERT INTO responses ({', '.join(_RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING"
+        if claim_owner is None:
+            cursor = self._db.execute(insert, values)
+        else:
+            with self.transaction():
+                cursor = self._db.execute(insert, values)
+                self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (request.key, claim_owner))
         if cursor.rowcount == 1:
             return CachedResponse(*values)
         log.warning("key %s was already answered; kept the stored response", request.key[:12])
@@ -296,6 +318,8 @@ class ResponseCache:
     # ----------------------------------------------------------------- merging shards
     def merge(self, other_paths: Iterable[str | Path]) -> dict[str, float]:
         """Copy responses, failures and batch records of other cache files in; returns what happened.
+
+        Claims are not copied: they belong to runs on the other file, which cannot renew or release them here.
 
         A key answered in both keeps this file's answer, unless only the other one finished normally (``stop``):
         a complete paid answer is never thrown away for a cut one. Counts: ``added``, ``already_present``,

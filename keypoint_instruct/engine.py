@@ -5,7 +5,9 @@ Every answer is committed as it arrives (answers cut by ``length`` or ``content_
 reason so the dataset build can drop them), every failed attempt is recorded with its reason, and a run ends with
 a :class:`RunSummary`. Rate limits are token buckets (RPM and TPM) that follow the ``x-ratelimit-*`` headers when
 the endpoint sends them (:mod:`keypoint_instruct.ratelimit`); a 429 pauses all sending until its Retry-After
-has passed.
+has passed. Before a request is sent its key is claimed in the cache file (:mod:`keypoint_instruct.claims`, a chunk
+of the queue at a time): keys another live run on the same file is sending are skipped and counted
+(``RunSummary.claimed_elsewhere``), so two runs never pay for one key.
 
 A run stops early, with one :class:`TeacherError` line, on an error that every request would hit (a refused key, an
 unknown model, an exhausted quota) and when the first request to exhaust its attempts does so before the endpoint
@@ -23,10 +25,12 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, UsageError
 from keypoint_instruct.ratelimit import RateLimiter, estimate_request_tokens
 from keypoint_instruct.teacher import Teacher, TeacherRequest
@@ -45,6 +49,7 @@ class EngineSettings:
     burst_s: float = 1.0  # seconds of allowance a rate bucket may hold
     drain_s: float = 30.0  # after Ctrl-C: how long requests already in flight may still finish
     progress: bool = True
+    claim_lease_s: float = DEFAULT_LEASE_S  # how long a claim on a key lasts unless renewed (claims.py)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -55,6 +60,8 @@ class EngineSettings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} {value} must be positive")
+        if not self.claim_lease_s > 0:
+            raise UsageError(f"--claim-lease {self.claim_lease_s} must be positive")
 
 
 @dataclass
@@ -62,6 +69,7 @@ class RunSummary:
     requested: int = 0  # distinct keys asked for
     already_cached: int = 0  # answered before (never sent)
     in_batch: int = 0  # waiting in a submitted, uncollected Batch API job (never sent twice)
+    claimed_elsewhere: int = 0  # being sent by another live run on the same cache file (skipped)
     answered: int = 0  # answered in this run
     finish_reasons: Counter = field(default_factory=Counter)
     gave_up: int = 0  # keys without an answer after their last attempt
@@ -84,7 +92,8 @@ class RunSummary:
         return (
             ("interrupted: " if self.interrupted else "")
             + f"{self.requested} requests: {self.already_cached} already cached, {self.in_batch} waiting in a batch, "
-            f"{self.answered} answered "
+            + (f"{self.claimed_elsewhere} being sent by another run, " if self.claimed_elsewhere else "")
+            + f"{self.answered} answered "
             f"({reasons}), {self.gave_up} gave up; {self.attempts} attempts, {self.failed_attempts} failed; "
             f"{self.prompt_tokens} prompt tokens ({self.cached_tokens} cached), {self.completion_tokens} completion "
             f"tokens; ${self.cost_usd:.4f}; {self.elapsed_s:.1f} s, {self.requests_per_s:.2f} req/s"
@@ -159,6 +168,10 @@ async def run_requests(
     if not todo:
         return summary
 
+    claims = Claims(cache, lease_s=settings.claim_lease_s)
+    mine: set[str] = set()  # keys this run holds a claim on
+    decided: set[str] = set()  # keys whose claim was tried
+    claim_next = 0  # todo[claim_next:] not tried yet
     limiter = RateLimiter(settings.rpm, settings.tpm, settings.burst_s)
     queue: asyncio.Queue[tuple[TeacherRequest, int]] = asyncio.Queue()
     for request in todo:
@@ -173,6 +186,26 @@ async def run_requests(
     timers: set[asyncio.Task] = set()
     jitter = random.Random()
     progress = _Progress(len(todo), settings.progress, summary)
+
+    def claim_through(key: str) -> bool:
+        """Claim the queue in order, a chunk at a time, until ``key`` is tried; True when this run holds it."""
+        nonlocal claim_next
+        while key not in decided and claim_next < len(todo):
+            chunk = [r.key for r in todo[claim_next : claim_next + settings.concurrency]]
+            claim_next += len(chunk)
+            got = claims.claim(chunk)
+            decided.update(chunk)
+            mine.update(got.claimed)
+            summary.claimed_elsewhere += len(got.held)
+            summary.already_cached += len(got.answered)
+            summary.in_batch += len(got.in_batch)
+            if got.held:
+                log.debug("%d keys are being sent by another run; skipped", len(got.held))
+        return key in mine
+
+    def drop(key: str) -> None:
+        mine.discard(key)
+        claims.release([key])
 
     def resolve() -> None:
         nonlocal remaining
@@ -206,12 +239,17 @@ async def run_requests(
             request, attempt = await queue.get()
             if fatal or stopping:
                 return
-            if cache.get(request.key) is not None:  # answered meanwhile (another process writing this file)
+            if request.key not in mine and not claim_through(request.key):  # answered, in a batch, or claimed
+                resolve()
+                continue
+            if cache.get(request.key) is not None:  # answered meanwhile (e.g. a merge into this file)
                 summary.already_cached += 1
+                drop(request.key)
                 resolve()
                 continue
             if jobs.is_pending(request.key):  # submitted in a batch since this run started
                 summary.in_batch += 1
+                drop(request.key)
                 resolve()
                 continue
             await limiter.acquire(estimate_request_tokens(request))
@@ -236,7 +274,8 @@ async def run_requests(
                     drained.set()
             latency = time.monotonic() - sent
             limiter.observe(completion.rate_limits)
-            stored = cache.put(request, completion, latency)
+            stored = cache.put(request, completion, latency, claim_owner=claims.owner)
+            mine.discard(request.key)
             summary.answered += 1
             summary.finish_reasons[stored.finish_reason] += 1
             summary.prompt_tokens += stored.prompt_tokens
@@ -267,6 +306,7 @@ async def run_requests(
             return
         else:
             summary.gave_up += 1
+            drop(request.key)
             if err.retryable and summary.answered == 0:  # nothing works: do not repeat this for every request
                 fatal.append(
                     TeacherCallError(
@@ -283,6 +323,8 @@ async def run_requests(
             )
             resolve()
 
+    keep_alive = ExitStack()  # the claims are renewed while the run goes, and released when it ends
+    keep_alive.enter_context(claims.renewing())
     workers = [asyncio.create_task(worker()) for _ in range(min(settings.concurrency, len(todo)))]
     try:
         await all_done.wait()
@@ -304,6 +346,7 @@ async def run_requests(
         for task in (*workers, *timers):
             task.cancel()
         await asyncio.gather(*workers, *timers, return_exceptions=True)
+        keep_alive.close()
         progress.close(clear=bool(fatal or crashed))
         summary.elapsed_s = time.monotonic() - started
     if crashed:

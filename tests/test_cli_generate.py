@@ -9,12 +9,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import quicktok
 
 from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.claims import Claims
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
 from keypoint_instruct.context import select_scenes
@@ -30,6 +32,12 @@ def generate_args(coco_root, cache, *extra) -> list[str]:
     return ["generate", "--coco-root", str(coco_root), "--split", "val2014", "--cache", str(cache), *extra]
 
 
+def run_argv(coco_root, cache, url) -> list[str]:
+    """A real `generate` process: all tasks of 16 images (48 requests), 4 in flight."""
+    argv = generate_args(coco_root, cache, "--task", "all", "--limit", "16", "--base-url", url)
+    return [*CLI, *argv, "--concurrency", "4", "--no-progress"]
+
+
 def selected_images(coco_root, limit=None) -> list[int]:
     return [s.image_id for s in select_scenes(load_scenes(coco_root, "val2014").values(), limit=limit)]
 
@@ -42,12 +50,12 @@ def one_line_error(capsys, code: int) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def server_process(tmp_path):
+@contextmanager
+def started_server(tmp_path, latency: float):
     """The fake server as its own process with a request log file (as a crash test needs)."""
     log = tmp_path / "server.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_openai", "--port", "0", "--latency", "0.1", "--log", str(log)],
+        [sys.executable, "-m", "tests.fake_openai", "--port", "0", "--latency", str(latency), "--log", str(log)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -59,6 +67,19 @@ def server_process(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    with started_server(tmp_path, 0.1) as server:
+        yield server
+
+
+@pytest.fixture
+def slow_server_process(tmp_path):
+    """Answers take 0.4 s: a run of 48 requests at concurrency 4 lasts about 5 s, long enough to overlap another."""
+    with started_server(tmp_path, 0.4) as server:
+        yield server
 
 
 def read_log(path: Path) -> list[dict]:
@@ -128,12 +149,9 @@ def test_kill_minus_nine_then_rerun_pays_each_request_once(server_process, coco_
 def test_ctrl_c_stops_cleanly_keeps_every_paid_answer_and_prints_the_summary(server_process, coco_root, tmp_path):
     url, log_path = server_process
     cache_path = tmp_path / "sigint.sqlite"
-    argv = [*CLI, *generate_args(coco_root, cache_path, "--task", "all", "--limit", "16", "--base-url", url)]
-    argv += ["--concurrency", "4", "--no-progress"]
+    argv = run_argv(coco_root, cache_path, url)
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and answers_in(cache_path) < 8:
-        time.sleep(0.05)
+    wait_for_answers(cache_path, 8)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -149,6 +167,67 @@ def test_ctrl_c_stops_cleanly_keeps_every_paid_answer_and_prints_the_summary(ser
     assert f"48 requests: {answered} already cached" in rerun.stdout
     ok_keys = [request_key(e["body"]) for e in read_log(log_path) if e["status"] == 200]
     assert len(ok_keys) == len(set(ok_keys)) == 48  # each request paid once over both runs
+
+
+def wait_for_answers(cache_path: Path, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and answers_in(cache_path) < n:
+        time.sleep(0.05)
+    assert answers_in(cache_path) >= n
+
+
+def test_two_runs_on_one_cache_send_each_request_once(slow_server_process, coco_root, tmp_path):
+    url, log_path = slow_server_process
+    cache_path = tmp_path / "shared.sqlite"
+    argv = run_argv(coco_root, cache_path, url)
+    first = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_answers(cache_path, 4)  # the first run is under way (and has more than a chunk left)
+    second = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, err + second.stderr
+
+    sent = [request_key(e["body"]) for e in read_log(log_path) if e["path"] == "/v1/chat/completions"]
+    assert len(sent) == len(set(sent)) == 48  # each request sent exactly once over both runs
+    assert answers_in(cache_path) == 48
+    skipped = int(re.search(r"(\d+) being sent by another run", second.stdout)[1])
+    assert skipped > 0 and f"{skipped} requests are being sent by another run on this cache" in second.stderr
+    answered = [int(re.search(r"(\d+) answered", text)[1]) for text in (out, second.stdout)]
+    assert sum(answered) == 48 and answered[1] > 0  # the second run took its share, not nothing
+
+
+def test_a_stopped_runs_claims_are_taken_over_after_the_lease(slow_server_process, coco_root, tmp_path):
+    url, log_path = slow_server_process
+    cache_path = tmp_path / "stopped.sqlite"
+    argv = run_argv(coco_root, cache_path, url)
+    stuck = subprocess.Popen(
+        [*argv, "--claim-lease", "1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_answers(cache_path, 4)
+        stuck.send_signal(signal.SIGSTOP)  # alive (its process exists) but no longer renewing its claims
+        with ResponseCache(cache_path) as cache:
+            keys = [request_key(r.body) for r in all_requests(coco_root, 16)]
+            held = Claims(cache).held_elsewhere(keys)
+            saved = cache.answered(keys)
+        assert held and not held & saved  # its claims still bind: the lease has not run out
+        time.sleep(1.2)
+        with ResponseCache(cache_path) as cache:
+            assert not Claims(cache).held_elsewhere(keys)
+        sent_before = len(read_log(log_path))
+        rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        stuck.kill()
+        stuck.wait(10)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "being sent by another run" not in rerun.stdout + rerun.stderr  # every claim was taken over
+    assert answers_in(cache_path) == 48
+    resent = {request_key(e["body"]) for e in read_log(log_path)[sent_before:]}
+    assert not resent & saved  # nothing answered before was sent again
+
+
+def all_requests(coco_root, limit):
+    scenes = select_scenes(load_scenes(coco_root, "val2014").values(), limit=limit)
+    return [r for task in TASKS for r in build_requests(scenes, task, GenerationSettings(), "paper", "val2014")]
 
 
 def test_faulty_endpoint_completes_and_never_leaks_the_key(

@@ -48,6 +48,19 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_claim_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--claim-lease",
+        type=positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long this run's claim on a request it is sending lasts unless renewed (renewed every quarter of "
+        "it while the run is alive); another run on the same cache skips claimed requests. A run killed outright "
+        "on another machine sharing the cache holds its requests this long; on this machine its claims are taken "
+        "over at once (default: %(default)s)",
+    )
+
+
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     add_base_url_option(
         parser, "OpenAI-compatible endpoint, http(s)://host[:port]/v1 (vLLM, a local server); default api.openai.com"
@@ -66,7 +79,8 @@ def register(subparsers) -> None:
         "generate",
         help="ask the teacher for every selected image and task; answers go to the response cache",
         description="Send one teacher request per selected image and task. Answers already in the cache are never "
-        "sent again; each answer is saved the moment it arrives. The key comes from OPENAI_API_KEY. Exit status 1 "
+        "sent again; each answer is saved the moment it arrives. Several runs may share one cache: a request another "
+        "run is sending is skipped (rerun later for it). The key comes from OPENAI_API_KEY. Exit status 1 "
         "when some requests were given up after --max-attempts (run the same command again to retry only those); 2, "
         "with one line, when the endpoint refuses the key or does not know the model. Ctrl-C stops cleanly: nothing "
         "new is sent, requests in flight may finish (up to 30 s), the summary is printed, exit status 130.",
@@ -103,6 +117,7 @@ def register(subparsers) -> None:
     gen.add_argument(
         "--dry-run", action="store_true", help="print requests still to send, estimated tokens and cost; send nothing"
     )
+    add_claim_option(gen)
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
 
@@ -116,6 +131,7 @@ def register(subparsers) -> None:
     )
     add_selection_options(submit)
     add_endpoint_options(submit)
+    add_claim_option(submit)
     submit.add_argument(
         "--out-dir", type=Path, default=None, help="where to keep the JSONL files (default: beside the cache)"
     )
@@ -194,6 +210,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         tpm=args.tpm,
         max_attempts=args.max_attempts,
         progress=not args.no_progress,
+        claim_lease_s=args.claim_lease,
     )
     teacher = _make_teacher(args, offline)
     with _open_cache(args.cache, create=True) as cache:
@@ -208,7 +225,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             return 130
     print(summary.line())
+    _say_claimed_elsewhere(summary.claimed_elsewhere)
     return 0 if summary.gave_up == 0 else 1
+
+
+def _say_claimed_elsewhere(n: int) -> None:
+    if n:
+        print(
+            f"keypoint-instruct: {n} request{'s are' if n != 1 else ' is'} being sent by another run on this cache; "
+            "rerun later for them",
+            file=sys.stderr,
+        )
 
 
 def _make_teacher(args: argparse.Namespace, offline: bool):
@@ -224,20 +251,25 @@ def _make_teacher(args: argparse.Namespace, offline: bool):
 def _dry_run(args: argparse.Namespace, requests) -> int:
     from keypoint_instruct import pricing
     from keypoint_instruct.batch_jobs import BatchJobs
+    from keypoint_instruct.claims import Claims
 
     answered: set[str] = set()
     in_batch: set[str] = set()
+    claimed: set[str] = set()
     if args.cache.exists():
         with _open_cache(args.cache, create=False) as cache:
-            answered = cache.answered(r.key for r in requests)
-            in_batch = BatchJobs(cache).pending_keys()
-    unique = {r.key: r for r in requests if r.key not in answered and r.key not in in_batch}
+            keys = {r.key for r in requests}
+            answered = cache.answered(keys)
+            in_batch = BatchJobs(cache).pending_among(keys - answered)
+            claimed = Claims(cache).held_elsewhere(keys - answered - in_batch)
+    skipped = answered | in_batch | claimed
+    unique = {r.key: r for r in requests if r.key not in skipped}
     todo = list(unique.values())
     estimate = pricing.estimate_requests(todo)
-    waiting = len(in_batch & {r.key for r in requests})
     print(
-        f"requests selected: {len(requests)}; already cached: {len(answered)}; waiting in a batch: {waiting}; "
-        f"to send: {len(todo)}"
+        f"requests selected: {len(requests)}; already cached: {len(answered)}; waiting in a batch: {len(in_batch)}; "
+        + (f"being sent by another run: {len(claimed)}; " if claimed else "")
+        + f"to send: {len(todo)}"
     )
     print(pricing.format_estimate(estimate))
     return 0
@@ -262,8 +294,9 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
     requests = select_requests(args)
     with _open_cache(args.cache, create=True) as cache:
         out_dir = args.out_dir or args.cache.parent / f"{args.cache.stem}_batches"
-        result = batch.submit(_batch_client(args), requests, cache, out_dir)
+        result = batch.submit(_batch_client(args), requests, cache, out_dir, claim_lease_s=args.claim_lease)
     print(result)
+    _say_claimed_elsewhere(result.claimed_elsewhere)
     return 0
 
 

@@ -1,4 +1,5 @@
--- The response cache (keypoint_instruct/cache.py). Bump cache.SCHEMA_VERSION on any change.
+-- The response cache (keypoint_instruct/cache.py). Bump cache.SCHEMA_VERSION on any change. Every statement is
+-- IF NOT EXISTS, so running this file again brings an older cache up to date (cache.py's migration).
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -48,3 +49,11 @@ CREATE TABLE IF NOT EXISTS batch_requests (
     coco_split TEXT NOT NULL,
     prompt_version TEXT NOT NULL
 );
+-- Schema 2: in-flight claims (keypoint_instruct/claims.py). A run claims a key before it sends it, another run
+-- skips a key whose claim is live. Never carried by `cache merge`.
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);

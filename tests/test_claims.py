@@ -1,0 +1,176 @@
+"""In-flight claims in the cache file: atomic claims, live owners, takeover of dead ones, the schema migration."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keypoint_instruct.batch_jobs import BatchJobs
+from keypoint_instruct.cache import _APPLICATION_ID, SCHEMA_VERSION, ResponseCache, _schema
+from keypoint_instruct.claims import Claims, is_live
+from keypoint_instruct.cli import main
+from keypoint_instruct.engine import EngineSettings, run
+from keypoint_instruct.errors import CacheError, TeacherError
+from keypoint_instruct.teacher import OpenAITeacher
+from tests.test_cache import make_completion, make_request
+
+
+def claim_rows(path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT key, owner FROM claims ORDER BY key").fetchall()
+
+
+def test_a_live_claim_is_skipped_and_an_expired_one_taken_over(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    keys = [make_request(i).key for i in range(5)]
+    first = Claims(cache, lease_s=0.4)
+    second = Claims(cache, lease_s=60)
+    assert first.claim(keys[:3]).claimed == set(keys[:3])
+    got = second.claim(keys)
+    assert (got.claimed, got.held) == (set(keys[3:]), set(keys[:3]))
+    assert first.claim(keys[:3]).claimed == set(keys[:3])  # claiming again what it holds is fine
+    assert second.held_elsewhere(keys) == set(keys[:3])
+    time.sleep(0.5)  # the first run stopped renewing: its lease runs out
+    assert second.held_elsewhere(keys) == set()
+    assert second.claim(keys[:3]).claimed == set(keys[:3])
+    assert {owner for _, owner in claim_rows(cache.path)} == {second.owner}
+    assert first.claim(keys[:1]).held == {keys[0]}  # now the first run is the one that must wait
+
+
+def test_renewed_claims_outlive_their_lease_and_go_when_the_run_ends(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    keys = [make_request(i).key for i in range(3)]
+    owner = Claims(cache, lease_s=0.4)
+    other = Claims(cache)
+    with owner.renewing():
+        owner.claim(keys)
+        time.sleep(0.9)  # more than two leases: only the renewals keep them
+        assert other.claim(keys).held == set(keys)
+    assert claim_rows(cache.path) == []  # released at the end
+    assert other.claim(keys).claimed == set(keys)
+
+
+def test_answered_and_batched_keys_are_not_claimed(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    answered, batched, free = make_request(1), make_request(2), make_request(3)
+    cache.put(answered, make_completion(), 0.1)
+    BatchJobs(cache).record("batch-1", [batched], input_file_id="file-1", status="in_progress")
+    got = Claims(cache).claim([answered.key, batched.key, free.key])
+    assert (got.answered, got.in_batch, got.claimed, got.held) == ({answered.key}, {batched.key}, {free.key}, set())
+
+
+def test_storing_an_answer_or_recording_a_batch_releases_the_claim(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    a, b, c = make_request(1), make_request(2), make_request(3)
+    claims = Claims(cache)
+    claims.claim([a.key, b.key, c.key])
+    cache.put(a, make_completion(), 0.1, claim_owner=claims.owner)
+    BatchJobs(cache).record("batch-1", [b], input_file_id="file-1", status="in_progress", claim_owner=claims.owner)
+    assert claim_rows(cache.path) == [(c.key, claims.owner)]
+
+
+def test_a_dead_process_on_this_host_holds_nothing_and_another_host_holds_until_the_lease(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(done.stdout)
+    now = time.time()
+    host = socket.gethostname()
+    assert not is_live(f"{host}:{dead_pid}:abcd", now + 600, now)  # killed outright: taken over at once
+    assert is_live(f"{host}:{os.getpid()}:abcd", now + 600, now)
+    assert is_live(f"other-{host}:{dead_pid}:abcd", now + 600, now)  # cannot see its processes: the lease rules
+    assert not is_live(f"other-{host}:{dead_pid}:abcd", now - 1, now)
+
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    key = make_request(1).key
+    cache.db.execute("INSERT INTO claims VALUES (?, ?, ?)", (key, f"{host}:{dead_pid}:abcd", now + 600))
+    assert Claims(cache).claim([key]).claimed == {key}
+
+
+def test_generate_skips_what_another_run_is_sending_and_says_so(fake_openai, coco_root, tmp_path, capsys):
+    from keypoint_instruct.coco import load_scenes
+    from keypoint_instruct.context import select_scenes
+    from keypoint_instruct.teacher import GenerationSettings, build_requests
+
+    scenes = select_scenes(load_scenes(coco_root, "val2014").values(), limit=5)
+    requests = build_requests(scenes, "conversation", GenerationSettings(), "paper", "val2014")
+    cache_path = tmp_path / "c.sqlite"
+    with ResponseCache(cache_path, create=True) as cache:
+        busy = Claims(cache)  # a live run (this very process) is sending the first two
+        busy.claim(r.key for r in requests[:2])
+        argv = ["generate", "--task", "conversation", "--coco-root", str(coco_root), "--split", "val2014"]
+        argv += ["--cache", str(cache_path), "--limit", "5", "--base-url", fake_openai.base_url]
+        assert main([*argv, "--dry-run"]) == 0
+        assert "waiting in a batch: 0; being sent by another run: 2; to send: 3" in capsys.readouterr().out
+        assert main([*argv, "--no-progress"]) == 0
+        out, err = capsys.readouterr()
+        assert "5 requests: 0 already cached, 0 waiting in a batch, 2 being sent by another run, 3 answered" in out
+        assert "2 requests are being sent by another run on this cache; rerun later for them" in err
+        sent = {e.body["messages"][-1]["content"] for e in fake_openai.chat_log()}
+        assert sent == {r.body["messages"][-1]["content"] for r in requests[2:]}
+        assert [owner for _, owner in claim_rows(cache_path)] == [busy.owner] * 2  # the run released its own
+
+
+def test_engine_releases_its_claims_when_it_stops_on_an_error(fake_openai, tmp_path):
+    fake_openai.set_access(api_key="sk-right")
+    from tests.test_teacher import chat_request
+
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    teacher = OpenAITeacher(base_url=fake_openai.base_url, api_key="sk-wrong")
+    with pytest.raises(TeacherError, match="HTTP 401"):
+        run(teacher, [chat_request(i) for i in range(6)], cache, EngineSettings(progress=False, concurrency=2))
+    assert claim_rows(cache.path) == []
+
+
+def write_schema_1_cache(path) -> None:
+    """A cache as keypoint-instruct wrote it before claims (schema 1), with one answer and one batch."""
+    schema_1 = _schema().split("-- Schema 2")[0]
+    with sqlite3.connect(path) as db:
+        db.executescript(schema_1)
+        db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO responses VALUES ('k1', 'conversation', 7, 'val2014', 'gpt-4o-2024-08-06', 'v1', 'text', "
+            "'stop', 10, 5, 0, 0.001, 0.5, '2026-01-01T00:00:00+00:00')"
+        )
+        db.execute("INSERT INTO batches (batch_id, status, created_at, updated_at) VALUES ('b1', 'done', 'x', 'x')")
+
+
+def test_a_schema_1_cache_is_migrated_and_keeps_its_data(tmp_path):
+    path = tmp_path / "old.sqlite"
+    write_schema_1_cache(path)
+    with ResponseCache(path) as cache:
+        assert [r.key for r in cache.iter_responses()] == ["k1"] and cache.get("k1").text == "text"
+        assert BatchJobs(cache).ids() == {"b1"}
+        assert Claims(cache).claim(["k1", "k2"]).claimed == {"k2"}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    with ResponseCache(path) as cache:  # opening it again changes nothing
+        assert cache.stats().responses == 1
+
+
+def test_a_cache_of_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite"
+    ResponseCache(path, create=True).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(CacheError, match="schema 99, written by a newer keypoint-instruct"):
+        ResponseCache(path)
+
+
+def test_merge_carries_no_claims(tmp_path, capsys):
+    shard = ResponseCache(tmp_path / "s.sqlite", create=True)
+    request = make_request(1)
+    shard.put(request, make_completion(), 0.1)
+    Claims(shard).claim([make_request(2).key])
+    shard.close()
+    old = tmp_path / "old.sqlite"
+    write_schema_1_cache(old)
+    assert main(["cache", "merge", str(tmp_path / "all.sqlite"), str(tmp_path / "s.sqlite"), str(old)]) == 0
+    assert claim_rows(tmp_path / "all.sqlite") == []
+    with ResponseCache(tmp_path / "all.sqlite") as merged:
+        assert {r.key for r in merged.iter_responses()} == {request.key, "k1"}
