@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.batch_ingest import account_for_missing, ingest
-from keypoint_instruct.batch_jobs import BatchJobs
+from keypoint_instruct.batch_jobs import FORGOTTEN, BatchJobs
 from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.teacher import (
@@ -102,6 +102,8 @@ class StatusReport:
         lines = []
         for r in self.rows:
             counts = f"{r['completed']}/{r['total']} done, {r['failed']} failed"
+            if r["status"] == FORGOTTEN:
+                counts = f"{_count(r['total'], 'request')}, none pending (the unanswered may be sent again)"
             lines.append(f"{r['batch_id']}  {r['status']:<11} {counts}  {'collected' if r['collected'] else ''}")
         return "\n".join(line.rstrip() for line in lines)
 
@@ -302,7 +304,9 @@ def status(client, cache: ResponseCache) -> StatusReport:
         collected = row["collected_at"] is not None
         counts = {"total": row["n_requests"], "completed": 0, "failed": 0}
         state = row["status"]
-        if not collected:
+        if state == FORGOTTEN:  # the provider does not know it any more: nothing to ask
+            pass
+        elif not collected:
             batch = _refresh(client, cache, row)
             state = batch.status
             if batch.request_counts is not None:
@@ -353,7 +357,7 @@ def collect(client, cache: ResponseCache) -> CollectResult:
     """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
     result = CollectResult()
     jobs = BatchJobs(cache)
-    rows = [row for row in jobs.rows() if row["collected_at"] is None]
+    rows = [row for row in jobs.rows() if row["collected_at"] is None and row["status"] != FORGOTTEN]
     for row in rows:
         batch = _refresh(client, cache, row)
         if batch.status not in TERMINAL:

@@ -3,6 +3,8 @@
 The tables ``batches`` and ``batch_requests`` live in the cache file itself (``data/cache_schema.sql``), so the
 bookkeeping travels with the answers, ``cache merge`` carries it, and :meth:`BatchJobs.pending_keys` is what
 ``generate`` and ``batch submit`` leave out: a key waiting in a submitted, uncollected batch is never paid twice.
+A batch the provider lost (or the user gave up on) is *forgotten* (:meth:`BatchJobs.forget`, status ``forgotten``):
+its row stays for ``batch status``, its keys without an answer are no longer pending.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ if TYPE_CHECKING:
     from keypoint_instruct.teacher import TeacherRequest
 
 _UPDATABLE = ("status", "output_file_id", "error_file_id", "collected_at")
+FORGOTTEN = "forgotten"
 _PENDING = (
     "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
-    "WHERE b.collected_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses x WHERE x.key = r.key)"
+    f"WHERE b.collected_at IS NULL AND b.status != '{FORGOTTEN}' "
+    "AND NOT EXISTS (SELECT 1 FROM responses x WHERE x.key = r.key)"
 )
 
 
@@ -72,6 +76,21 @@ class BatchJobs:
         cursor = self._db.execute("SELECT * FROM batches ORDER BY created_at, batch_id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def row(self, batch_id: str) -> dict | None:
+        """The record of one batch, or None when this cache has none."""
+        return next((row for row in self.rows() if row["batch_id"] == batch_id), None)
+
+    def forget(self, batch_id: str) -> int:
+        """Mark a batch forgotten: its keys without an answer are free to send again. Returns how many they are."""
+        with self.cache.transaction():
+            freed = self._db.execute(f"SELECT COUNT(*) FROM ({_PENDING} AND r.batch_id = ?)", (batch_id,)).fetchone()[
+                0
+            ]
+            self._db.execute(
+                "UPDATE batches SET status = ?, updated_at = ? WHERE batch_id = ?", (FORGOTTEN, utc_now(), batch_id)
+            )
+        return freed
 
     def ids(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT batch_id FROM batches")}

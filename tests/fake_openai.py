@@ -23,6 +23,7 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
                                   # model_not_found); api_key: the only Bearer key accepted (others: 401
                                   # invalid_api_key, whose message echoes the key masked, as OpenAI does)
     server.complete_batches()     # finish every pending batch now
+    server.forget_batch(batch_id) # the provider no longer knows the batch: 404 on every request about it
     server.end_batches(status, answered=0.5, errors=None)
                                   # end every pending batch as "expired" or "cancelled" (the first `answered`
                                   # share of lines answered, the rest in the error file) or "failed" (no files;
@@ -48,7 +49,9 @@ least 1024 tokens, that prefix (rounded down to a multiple of 128) is reported a
 
 Batches: ``POST /v1/files`` (multipart, purpose "batch"), ``GET /v1/files/{id}`` and ``/v1/files/{id}/content``,
 ``POST /v1/batches``, ``GET /v1/batches`` (all, newest first), ``GET /v1/batches/{id}``,
-``POST /v1/batches/{id}/cancel``. A batch answers every input line with the responder; lines whose ``custom_id``
+``POST /v1/batches/{id}/cancel`` (as OpenAI: the batch is ``cancelling``, and on the next read ``cancelled`` with
+the first half of its lines answered and the rest in the error file; a batch that has ended answers 409).
+A batch answers every input line with the responder; lines whose ``custom_id``
 is in ``error_ids`` (or picked by the seeded ``error_rate``) go to an error file instead. Output lines are shuffled.
 ``POST /_fake/complete_batches`` completes batches of a standalone server. Lines whose model is not served (see
 ``set_access``) go to the error file with ``model_not_found``.
@@ -82,6 +85,7 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
     429: "Too Many Requests",
     500: "Internal Server Error",
 }
@@ -673,10 +677,13 @@ class FakeOpenAI:
         if batch is None:
             return _error(404, f"no batch {batch_id}", "not_found")
         if method == "POST" and action == "cancel":
-            if batch["status"] == "in_progress":
-                batch.update(status="cancelled", cancelled_at=int(time.time()))
+            if batch["status"] not in ("validating", "in_progress", "finalizing", "cancelling"):
+                return _error(409, f"Cannot cancel a batch with status {batch['status']}.", "invalid_request_error")
+            batch.update(status="cancelling", cancelling_at=int(time.time()))
         elif method != "GET" or action:
             return _error(405, f"{method} /v1/batches/{rest} is not supported", "invalid_request_error")
+        elif batch["status"] == "cancelling":
+            self._complete(batch, status="cancelled", answered=0.5)
         elif (
             batch["status"] == "in_progress"
             and self._batch_delay is not None
@@ -684,6 +691,10 @@ class FakeOpenAI:
         ):
             self._complete(batch)
         return 200, {}, json.dumps(batch).encode()
+
+    def forget_batch(self, batch_id: str) -> None:
+        """Drop a batch as a provider that lost it would: every later request about it gets a 404."""
+        self._batches.pop(batch_id)
 
     def complete_batches(self) -> int:
         """Complete every batch still in progress; return how many."""

@@ -10,6 +10,7 @@ from openai import OpenAI
 from keypoint_instruct import batch
 from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.claims import Claims
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
 from keypoint_instruct.context import select_scenes
@@ -275,3 +276,20 @@ def test_cli_batch_without_key_names_only_its_own_options(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "OPENAI_API_KEY" in err and "--base-url" in err
     assert "--teacher" not in err  # batch commands have no offline teacher
+
+
+def test_submit_skips_what_another_run_is_sending_and_releases_what_it_recorded(fake_openai, scenes, tmp_path):
+    requests = make_requests(scenes, tasks=("conversation",))
+    client = client_for(fake_openai)
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        sending = Claims(cache)  # a live run is sending the first request
+        sending.claim([requests[0].key])
+        result = batch.submit(client, requests, cache, tmp_path)
+        assert (result.submitted, result.claimed_elsewhere) == (3, 1)
+        assert str(result).endswith(
+            f"0 waiting in earlier batches, 1 being sent by another run; request files in {tmp_path}"
+        )
+        lines = [json.loads(x)["custom_id"] for x in result.files[0].read_text().splitlines()]
+        assert lines == [r.key for r in requests[1:]]
+        owners = [row[0] for row in cache.db.execute("SELECT owner FROM claims")]
+        assert owners == [sending.owner]  # the submit's own claims went with the batch record

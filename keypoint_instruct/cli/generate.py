@@ -146,6 +146,31 @@ def register(subparsers) -> None:
     )
     add_endpoint_options(collect)
     collect.set_defaults(func=cmd_batch_collect)
+    cancel = batch_sub.add_parser(
+        "cancel",
+        help="ask the provider to stop a batch; `batch collect` then keeps what it finished and frees the rest",
+        description="Ask the provider to cancel a batch recorded in the cache. It ends as cancelled with the answers "
+        "it finished; run `batch collect` then: they are saved, and the requests it did not answer become free to "
+        "send again with `generate` or `batch submit`. A batch id the cache does not record: one line, exit 2.",
+    )
+    _add_batch_id_options(cancel)
+    cancel.set_defaults(func=cmd_batch_cancel)
+    forget = batch_sub.add_parser(
+        "forget",
+        help="give up on a batch the provider no longer knows, so its requests can be sent again",
+        description="For a batch the provider has lost (it answers 404): mark it forgotten in the cache, so its "
+        "requests without an answer are no longer pending and `generate` or `batch submit` may send them. Answers "
+        "already in the cache stay, and `batch status` still lists the batch, as forgotten. Refused (one line, exit "
+        "2) while the provider still reports the batch, running or ended: `batch cancel` or `batch collect` it, or "
+        "pass --force.",
+    )
+    _add_batch_id_options(forget)
+    forget.add_argument(
+        "--force",
+        action="store_true",
+        help="forget it although the provider still reports it (answers it delivers later are paid, never collected)",
+    )
+    forget.set_defaults(func=cmd_batch_forget)
 
     cache = subparsers.add_parser("cache", help="inspect or merge response caches")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -300,6 +325,12 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_batch_id_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("batch_id", metavar="BATCH_ID", help="the batch, as `batch status` lists it")
+    parser.add_argument("--cache", required=True, type=Path, help="the response cache the batch was submitted from")
+    add_endpoint_options(parser)
+
+
 def _open_batch_cache(path: Path):
     """The cache ``batch submit`` recorded its batches in; a missing one says which command writes it."""
     if not path.is_file():
@@ -327,6 +358,24 @@ def cmd_batch_collect(args: argparse.Namespace) -> int:
 
     with _open_batch_cache(args.cache) as cache:
         print(batch.collect(_batch_client(args), cache))
+    return 0
+
+
+def cmd_batch_cancel(args: argparse.Namespace) -> int:
+    quiet_http_logs(args)
+    from keypoint_instruct import batch_cancel
+
+    with _open_batch_cache(args.cache) as cache:
+        print(batch_cancel.cancel(_batch_client(args), cache, args.batch_id))
+    return 0
+
+
+def cmd_batch_forget(args: argparse.Namespace) -> int:
+    quiet_http_logs(args)
+    from keypoint_instruct import batch_cancel
+
+    with _open_batch_cache(args.cache) as cache:
+        print(batch_cancel.forget(_batch_client(args), cache, args.batch_id, force=args.force))
     return 0
 
 

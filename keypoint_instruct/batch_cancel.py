@@ -1,0 +1,99 @@
+"""Stopping a Batch API job: ``batch cancel`` asks the provider to stop it, ``batch forget`` gives up on one it lost.
+
+Functions (``client`` a sync ``openai.OpenAI``, ``cache`` a :class:`keypoint_instruct.cache.ResponseCache`)::
+
+    cancel(client, cache, batch_id) -> str          # what happened, one line
+    forget(client, cache, batch_id, *, force=False) -> str
+
+A cancelled batch ends as ``cancelled`` with the answers it finished; the usual ``batch collect`` ingests them and
+frees the rest, so ``generate`` or a new ``batch submit`` may send them. A batch the provider no longer knows (404
+when it is read) can never be collected: ``forget`` marks it forgotten in the cache, which frees its keys without an
+answer at once; answers already in the cache stay, and the row stays so ``batch status`` shows it. ``forget``
+refuses a batch the provider still reports (running, or ended but not collected: its answers are paid for) unless
+``force``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keypoint_instruct.batch import TERMINAL, _api, _api_error, _count
+from keypoint_instruct.batch_jobs import FORGOTTEN, BatchJobs
+from keypoint_instruct.errors import UsageError
+
+if TYPE_CHECKING:
+    from keypoint_instruct.cache import ResponseCache
+
+
+def _recorded(cache: ResponseCache, batch_id: str, action: str) -> dict:
+    """The cache's row of a batch that may still be stopped; a one-line UsageError otherwise."""
+    row = BatchJobs(cache).row(batch_id)
+    if row is None:
+        raise UsageError(
+            f"batch {batch_id} is not recorded in {cache.path}; `keypoint-instruct batch status --cache "
+            f"{cache.path}` lists its batches"
+        )
+    if row["status"] == FORGOTTEN and action == "cancel":
+        raise UsageError(f"batch {batch_id} is forgotten in {cache.path}; there is nothing to {action}")
+    if row["collected_at"] is not None:
+        raise UsageError(
+            f"batch {batch_id} was collected on {row['collected_at'][:19]}; its requests without an answer are "
+            f"free to send already: nothing to {action}"
+        )
+    return row
+
+
+def _retrieve(client, batch_id: str):
+    """The provider's batch, or None when it answers 404 (it does not know the batch)."""
+    import openai
+
+    try:
+        return client.batches.retrieve(batch_id)
+    except openai.NotFoundError:
+        return None
+    except openai.APIError as err:
+        raise _api_error(f"reading batch {batch_id}", err) from None
+
+
+def cancel(client, cache: ResponseCache, batch_id: str) -> str:
+    """Ask the provider to cancel a recorded, uncollected batch; ``batch collect`` then ingests what it finished."""
+    _recorded(cache, batch_id, "cancel")
+    remote = _retrieve(client, batch_id)
+    if remote is None:
+        raise UsageError(
+            f"the provider does not know batch {batch_id} (HTTP 404); `batch forget {batch_id}` frees its requests"
+        )
+    if remote.status in TERMINAL:
+        BatchJobs(cache).update(batch_id, status=remote.status)
+        raise UsageError(f"batch {batch_id} has ended already ({remote.status}); `batch collect` it")
+    if remote.status != "cancelling":
+        remote = _api(f"cancelling batch {batch_id}", client.batches.cancel, batch_id)
+    BatchJobs(cache).update(batch_id, status=remote.status)
+    return (
+        f"batch {batch_id} is {remote.status}; run `batch collect` when it has ended: the answers it finished are "
+        "saved and its other requests become free to send again"
+    )
+
+
+def forget(client, cache: ResponseCache, batch_id: str, *, force: bool = False) -> str:
+    """Mark a batch the provider no longer knows as forgotten, freeing its unanswered keys (see the module doc)."""
+    row = _recorded(cache, batch_id, "forget")
+    if row["status"] == FORGOTTEN:
+        return f"batch {batch_id} is forgotten already"
+    remote = _retrieve(client, batch_id)
+    if remote is not None and not force:
+        if remote.status in TERMINAL:
+            raise UsageError(
+                f"batch {batch_id} has ended at the provider ({remote.status}): `batch collect` it to keep the "
+                "answers it holds (they are paid for), or --force to forget it anyway"
+            )
+        raise UsageError(
+            f"batch {batch_id} is still {remote.status} at the provider: `batch cancel` it and `batch collect` it "
+            "once it has ended, or --force to forget it now (answers it still delivers are paid and never collected)"
+        )
+    freed = BatchJobs(cache).forget(batch_id)
+    why = "the provider no longer knows it" if remote is None else f"forced; the provider reports it {remote.status}"
+    return (
+        f"forgot batch {batch_id} ({why}): {_count(freed, 'request')} without an answer may be sent again; "
+        "answers already in the cache stay"
+    )

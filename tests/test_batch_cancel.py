@@ -1,0 +1,119 @@
+"""`batch cancel` and `batch forget` through the real CLI against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import pytest
+
+from keypoint_instruct.batch_jobs import BatchJobs
+from keypoint_instruct.cache import ResponseCache
+from keypoint_instruct.cli import main
+from keypoint_instruct.teacher import request_key
+
+SPLIT = "val2014"
+
+
+@pytest.fixture
+def submitted(fake_openai, coco_root, tmp_path, capsys):
+    """A cache with one uncollected batch of 12 requests (the three tasks of 4 images)."""
+    cache = tmp_path / "c.db"
+    selection = ["--coco-root", str(coco_root), "--split", SPLIT, "--cache", str(cache), "--limit", "4"]
+    endpoint = ["--base-url", fake_openai.base_url]
+    assert main(["batch", "submit", "--task", "all", *selection, *endpoint]) == 0
+    capsys.readouterr()
+    with ResponseCache(cache) as opened:
+        [row] = BatchJobs(opened).rows()
+    return cache, row["batch_id"], selection, endpoint
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def refused(capsys, *argv) -> str:
+    """The one error line of a command that must exit 2."""
+    code, _, err = run(capsys, *argv)
+    lines = [line for line in err.splitlines() if not line.startswith(("INFO ", "DEBUG "))]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cancel_then_collect_keeps_what_finished_and_generate_sends_only_the_rest(fake_openai, submitted, capsys):
+    cache, batch_id, selection, endpoint = submitted
+    code, out, _ = run(capsys, "batch", "cancel", batch_id, "--cache", str(cache), *endpoint)
+    assert code == 0 and f"batch {batch_id} is cancelling; run `batch collect`" in out
+    # until it is collected its requests still wait in it: nothing is sent twice
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, "--dry-run")
+    assert "waiting in a batch: 12; to send: 0" in out
+    code, out, _ = run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)
+    assert code == 0 and "6 answers added" in out and f"{batch_id} cancelled" in out
+    with ResponseCache(cache) as opened:
+        answered = {r.key for r in opened.iter_responses()}
+    assert len(answered) == 6
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, *endpoint, "--no-progress")
+    assert code == 0 and "12 requests: 6 already cached, 0 waiting in a batch, 6 answered" in out
+    sent = [request_key(e.body) for e in fake_openai.chat_log()]
+    assert len(sent) == 6 and not set(sent) & answered  # exactly the unanswered ones, each once
+
+
+def test_forget_a_batch_the_provider_lost(fake_openai, submitted, capsys):
+    cache, batch_id, selection, endpoint = submitted
+    with ResponseCache(cache) as opened:  # one of its keys got an answer in the meantime (e.g. a merged shard)
+        key = next(iter(BatchJobs(opened).pending_keys()))
+        meta = BatchJobs(opened).request(key)
+        opened.db.execute(
+            "INSERT INTO responses VALUES (?, ?, ?, ?, 'gpt-4o-2024-08-06', ?, 'kept', 'stop', 1, 1, 0, 0, 0, 'x')",
+            (key, meta["task"], meta["image_id"], meta["coco_split"], meta["prompt_version"]),
+        )
+    fake_openai.forget_batch(batch_id)
+    code, out, _ = run(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint)
+    assert code == 0 and f"forgot batch {batch_id} (the provider no longer knows it): 11 requests" in out
+    code, out, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
+    assert code == 0 and f"{batch_id}  forgotten" in out and "12 requests, none pending" in out
+    code, out, _ = run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)
+    assert code == 0 and "collected 0 batches" in out  # a forgotten batch is not asked for again
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, *endpoint, "--no-progress")
+    assert code == 0 and "12 requests: 1 already cached, 0 waiting in a batch, 11 answered" in out
+    with ResponseCache(cache) as opened:
+        assert opened.get(key).text == "kept"
+    assert key not in {request_key(e.body) for e in fake_openai.chat_log()}
+    code, out, _ = run(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint)
+    assert code == 0 and "forgotten already" in out
+
+
+def test_forget_refuses_a_batch_the_provider_still_runs_unless_forced(fake_openai, submitted, capsys):
+    cache, batch_id, selection, endpoint = submitted
+    line = refused(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint)
+    assert f"batch {batch_id} is still in_progress at the provider" in line and "--force" in line
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, "--dry-run")
+    assert "waiting in a batch: 12; to send: 0" in out  # nothing was freed
+    fake_openai.complete_batches()
+    line = refused(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint)
+    assert "has ended at the provider (completed): `batch collect` it" in line
+    code, out, _ = run(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint, "--force")
+    assert code == 0 and "forced; the provider reports it completed" in out and "12 requests" in out
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, "--dry-run")
+    assert "waiting in a batch: 0; to send: 12" in out
+
+
+@pytest.mark.parametrize("action", ["cancel", "forget"])
+def test_unknown_or_collected_batch_is_one_line(fake_openai, submitted, capsys, action):
+    cache, batch_id, _, endpoint = submitted
+    line = refused(capsys, "batch", action, "batch-nope", "--cache", str(cache), *endpoint)
+    assert "batch batch-nope is not recorded in" in line and "batch status" in line
+    fake_openai.complete_batches()
+    assert main(["batch", "collect", "--cache", str(cache), *endpoint]) == 0
+    capsys.readouterr()
+    line = refused(capsys, "batch", action, batch_id, "--cache", str(cache), *endpoint)
+    assert f"batch {batch_id} was collected on" in line and f"nothing to {action}" in line
+
+
+def test_cancel_of_a_batch_that_ended_or_was_lost_is_one_line(fake_openai, submitted, capsys):
+    cache, batch_id, _, endpoint = submitted
+    fake_openai.complete_batches()
+    line = refused(capsys, "batch", "cancel", batch_id, "--cache", str(cache), *endpoint)
+    assert "has ended already (completed); `batch collect` it" in line
+    fake_openai.forget_batch(batch_id)
+    line = refused(capsys, "batch", "cancel", batch_id, "--cache", str(cache), *endpoint)
+    assert "does not know batch" in line and f"`batch forget {batch_id}`" in line
