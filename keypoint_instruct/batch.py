@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.batch_ingest import account_for_missing, ingest
 from keypoint_instruct.batch_jobs import FORGOTTEN, BatchJobs
+from keypoint_instruct.budget import check_enforceable, worst_case_usd
 from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.teacher import (
@@ -74,6 +75,8 @@ class SubmitResult:
     already_answered: int = 0
     already_pending: int = 0
     claimed_elsewhere: int = 0  # being sent by another run on the same cache
+    over_cap: int = 0  # left out by max_cost_usd
+    worst_case_usd: float | None = None  # with max_cost_usd: worst case of what was submitted, at the Batch price
     adopted: int = 0  # batches found again by their input digest instead of being created twice
 
     def __str__(self) -> str:
@@ -84,12 +87,17 @@ class SubmitResult:
                 f"{self.already_pending} waiting in earlier batches{elsewhere}"
             )
         found = f" ({self.adopted} found again after an interrupted submit)" if self.adopted else ""
-        return (
+        text = (
             f"submitted {_count(self.submitted, 'request')} in {_count(len(self.batch_ids), 'batch', 'batches')}"
             f"{found}: "
             f"{', '.join(self.batch_ids)}; skipped {self.already_answered} already answered, "
             f"{self.already_pending} waiting in earlier batches{elsewhere}; request files in {self.files[0].parent}"
         )
+        if self.worst_case_usd is not None:
+            text += f"; worst case of what was submitted ${self.worst_case_usd:.4f} at the Batch price"
+        if self.over_cap:
+            text += f"; {_count(self.over_cap, 'request')} left out by --max-cost: submit again for them"
+        return text
 
 
 @dataclass
@@ -236,19 +244,47 @@ def submit(
     max_requests: int = MAX_REQUESTS_PER_FILE,
     max_bytes: int = MAX_BYTES_PER_FILE,
     claim_lease_s: float = DEFAULT_LEASE_S,
+    max_cost_usd: float | None = None,
 ) -> SubmitResult:
-    """Upload the requests not answered, not pending and not claimed as batches; see the module docstring."""
+    """Upload the requests not answered, not pending and not claimed as batches; see the module docstring.
+
+    ``max_cost_usd``: take the requests in order while the worst case of those taken (every prompt token plus
+    ``max_tokens`` of output, at the Batch price) stays within it; the rest are left out (``over_cap``) for a later
+    submit. Nothing fits, or a model without a price: :class:`UsageError`.
+    """
     result = SubmitResult()
     unique = {r.key: r for r in requests}
+    if max_cost_usd is not None:
+        check_enforceable(unique.values(), max_cost_usd)
     claims = Claims(cache, lease_s=claim_lease_s)
     with claims.renewing():
         got = claims.claim(unique)
         result.already_answered, result.already_pending = len(got.answered), len(got.in_batch)
         result.claimed_elsewhere = len(got.held)
         todo = [r for key, r in unique.items() if key in got.claimed]
+        if todo and max_cost_usd is not None:
+            todo = _within(todo, max_cost_usd, result)
         if todo:
             _submit_claimed(client, todo, cache, out_dir, max_requests, max_bytes, claims.owner, result)
     return result
+
+
+def _within(todo: list[TeacherRequest], cap_usd: float, result: SubmitResult) -> list[TeacherRequest]:
+    """The longest prefix of ``todo`` whose worst case at the Batch price stays within ``cap_usd``."""
+    total = 0.0
+    for count, request in enumerate(todo):
+        worst = worst_case_usd(request, batch=True)
+        if total + worst > cap_usd:
+            if count == 0:
+                raise UsageError(
+                    f"--max-cost ${cap_usd:g} is below the worst case of the first request to submit "
+                    f"(${worst:.4f} at the Batch price); nothing submitted"
+                )
+            result.over_cap = len(todo) - count
+            break
+        total += worst
+    result.worst_case_usd = total
+    return todo[: len(todo) - result.over_cap]
 
 
 def _submit_claimed(

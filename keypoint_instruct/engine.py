@@ -7,7 +7,10 @@ a :class:`RunSummary`. Rate limits are token buckets (RPM and TPM) that follow t
 the endpoint sends them (:mod:`keypoint_instruct.ratelimit`); a 429 pauses all sending until its Retry-After
 has passed. Before a request is sent its key is claimed in the cache file (:mod:`keypoint_instruct.claims`, a chunk
 of the queue at a time): keys another live run on the same file is sending are skipped and counted
-(``RunSummary.claimed_elsewhere``), so two runs never pay for one key.
+(``RunSummary.claimed_elsewhere``), so two runs never pay for one key. With a spend cap
+(``EngineSettings.max_cost_usd``, :mod:`keypoint_instruct.budget`) a request is sent only when the money spent so
+far plus the worst case of everything in flight, itself included, stays within the cap; otherwise nothing more is
+sent, the requests in flight finish and are saved, and the summary says ``capped``.
 
 A run stops early, with one :class:`TeacherError` line, on an error that every request would hit (a refused key, an
 unknown model, an exhausted quota) and when the first request to exhaust its attempts does so before the endpoint
@@ -29,6 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from keypoint_instruct.batch_jobs import BatchJobs
+from keypoint_instruct.budget import Budget, check_enforceable
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, UsageError
@@ -50,6 +54,7 @@ class EngineSettings:
     drain_s: float = 30.0  # after Ctrl-C: how long requests already in flight may still finish
     progress: bool = True
     claim_lease_s: float = DEFAULT_LEASE_S  # how long a claim on a key lasts unless renewed (claims.py)
+    max_cost_usd: float | None = None  # spend cap of the run (budget.py); None: no cap
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -62,6 +67,8 @@ class EngineSettings:
                 raise UsageError(f"--{name} {value} must be positive")
         if not self.claim_lease_s > 0:
             raise UsageError(f"--claim-lease {self.claim_lease_s} must be positive")
+        if self.max_cost_usd is not None and not self.max_cost_usd > 0:
+            raise UsageError(f"--max-cost {self.max_cost_usd} must be positive")
 
 
 @dataclass
@@ -82,6 +89,8 @@ class RunSummary:
     cost_usd: float = 0.0
     elapsed_s: float = 0.0
     interrupted: bool = False  # cancelled (Ctrl-C) before every request was resolved
+    capped: bool = False  # stopped sending at the spend cap (max_cost_usd)
+    not_sent: int = 0  # keys left unsent at the cap
 
     @property
     def requests_per_s(self) -> float:
@@ -91,6 +100,7 @@ class RunSummary:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
         return (
             ("interrupted: " if self.interrupted else "")
+            + (f"stopped at the cost cap with {self.not_sent} requests left: " if self.capped else "")
             + f"{self.requested} requests: {self.already_cached} already cached, {self.in_batch} waiting in a batch, "
             + (f"{self.claimed_elsewhere} being sent by another run, " if self.claimed_elsewhere else "")
             + f"{self.answered} answered "
@@ -167,6 +177,10 @@ async def run_requests(
     log.info("%d requests, %d already cached, %d to send", len(unique), len(answered_before), len(todo))
     if not todo:
         return summary
+    budget = None
+    if settings.max_cost_usd is not None:
+        check_enforceable(todo, settings.max_cost_usd)
+        budget = Budget(settings.max_cost_usd)
 
     claims = Claims(cache, lease_s=settings.claim_lease_s)
     mine: set[str] = set()  # keys this run holds a claim on
@@ -181,6 +195,7 @@ async def run_requests(
     fatal: list[TeacherCallError] = []
     crashed: list[Exception] = []
     stopping = False  # set on cancellation: take nothing new from the queue
+    capped = False  # set at the spend cap: send nothing more, let the requests in flight finish
     in_flight = 0
     drained = asyncio.Event()
     timers: set[asyncio.Task] = set()
@@ -234,10 +249,10 @@ async def run_requests(
             all_done.set()
 
     async def work() -> None:
-        nonlocal in_flight
+        nonlocal in_flight, capped
         while True:
             request, attempt = await queue.get()
-            if fatal or stopping:
+            if fatal or stopping or capped:
                 return
             if request.key not in mine and not claim_through(request.key):  # answered, in a batch, or claimed
                 resolve()
@@ -253,27 +268,42 @@ async def run_requests(
                 resolve()
                 continue
             await limiter.acquire(estimate_request_tokens(request))
-            if fatal or stopping:
+            if fatal or stopping or capped:
                 return
-            summary.attempts += 1
+            number = summary.attempts + 1
+            if budget is not None and not budget.reserve(number, request, summary.cost_usd):
+                capped = summary.capped = True
+                log.info("spend cap $%.4f reached: sending nothing more", settings.max_cost_usd)
+                if in_flight == 0:
+                    all_done.set()
+                return
+            summary.attempts = number
             sent = time.monotonic()
             in_flight += 1
             try:
                 completion = await teacher.complete(request)
             except TeacherCallError as err:
                 limiter.observe(err.rate_limits)  # type: ignore[arg-type]
+                if budget is not None:
+                    budget.failed(number, answered_with_error=err.reason.startswith("HTTP "))
                 failure(request, attempt, err)
                 continue
             except Exception as err:  # a teacher bug must not lose the run: record it, do not retry
                 log.debug("teacher raised", exc_info=True)
+                if budget is not None:
+                    budget.failed(number, answered_with_error=False)
                 failure(request, attempt, TeacherCallError(f"{type(err).__name__}: {err}", retryable=False))
                 continue
             finally:
                 in_flight -= 1
                 if stopping and in_flight == 0:
                     drained.set()
+                if capped and in_flight == 0:  # the last answer in flight is saved before the run ends (no await)
+                    all_done.set()
             latency = time.monotonic() - sent
             limiter.observe(completion.rate_limits)
+            if budget is not None:
+                budget.answered(number, completion.prompt_tokens)
             stored = cache.put(request, completion, latency, claim_owner=claims.owner)
             mine.discard(request.key)
             summary.answered += 1
@@ -357,6 +387,8 @@ async def run_requests(
     if fatal:
         saved = f" ({summary.answered} answers were saved first)" if summary.answered else ""
         raise TeacherError(f"stopped: {fatal[0].reason}{saved}")
+    if capped:
+        summary.not_sent = remaining
     log.debug("%s", summary.line())
     return summary
 

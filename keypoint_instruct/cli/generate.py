@@ -117,6 +117,17 @@ def register(subparsers) -> None:
     gen.add_argument(
         "--dry-run", action="store_true", help="print requests still to send, estimated tokens and cost; send nothing"
     )
+    gen.add_argument(
+        "--max-cost",
+        type=positive_float,
+        default=None,
+        metavar="USD",
+        help="spend cap of this run in dollars: a request is sent only while the money spent so far plus the worst "
+        "case of every request in flight (all prompt tokens plus max_tokens of output, at the model's price) stays "
+        "within it. At the cap nothing more is sent, the requests in flight are saved, and the run exits with "
+        "status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or sent again. A model "
+        "without a price in pricing.json cannot be capped (exit 2)",
+    )
     add_claim_option(gen)
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
@@ -134,6 +145,16 @@ def register(subparsers) -> None:
     add_claim_option(submit)
     submit.add_argument(
         "--out-dir", type=Path, default=None, help="where to keep the JSONL files (default: beside the cache)"
+    )
+    submit.add_argument(
+        "--max-cost",
+        type=positive_float,
+        default=None,
+        metavar="USD",
+        help="the most this submit may commit, in dollars at the Batch price: requests are taken in selection "
+        "order while the worst case of those taken (all prompt tokens plus max_tokens of output) stays within it; "
+        "the rest are left for a later submit and the exit status is 1. The bill is what the answers really use, "
+        "usually well under the worst case. Nothing fits, or a model without a price in pricing.json: exit 2",
     )
     submit.set_defaults(func=cmd_batch_submit)
     status = batch_sub.add_parser("status", help="show the state of the batches recorded in a cache")
@@ -224,6 +245,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if offline and args.base_url:
         raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
     requests = select_requests(args, offline=offline)
+    if args.max_cost is not None:  # before anything is created or sent
+        from keypoint_instruct.budget import check_enforceable
+
+        check_enforceable(requests, args.max_cost)
     if args.dry_run:
         return _dry_run(args, requests)
 
@@ -236,6 +261,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         progress=not args.no_progress,
         claim_lease_s=args.claim_lease,
+        max_cost_usd=args.max_cost,
     )
     teacher = _make_teacher(args, offline)
     with _open_cache(args.cache, create=True) as cache:
@@ -251,7 +277,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return 130
     print(summary.line())
     _say_claimed_elsewhere(summary.claimed_elsewhere)
-    return 0 if summary.gave_up == 0 else 1
+    if summary.capped:
+        print(
+            f"keypoint-instruct: the --max-cost cap of ${args.max_cost:g} was reached: ${summary.cost_usd:.4f} "
+            f"spent in this run, {summary.not_sent} requests left; every answer paid for is saved: rerun with a "
+            "higher --max-cost (or none) to continue",
+            file=sys.stderr,
+        )
+    return 0 if summary.gave_up == 0 and not summary.capped else 1
 
 
 def _say_claimed_elsewhere(n: int) -> None:
@@ -317,12 +350,23 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch
 
     requests = select_requests(args)
+    if args.max_cost is not None:  # before the cache is created
+        from keypoint_instruct.budget import check_enforceable
+
+        check_enforceable(requests, args.max_cost)
     with _open_cache(args.cache, create=True) as cache:
         out_dir = args.out_dir or args.cache.parent / f"{args.cache.stem}_batches"
-        result = batch.submit(_batch_client(args), requests, cache, out_dir, claim_lease_s=args.claim_lease)
+        result = batch.submit(
+            _batch_client(args),
+            requests,
+            cache,
+            out_dir,
+            claim_lease_s=args.claim_lease,
+            max_cost_usd=args.max_cost,
+        )
     print(result)
     _say_claimed_elsewhere(result.claimed_elsewhere)
-    return 0
+    return 1 if result.over_cap else 0
 
 
 def _add_batch_id_options(parser: argparse.ArgumentParser) -> None:

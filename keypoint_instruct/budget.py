@@ -1,0 +1,94 @@
+"""A spend cap (``--max-cost``): what a run has paid plus the worst case of what it has in flight never passes it.
+
+The worst case of a request is its prompt tokens (o200k, as OpenAI bills GPT-4o) plus ``max_tokens`` of output, at
+the model's synchronous price without prompt-cache discount (:mod:`keypoint_instruct.pricing`). Before a request is
+sent, :meth:`Budget.reserve` checks ``spent + reserved + worst case <= cap``; when the answer arrives its
+reservation is replaced by what it really cost (the caller adds that to ``spent``). A failed attempt that the
+endpoint answered with an HTTP error costs nothing; one abandoned without an answer (timeout, dropped connection,
+unreadable body) may still be billed, so its worst case stays counted. Should an endpoint count more prompt tokens
+than o200k does, later reservations are scaled up by the largest ratio seen.
+
+A budget for a model the pricing table does not know, or for a request without ``max_tokens``, cannot be enforced:
+:func:`check_enforceable` refuses it with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from keypoint_instruct import pricing
+from keypoint_instruct.errors import UsageError
+from keypoint_instruct.teacher import TeacherRequest
+
+log = logging.getLogger(__name__)
+
+
+def check_enforceable(requests: Iterable[TeacherRequest], cap_usd: float, *, option: str = "--max-cost") -> None:
+    """Raise a one-line UsageError when the cap cannot be enforced for these requests."""
+    if not cap_usd > 0:
+        raise UsageError(f"{option} {cap_usd} must be a positive number of dollars")
+    models = set()
+    for request in requests:
+        if not int(request.body.get("max_tokens") or 0):
+            raise UsageError(f"{option} needs max_tokens in every request; request {request.key[:12]} has none")
+        models.add(str(request.body.get("model", "")))
+    unpriced = sorted(m for m in models if pricing.price_for(m) is None)
+    if unpriced:
+        raise UsageError(
+            f"{option} cannot be enforced: no price for model {', '.join(unpriced)} in pricing.json "
+            "(add it there, or run without the cap)"
+        )
+
+
+def worst_case_tokens(request: TeacherRequest) -> tuple[int, int]:
+    """(prompt tokens, max output tokens) of a request."""
+    body = request.body
+    return pricing.count_message_tokens(body.get("messages", [])), int(body.get("max_tokens") or 0)
+
+
+def worst_case_usd(request: TeacherRequest, *, batch: bool = False) -> float:
+    """The most a request can cost: every prompt token uncached plus max_tokens of output."""
+    prompt, output = worst_case_tokens(request)
+    model = str(request.body.get("model", ""))
+    return pricing.completion_cost(model, prompt_tokens=prompt, completion_tokens=output, batch=batch)
+
+
+class Budget:
+    """The cap of one run; ``reserved`` is the worst case of the requests in flight."""
+
+    def __init__(self, cap_usd: float) -> None:
+        self.cap_usd = float(cap_usd)
+        self.reserved = 0.0
+        self.possibly_billed = 0.0  # worst cases of attempts abandoned without an answer
+        self.prompt_scale = 1.0
+        self._held: dict[int, tuple[float, int]] = {}  # attempt id -> (reservation, o200k prompt tokens)
+
+    def reserve(self, attempt: int, request: TeacherRequest, spent: float) -> bool:
+        """Reserve the worst case of sending ``request`` now; False when that would pass the cap."""
+        prompt, output = worst_case_tokens(request)
+        model = str(request.body.get("model", ""))
+        worst = pricing.completion_cost(
+            model, prompt_tokens=round(prompt * self.prompt_scale), completion_tokens=output
+        )
+        if spent + self.possibly_billed + self.reserved + worst > self.cap_usd:
+            return False
+        self.reserved += worst
+        self._held[attempt] = (worst, prompt)
+        return True
+
+    def answered(self, attempt: int, prompt_tokens: int) -> None:
+        """The attempt was answered (its real cost is now part of ``spent``)."""
+        worst, counted = self._held.pop(attempt)
+        self.reserved -= worst
+        if counted and prompt_tokens > counted * self.prompt_scale:
+            self.prompt_scale = prompt_tokens / counted
+            log.warning("the endpoint counted %d prompt tokens where o200k counts %d; reserving more", prompt_tokens,
+                        counted)  # fmt: skip
+
+    def failed(self, attempt: int, *, answered_with_error: bool) -> None:
+        """The attempt failed; unless the endpoint answered it with an error status it may have been billed."""
+        worst, _ = self._held.pop(attempt)
+        self.reserved -= worst
+        if not answered_with_error:
+            self.possibly_billed += worst
