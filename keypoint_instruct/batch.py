@@ -1,9 +1,11 @@
 """The OpenAI Batch API (half price, answers within 24 h) feeding the same response cache as ``generate``.
 
-Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them; ``client`` is a sync
-``openai.OpenAI``, ``cache`` a :class:`keypoint_instruct.cache.ResponseCache`)::
+Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them; ``batch cancel|forget`` are in
+:mod:`keypoint_instruct.batch_cancel`; ``client`` is a sync ``openai.OpenAI``, ``cache`` a
+:class:`keypoint_instruct.cache.ResponseCache`)::
 
-    submit(client, requests, cache, out_dir, *, max_requests=50_000, max_bytes=200_000_000) -> SubmitResult
+    submit(client, requests, cache, out_dir, *, max_requests=50_000, max_bytes=200_000_000, claim_lease_s=120,
+           max_cost_usd=None) -> SubmitResult
     status(client, cache) -> StatusReport
     collect(client, cache) -> CollectResult
 

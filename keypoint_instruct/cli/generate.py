@@ -81,7 +81,8 @@ def register(subparsers) -> None:
         description="Send one teacher request per selected image and task. Answers already in the cache are never "
         "sent again; each answer is saved the moment it arrives. Several runs may share one cache: a request another "
         "run is sending is skipped (rerun later for it). The key comes from OPENAI_API_KEY. Exit status 1 "
-        "when some requests were given up after --max-attempts (run the same command again to retry only those); 2, "
+        "when some requests were given up after --max-attempts (run the same command again to retry only those) or "
+        "the --max-cost cap was reached (rerun with a higher cap); 2, "
         "with one line, when the endpoint refuses the key or does not know the model. Ctrl-C stops cleanly: nothing "
         "new is sent, requests in flight may finish (up to 30 s), the summary is printed, exit status 130.",
     )
