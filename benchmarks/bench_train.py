@@ -58,8 +58,9 @@ def measure(name: str, launcher: list[str], argv: list[str], out: Path, processe
             "wall_s": time.perf_counter() - started}  # fmt: skip
 
 
-def random_llava(model_dir: str):
-    """A random model of the config in ``model_dir``, built directly on the GPU in bf16 (no CPU copy, no download).
+def random_llava(model_dir: str, dtype, attn_implementation: str | None = None):
+    """A random model of the config in ``model_dir``, built on the meta device and materialised on the GPU (the CPU
+    without one), initialised as transformers initialises a fresh model; no CPU copy, no download.
 
     Built outside ZeRO-3's zero.Init (a 7B fits one H200 in bf16); DeepSpeed partitions it when the trainer starts.
     """
@@ -70,53 +71,231 @@ def random_llava(model_dir: str):
 
     config = AutoConfig.from_pretrained(model_dir)
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    with device, without_zero3_init():
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
+    with torch.device("meta"), without_zero3_init():
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, attn_implementation=attn_implementation)
+    model.to_empty(device=device)  # uninitialised memory, buffers (rotary inv_freq, position ids) included
+    for module in model.modules():
+        module._is_hf_initialized = False
+    model.initialize_weights()  # every parameter and buffer, as a fresh from_config would have them
+    model.tie_weights()
     return model
 
 
-def worker(summary_file: str, argv: list[str]) -> int:
-    """Inside the launched process: train_sft's own trainer plus a callback timing each optimizer step.
+def _versions() -> dict:
+    import importlib.metadata as md
+    import platform
 
-    Writes ``summary_file`` (rank 0): mean step time after the warm-up steps, samples/s, peak GPU memory; exit 3
-    when the GPU runs out of memory (the summary says so).
+    names = ("torch", "transformers", "trl", "deepspeed", "accelerate", "datasets", "tokenizers", "huggingface_hub")
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _device_facts() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"device": "cpu", "cpu_count": os.cpu_count()}
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {
+        "device": "cuda",
+        "gpu_name": props.name,
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "gpu_total_gib": props.total_memory / 2**30,
+        "cuda": torch.version.cuda,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _gib(value: float) -> float:
+    return round(value / 2**30, 3)
+
+
+def _memory() -> dict:
+    """GPU memory now and at its peak (torch's caching allocator), and this process's peak resident host memory."""
+    import resource
+
+    import torch
+
+    found = {"host_peak_rss_gib": _gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}
+    if torch.cuda.is_available():
+        found.update(
+            gpu_allocated_gib=_gib(torch.cuda.memory_allocated()),
+            gpu_peak_allocated_gib=_gib(torch.cuda.max_memory_allocated()),
+            gpu_peak_reserved_gib=_gib(torch.cuda.max_memory_reserved()),
+        )
+    return found
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def _deepspeed_setup(trainer) -> dict | None:
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return None
+    config = plugin.deepspeed_config
+    zero = config.get("zero_optimization", {})
+    return {
+        "zero_stage": zero.get("stage"),
+        "offload_optimizer": (zero.get("offload_optimizer") or {}).get("device", "none"),
+        "offload_param": (zero.get("offload_param") or {}).get("device", "none"),
+        "bf16": bool(config.get("bf16", {}).get("enabled")),
+        "zero_force_ds_cpu_optimizer": config.get("zero_force_ds_cpu_optimizer", True),
+    }
+
+
+def worker(summary_file: str, argv: list[str]) -> int:
+    """Inside the launched process: train_sft's own trainer plus callbacks timing and measuring each optimizer step.
+
+    Worker flags (the rest is train_sft's): ``--random-weights`` (a random model from the config, see
+    ``random_llava``), ``--setup NAME`` (the label written into the summary), ``--warmup-steps N`` (step intervals
+    left out of the mean, default 2). ``BENCH_FORCE_OOM=1`` raises a CUDA-style out-of-memory error at the end of
+    the first optimizer step (the device script's rehearsal of its fallback).
+
+    Rank 0 rewrites ``summary_file`` after every step (a run killed half-way still leaves its figures): per-step
+    time, loss, tokens and memory; the mean step time after the warm-up, samples/s and tokens/s; GPU name and
+    versions. Exit code 3 when the run ran out of memory (the summary says so), 1 on any other failure.
     """
     import torch
     from transformers import TrainerCallback
 
     from train_sft import build_trainer, parse_args
 
-    random_weights = "--random-weights" in argv
-    argv = [arg for arg in argv if arg != "--random-weights"]
-    stamps: list[float] = []
-
-    class StepStamps(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
-
+    started = time.perf_counter()
+    options = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    options.add_argument("--random-weights", action="store_true")
+    options.add_argument("--setup", default="run")
+    options.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS)
+    ours, argv = options.parse_known_args(argv)
     script_args, training_args, model_args = parse_args(argv)
-    make_model = (lambda: random_llava(model_args.model_name_or_path)) if random_weights else None
-    trainer = build_trainer(script_args, training_args, model_args, make_model=make_model)
-    trainer.add_callback(StepStamps())
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    attn = model_args.attn_implementation
+    built: dict = {}
+
+    def make_model():
+        begun = time.perf_counter()
+        model = random_llava(model_args.model_name_or_path, dtype, attn)
+        done = time.perf_counter()
+        built.update(model_build_s=round(done - begun, 2), model_built_at_s=round(done - started, 2))
+        return model
+
+    trainer = build_trainer(
+        script_args, training_args, model_args, make_model=make_model if ours.random_weights else None
+    )
+    model = trainer.model
+    params = list(model.parameters())
     samples_per_step = (
         training_args.per_device_train_batch_size
         * training_args.gradient_accumulation_steps
         * trainer.accelerator.num_processes
     )
-    summary: dict = {"samples_per_step": samples_per_step, "oom": False}
+    summary: dict = {
+        "setup": ours.setup,
+        "status": "running",
+        "oom": False,
+        "model": model_args.model_name_or_path,
+        "random_weights": ours.random_weights,
+        "parameters": sum(getattr(p, "ds_numel", p.numel()) for p in params),
+        "trainable_parameters": sum(getattr(p, "ds_numel", p.numel()) for p in params if p.requires_grad),
+        "dtype": str(next(iter(params)).dtype).removeprefix("torch."),
+        "per_device_batch": training_args.per_device_train_batch_size,
+        "gradient_accumulation": training_args.gradient_accumulation_steps,
+        "processes": trainer.accelerator.num_processes,
+        "samples_per_step": samples_per_step,
+        "max_steps": training_args.max_steps,
+        "warmup_intervals_dropped": ours.warmup_steps,
+        "deepspeed": _deepspeed_setup(trainer),
+        **_device_facts(),
+        "versions": _versions(),
+        **built,
+        "trainer_built_s": round(time.perf_counter() - started, 2),
+        "memory_after_build": _memory(),
+        "steps": [],
+    }
+    image_token_id = getattr(model.config, "image_token_id", None)
+    counts = {"tokens": 0, "padded_tokens": 0, "trained_tokens": 0, "image_tokens": 0, "samples": 0}
+    seen = dict(counts)
+
+    def count_batch(module, args, kwargs):  # once per micro-batch (checkpointed layers recompute below this)
+        ids, mask, labels = kwargs.get("input_ids"), kwargs.get("attention_mask"), kwargs.get("labels")
+        if ids is None or not torch.is_grad_enabled():
+            return
+        counts["samples"] += ids.shape[0]
+        counts["padded_tokens"] += ids.numel()
+        counts["tokens"] += int(mask.sum()) if mask is not None else ids.numel()
+        if labels is not None:
+            counts["trained_tokens"] += int((labels != -100).sum())
+        if image_token_id is not None:
+            counts["image_tokens"] += int((ids == image_token_id).sum())
+
+    model.register_forward_pre_hook(count_batch, with_kwargs=True)
+    stamps: list[float] = []
+
+    def write() -> None:
+        if not trainer.accelerator.is_main_process:
+            return
+        times = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        summary["step_times_s"] = [round(t, 4) for t in times]
+        timed = times[ours.warmup_steps :]
+        steps = summary["steps"][1 + ours.warmup_steps :]
+        summary["steps_timed"] = len(timed)
+        if timed:
+            step_s = sum(timed) / len(timed)
+            summary.update(step_s=step_s, samples_per_s=samples_per_step / step_s)
+            summary["tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(timed)
+            # 6 x parameters x tokens/s: the usual training-FLOP estimate (no attention, no recomputation)
+            summary["tflops_6n"] = 6 * summary["parameters"] * summary["tokens_per_s"] / 1e12
+            summary["tokens_per_sample"] = sum(s["tokens"] for s in steps) / max(1, sum(s["samples"] for s in steps))
+        else:
+            summary.update(step_s=float("nan"), samples_per_s=float("nan"))
+        summary.update(memory=_memory(), wall_s=round(time.perf_counter() - started, 2))
+        Path(summary_file).write_text(json.dumps(summary, indent=2) + "\n")
+
+    class Measure(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+            if len(stamps) == 1:
+                summary["first_step_end_s"] = round(stamps[0] - started, 2)
+            step = {"step": state.global_step, "end_s": round(stamps[-1] - started, 3)}
+            step.update({key: counts[key] - seen[key] for key in counts})
+            seen.update(counts)
+            if torch.cuda.is_available():
+                step["gpu_allocated_gib"] = _gib(torch.cuda.memory_allocated())
+                step["gpu_peak_allocated_gib"] = _gib(torch.cuda.max_memory_allocated())
+            summary["steps"].append(step)
+            write()
+            if os.environ.get("BENCH_FORCE_OOM") == "1" and state.global_step == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (forced by BENCH_FORCE_OOM=1, a rehearsal)")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and summary["steps"] and summary["steps"][-1]["step"] == state.global_step:
+                for key in ("loss", "grad_norm", "learning_rate"):
+                    if key in logs:
+                        summary["steps"][-1][key] = logs[key]
+                write()
+
+    trainer.add_callback(Measure())
+    code = 0
     try:
         trainer.train()
-    except torch.OutOfMemoryError as err:
-        summary.update(oom=True, error=str(err).splitlines()[0])
-    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)][WARMUP_STEPS:] or [float("nan")]
-    summary.update(steps_timed=len(steps), step_s=sum(steps) / len(steps))
-    summary["samples_per_s"] = samples_per_step / summary["step_s"]
-    if torch.cuda.is_available():
-        summary["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        summary["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
-    if trainer.accelerator.is_main_process:
-        Path(summary_file).write_text(json.dumps(summary, indent=2) + "\n")
-    return 3 if summary["oom"] else 0
+        summary["status"] = "done"
+    except Exception as err:
+        if not _is_oom(err):
+            summary.update(status="error", error=" ".join(str(err).split())[:500])
+            write()
+            raise
+        summary.update(status="oom", oom=True, error=" ".join(str(err).split())[:500])
+        code = 3
+    write()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,18 +140,38 @@ def build_tiny_llava(out_dir: Path | str, *, seed: int = 0, chat_template_path: 
     return out_dir
 
 
-def llava_15_7b_config(tokenizer):
+# llava-hf/llava-1.5-7b-hf's widths and depths (Vicuna-7B, CLIP ViT-L/14-336), and the tiny ones of the device
+# script's CPU rehearsal (REHEARSE=1): same classes, image size, patch and feature layer, so the same 576 image tokens.
+SIZES = {
+    "7b": {
+        "text": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32},
+        "vision": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16},
+        "projection_dim": 768,
+    },
+    "tiny": {
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
+        "projection_dim": 32,
+    },
+}
+LLAVA_15_IMAGE_SIZE = 336
+LLAVA_15_IMAGE_TOKENS = (LLAVA_15_IMAGE_SIZE // PATCH_SIZE) ** 2  # 576: CLIP's CLS feature is dropped
+
+
+def llava_15_7b_config(tokenizer, size: str = "7b"):
     """``llava-hf/llava-1.5-7b-hf``'s architecture (Vicuna-7B + CLIP ViT-L/14-336, 576 image tokens), written out
-    so that no download is needed; ids of the special tokens follow ``tokenizer``."""
+    so that no download is needed; ids of the special tokens follow ``tokenizer``. ``size="tiny"`` keeps everything
+    but the widths and depths (the CPU rehearsal of the device script)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
+    if size not in SIZES:
+        raise TrainingConfigError(f"LLaVA-1.5 skeleton size {size!r}: expected one of {sorted(SIZES)}")
+    widths = SIZES[size]
+    text = widths["text"]
     text_config = LlamaConfig(
         vocab_size=32064,
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
+        **text,
+        num_key_value_heads=text["num_attention_heads"],
         max_position_embeddings=4096,
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
@@ -160,13 +180,10 @@ def llava_15_7b_config(tokenizer):
         pad_token_id=tokenizer.pad_token_id,
     )
     vision_config = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
+        **widths["vision"],
+        image_size=LLAVA_15_IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        projection_dim=widths["projection_dim"],
         hidden_act="quick_gelu",
         layer_norm_eps=1e-5,
     )
@@ -177,26 +194,30 @@ def llava_15_7b_config(tokenizer):
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
         projector_hidden_act="gelu",
-        image_seq_length=576,
+        image_seq_length=LLAVA_15_IMAGE_TOKENS,
     )
 
 
-def write_llava_7b_skeleton(out_dir: Path | str, corpus: Sequence[str], vocab_size: int = 8000) -> Path:
+def write_llava_7b_skeleton(
+    out_dir: Path | str, corpus: Sequence[str], vocab_size: int = 8000, size: str = "7b"
+) -> Path:
     """Config + processor of LLaVA-1.5-7B, no weights: for building a random 7B on a GPU (device benchmark).
 
     The tokenizer is a byte-level BPE trained on ``corpus`` (the dataset's own text), so sequence lengths are close
-    to what Llama's tokenizer gives; the model keeps Llama's 32,064-entry embedding.
+    to what Llama's tokenizer gives; the model keeps Llama's 32,064-entry embedding. ``size="tiny"``: the same
+    skeleton with tiny widths and depths (see ``SIZES``).
     """
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     out_dir = Path(out_dir)
     tokenizer = build_tokenizer(vocab_size, corpus)
-    config = llava_15_7b_config(tokenizer)
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    config = llava_15_7b_config(tokenizer, size)
+    side = LLAVA_15_IMAGE_SIZE
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=14,
+        patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         chat_template=load_chat_template(),

@@ -1,0 +1,135 @@
+"""benchmarks/device_train_7b.sh and its worker on the CPU: what the one GPU call would run, before it runs there.
+
+The script's PREPARE_ONLY path runs for real (data build, the LLaVA-1.5 skeleton, the offload fallback config), in
+its REHEARSE form (tiny widths and depths, same classes and 576 image tokens); then the worker it launches,
+``bench_train.py --worker --random-weights``, trains that skeleton for two steps with plain python and writes its
+summary, and fails like an out-of-memory run when told to. (The full rehearsal under DeepSpeed takes minutes:
+``REHEARSE=1 REHEARSE_FORCE_FALLBACK=1 bash benchmarks/device_train_7b.sh 3``.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "benchmarks" / "device_train_7b.sh"
+IMAGE_TOKENS = 576  # (336 / 14) ** 2
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> tuple[Path, str]:
+    """The work folder of a ``REHEARSE=1 PREPARE_ONLY=1`` run of the script, and what it printed."""
+    tmp = tmp_path_factory.mktemp("device_script")
+    env = {**os.environ, "PREPARE_ONLY": "1", "REHEARSE": "1", "PYTHON": sys.executable, "TMPDIR": str(tmp)}
+    env["OUT"] = str(tmp / "out")
+    proc = subprocess.run(["bash", str(SCRIPT), "2"], cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (work,) = tmp.glob("device_train_7b.*")
+    return work, proc.stdout
+
+
+def _worker(prepared, out: Path, *flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    work, _ = prepared
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--worker", str(out / "summary.json")]
+    command += ["--random-weights", "--setup", "full", "--warmup-steps", "0"]
+    command += [
+        "--config",
+        "recipes/llava-1.5-7b/sft/config_full.yaml",
+        "--model_name_or_path",
+        str(work / "llava-1.5-7b"),
+    ]
+    command += ["--dataset_name", str(work / "dataset"), "--coco_root", str(work / "coco"), "--output_dir", str(out)]
+    command += ["--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--logging_steps", "1"]
+    command += ["--bf16", "false", "--dtype", "float32", "--dataloader_num_workers", "0", "--save_strategy", "no"]
+    command += ["--report_to", "none", *flags]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_prepare_only_builds_the_data_the_skeleton_and_the_fallback_config(prepared):
+    from datasets import load_dataset
+    from PIL import Image
+    from transformers import AutoConfig, AutoProcessor, LlavaConfig
+
+    work, stdout = prepared
+    assert "PREPARE_ONLY=1: no training" in stdout
+    assert "MISSING" not in stdout and "VERSION" not in stdout, stdout  # every carried requirement is met here
+    rows = load_dataset(str(work / "dataset"), "all", split="train")
+    assert len(rows) > 100 and f"{len(rows)} samples" in stdout
+
+    config = AutoConfig.from_pretrained(work / "llava-1.5-7b")
+    assert isinstance(config, LlavaConfig) and config.image_seq_length == IMAGE_TOKENS
+    assert config.text_config.hidden_size == 64 and config.text_config.vocab_size == 32064  # tiny widths, 7B's vocab
+    assert (config.vision_config.image_size, config.vision_config.patch_size) == (336, 14)
+    processor = AutoProcessor.from_pretrained(work / "llava-1.5-7b")
+    inputs = processor(images=[Image.new("RGB", (640, 480))], text="<image>\nhello", return_tensors="pt")
+    assert int((inputs["input_ids"] == config.image_token_id).sum()) == IMAGE_TOKENS
+    assert tuple(inputs["pixel_values"].shape[-2:]) == (336, 336)
+
+    offload = json.loads((work / "ds_zero3_offload.json").read_text())
+    stock = json.loads((REPO / "recipes" / "accelerate_configs" / "ds_zero3.json").read_text())
+    assert offload["zero_optimization"].pop("offload_optimizer") == {"device": "cpu", "pin_memory": False}
+    assert offload.pop("zero_force_ds_cpu_optimizer") is False and offload == stock
+    accelerate = (work / "zero3_offload.yaml").read_text()
+    stock_yaml = (REPO / "recipes" / "accelerate_configs" / "zero3_cpu.yaml").read_text()  # REHEARSE: the CPU one
+    assert accelerate == stock_yaml.replace(
+        "recipes/accelerate_configs/ds_zero3.json", str(work / "ds_zero3_offload.json")
+    )
+
+
+def test_worker_trains_the_random_skeleton_and_writes_its_summary(prepared, tmp_path):
+    proc = _worker(prepared, tmp_path, "--max_steps", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["setup"] == "full" and summary["random_weights"]
+    assert summary["deepspeed"] is None and summary["dtype"] == "float32"  # plain python here; ZeRO-3 under launch
+    assert 0 < summary["trainable_parameters"] < summary["parameters"]  # the CLIP tower is frozen
+    steps = summary["steps"]
+    assert [step["step"] for step in steps] == [1, 2] and len(summary["step_times_s"]) == 1
+    for step in steps:
+        assert step["samples"] == 1 and step["image_tokens"] == IMAGE_TOKENS
+        assert step["image_tokens"] < step["tokens"] <= step["padded_tokens"] and 0 < step["trained_tokens"]
+        assert math.isfinite(step["loss"]) and step["loss"] > 0
+    assert summary["samples_per_s"] > 0 and summary["tokens_per_s"] > summary["samples_per_s"]
+    assert summary["versions"]["transformers"] and summary["memory"]["host_peak_rss_gib"] > 0
+
+
+def test_worker_fails_like_an_out_of_memory_run_when_told(prepared, tmp_path):
+    proc = _worker(prepared, tmp_path, "--max_steps", "3", env={"BENCH_FORCE_OOM": "1"})
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "oom" and summary["oom"] and "out of memory" in summary["error"]
+    assert len(summary["steps"]) == 1
+
+
+def test_random_weights_are_built_on_meta_and_initialised_like_a_fresh_model(prepared):
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    work, _ = prepared
+    spec = importlib.util.spec_from_file_location("bench_train", REPO / "benchmarks" / "bench_train.py")
+    bench_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_train)
+    model = bench_train.random_llava(str(work / "llava-1.5-7b"), torch.float32)
+    fresh = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(work / "llava-1.5-7b"))
+    buffers = dict(model.named_buffers())
+    assert buffers.keys() == dict(fresh.named_buffers()).keys()
+    for name, buffer in fresh.named_buffers():  # rotary inv_freq, CLIP position ids: not left as empty memory
+        assert torch.equal(buffers[name], buffer), name
+    params = dict(model.named_parameters())
+    for name, param in fresh.named_parameters():
+        built = params[name]
+        assert built.device.type == "cpu" and torch.isfinite(built).all(), name
+        if name.endswith(("norm.weight", "layernorm.weight", "layer_norm1.weight", "layer_norm2.weight")):
+            assert torch.equal(built, param), name  # ones
+        elif param.numel() > 1000:
+            assert 0.8 < float(built.detach().std() / param.detach().std()) < 1.25, name  # same init, new draw
