@@ -133,6 +133,16 @@ class Claims:
             found.update(key for key, owner, expires in rows if is_live(owner, expires, now))
         return found
 
+    def confirm(self, key: str) -> bool:
+        """Whether this run still holds its claim on ``key``; if so its lease starts afresh (one atomic statement).
+
+        False when the claim lapsed and was taken over (a run paused for longer than its lease, renewals that kept
+        failing) or is gone: the key must not be sent under it.
+        """
+        renew = "UPDATE claims SET expires_at = ? WHERE key = ? AND owner = ?"
+        cursor = self._db.execute(renew, (time.time() + self.lease_s, key, self.owner))
+        return cursor.rowcount == 1
+
     def release(self, keys: Iterable[str]) -> None:
         """Drop this run's claims on ``keys``."""
         self._db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(k, self.owner) for k in keys])

@@ -218,6 +218,23 @@ async def run_requests(
                 log.debug("%d keys are being sent by another run; skipped", len(got.held))
         return key in mine
 
+    def still_mine(key: str) -> bool:
+        """Right before an attempt: True when this run still holds the key's claim (lease renewed), else it is
+        counted as answered, in a batch or claimed elsewhere and must not be sent (a claim can lapse while the key
+        waits for the rate limiter or a retry, e.g. a suspended laptop, and be taken over by another run)."""
+        if claims.confirm(key):
+            return True
+        mine.discard(key)
+        got = claims.claim([key])
+        if got.claimed:
+            mine.add(key)
+            return True
+        log.warning("the claim on key %s lapsed and another run took it; this run does not send it", key[:12])
+        summary.claimed_elsewhere += len(got.held)
+        summary.already_cached += len(got.answered)
+        summary.in_batch += len(got.in_batch)
+        return False
+
     def drop(key: str) -> None:
         mine.discard(key)
         claims.release([key])
@@ -270,6 +287,9 @@ async def run_requests(
             await limiter.acquire(estimate_request_tokens(request))
             if fatal or stopping or capped:
                 return
+            if not still_mine(request.key):
+                resolve()
+                continue
             number = summary.attempts + 1
             if budget is not None and not budget.reserve(number, request, summary.cost_usd):
                 capped = summary.capped = True

@@ -174,3 +174,33 @@ def test_merge_carries_no_claims(tmp_path, capsys):
     assert claim_rows(tmp_path / "all.sqlite") == []
     with ResponseCache(tmp_path / "all.sqlite") as merged:
         assert {r.key for r in merged.iter_responses()} == {request.key, "k1"}
+
+
+def test_a_retry_is_not_sent_when_another_run_took_the_claim_over(fake_openai, tmp_path):
+    from tests.test_teacher import chat_request
+
+    cache_path = tmp_path / "c.sqlite"
+    requests = [chat_request(i) for i in range(3)]
+    lost = requests[0]
+    other = f"other-{socket.gethostname()}:1:beef"  # a run on another machine sharing the file
+
+    def take_over(body: dict) -> str | None:
+        """The first attempt at ``lost`` fails; meanwhile our lease lapsed and the other run claimed the key."""
+        if body["messages"][-1]["content"] != lost.body["messages"][-1]["content"]:
+            return None
+        with sqlite3.connect(cache_path) as db:
+            taken = db.execute(
+                "UPDATE claims SET owner = ?, expires_at = ? WHERE key = ? AND owner != ?",
+                (other, time.time() + 600, lost.key, other),
+            ).rowcount
+        return "500" if taken else None
+
+    fake_openai.set_faults(rule=take_over)
+    cache = ResponseCache(cache_path, create=True)
+    teacher = OpenAITeacher(base_url=fake_openai.base_url)
+    settings = EngineSettings(progress=False, concurrency=1, backoff_base_s=0.01, backoff_max_s=0.02)
+    summary = run(teacher, requests, cache, settings)
+    sent = [e.body["messages"][-1]["content"] for e in fake_openai.chat_log()]
+    assert sent.count(lost.body["messages"][-1]["content"]) == 1  # never sent again under the other run's claim
+    assert (summary.answered, summary.claimed_elsewhere) == (2, 1)
+    assert cache.get(lost.key) is None and claim_rows(cache_path) == [(lost.key, other)]
