@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: the claims table (keypoint_instruct/claims.py)
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
+_BUSY_TIMEOUT_S = 60.0  # how long a statement waits for another process's write lock
 
 # fmt: off
 _RESPONSE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "text", "finish_reason",
@@ -124,38 +126,60 @@ class ResponseCache:
                     f"cannot create the folder of the response cache {self.path}: {err.strerror}"
                 ) from None
         try:
-            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 60000")
+            self._db = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             self._check_or_init()
         except sqlite3.DatabaseError as err:
             raise CacheError(f"{self.path} is not a readable response cache ({err})") from None
 
     def _check_or_init(self) -> None:
-        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if app_id == 0 and not tables:
-            self._db.execute("PRAGMA journal_mode = WAL")
+        app_id, tables = self._identity()
+        if app_id == 0 and not tables:  # a new file: create it under the write lock, unless another run just did
             with self.transaction():
-                self._apply_schema()
-                self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-        elif app_id != _APPLICATION_ID:
+                app_id, tables = self._identity()
+                if app_id == 0 and not tables:
+                    self._apply_schema()
+                    self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                    app_id = _APPLICATION_ID
+        if app_id != _APPLICATION_ID:
             raise CacheError(f"{self.path} is an SQLite file but not a keypoint-instruct response cache")
-        else:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise CacheError(
-                    f"{self.path} has cache schema {version}, written by a newer keypoint-instruct; this version "
-                    f"reads schema {SCHEMA_VERSION} and older"
-                )
-            if version < SCHEMA_VERSION:
-                with self.transaction():  # another process may have migrated it meanwhile: read again inside
-                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                    if version < SCHEMA_VERSION:
-                        self._apply_schema()
-                        log.info("%s: cache schema %d brought up to %d", self.path, version, SCHEMA_VERSION)
+        self._use_wal()
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CacheError(
+                f"{self.path} has cache schema {version}, written by a newer keypoint-instruct; this version "
+                f"reads schema {SCHEMA_VERSION} and older"
+            )
+        if version < SCHEMA_VERSION:
+            with self.transaction():  # another process may have migrated it meanwhile: read again inside
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    self._apply_schema()
+                    log.info("%s: cache schema %d brought up to %d", self.path, version, SCHEMA_VERSION)
         # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
         self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def _identity(self) -> tuple[int, int]:
+        """(application id, number of tables), read in one snapshot (another run may be creating the file)."""
+        return self._db.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id()), "
+            "(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table')"
+        ).fetchone()
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL. SQLite answers 'locked' at once, without waiting, while another connection
+        writes the file in its first (rollback-journal) mode: retry then, within the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _apply_schema(self) -> None:
         """Run the schema file (IF NOT EXISTS statements: creates a cache, or adds what an older one lacks)."""

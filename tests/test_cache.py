@@ -198,3 +198,36 @@ def test_failed_merge_leaves_no_new_output_and_keeps_an_old_one(tmp_path, capsys
         assert [r.image_id for r in cache.iter_responses()] == [2]
     assert main(["cache", "merge", str(old), str(old)]) == 2
     assert "into itself" in capsys.readouterr().err
+
+
+def test_two_runs_creating_one_cache_at_once_both_open_it(tmp_path):
+    """A second opener of a cache that another run is creating right now waits for it instead of failing."""
+    import threading
+
+    from keypoint_instruct.cache import _APPLICATION_ID, _schema
+
+    path = tmp_path / "new.sqlite"
+    creator = sqlite3.connect(path, isolation_level=None)  # another run, half-way through creating the file
+    creator.execute("BEGIN IMMEDIATE")
+    for statement in _schema().split(";"):
+        creator.execute(statement)
+    creator.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+    opened: list[object] = []
+    opener = threading.Thread(target=lambda: opened.append(_open_or_error(path)))
+    opener.start()
+    opener.join(0.3)  # it must wait for the creator, not fail at once
+    creator.execute("COMMIT")
+    creator.close()
+    opener.join(30)
+    [cache] = opened
+    assert isinstance(cache, ResponseCache), cache
+    cache.put(make_request(1), make_completion(), 0.1)
+    assert cache.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal" and cache.stats().responses == 1
+    cache.close()
+
+
+def _open_or_error(path):
+    try:
+        return ResponseCache(path, create=True)
+    except CacheError as err:
+        return err
