@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -53,9 +54,8 @@ def measure(name: str, launcher: list[str], argv: list[str], out: Path, processe
     """Run one training through the worker; return its summary plus the wall time of the whole launch."""
     summary_file = out / "summary.json"
     started = time.perf_counter()
-    _run([*launcher, __file__, "--worker", str(summary_file), *argv, "--output_dir", str(out)])
-    return {"setup": name, "processes": processes, **json.loads(summary_file.read_text()),
-            "wall_s": time.perf_counter() - started}  # fmt: skip
+    _run([*launcher, __file__, "--worker", str(summary_file), "--setup", name, *argv, "--output_dir", str(out)])
+    return {**json.loads(summary_file.read_text()), "processes": processes, "wall_s": time.perf_counter() - started}
 
 
 def random_llava(model_dir: str, dtype, attn_implementation: str | None = None):
@@ -254,8 +254,8 @@ def worker(summary_file: str, argv: list[str]) -> int:
             # 6 x parameters x tokens/s: the usual training-FLOP estimate (no attention, no recomputation)
             summary["tflops_6n"] = 6 * summary["parameters"] * summary["tokens_per_s"] / 1e12
             summary["tokens_per_sample"] = sum(s["tokens"] for s in steps) / max(1, sum(s["samples"] for s in steps))
-        else:
-            summary.update(step_s=float("nan"), samples_per_s=float("nan"))
+        else:  # null in the JSON (NaN is not JSON)
+            summary.update(step_s=None, samples_per_s=None)
         summary.update(memory=_memory(), wall_s=round(time.perf_counter() - started, 2))
         Path(summary_file).write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -283,6 +283,7 @@ def worker(summary_file: str, argv: list[str]) -> int:
                 write()
 
     trainer.add_callback(Measure())
+    write()  # a run that hangs or dies before its first step still leaves its set-up and memory after the build
     code = 0
     try:
         trainer.train()
@@ -333,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'setup':<8}{'procs':>6}{'step s':>10}{'samples/s':>12}{'wall s':>9}")
     for row in rows:
         print(
-            f"{row['setup']:<8}{row['processes']:>6}{row['step_s']:>10.3f}"
-            f"{row['samples_per_s']:>12.1f}{row['wall_s']:>9.1f}"
+            f"{row['setup']:<8}{row['processes']:>6}{row['step_s'] or math.nan:>10.3f}"
+            f"{row['samples_per_s'] or math.nan:>12.1f}{row['wall_s']:>9.1f}"
         )
     return 0
 
