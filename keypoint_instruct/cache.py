@@ -153,11 +153,18 @@ class ResponseCache:
                 f"reads schema {SCHEMA_VERSION} and older"
             )
         if version < SCHEMA_VERSION:
-            with self.transaction():  # another process may have migrated it meanwhile: read again inside
-                version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA_VERSION:
-                    self._apply_schema()
-                    log.info("%s: cache schema %d brought up to %d", self.path, version, SCHEMA_VERSION)
+            try:
+                with self.transaction():  # another process may have migrated it meanwhile: read again inside
+                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if version < SCHEMA_VERSION:
+                        self._apply_schema()
+                        log.info("%s: cache schema %d brought up to %d", self.path, version, SCHEMA_VERSION)
+                        version = SCHEMA_VERSION
+            except sqlite3.OperationalError as err:  # a read-only file: it is read as it is (no claims table)
+                if "readonly" not in str(err):
+                    raise
+                log.info("%s: cache schema %d, read-only here: read as it is", self.path, version)
+        self.schema_version = version  # the file's schema; below SCHEMA_VERSION only for a read-only older file
         # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
         self._db.execute("PRAGMA synchronous = NORMAL")
 

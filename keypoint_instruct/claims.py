@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.batch_jobs import BatchJobs
-from keypoint_instruct.errors import UsageError
+from keypoint_instruct.errors import CacheError, UsageError
 
 if TYPE_CHECKING:
     from keypoint_instruct.cache import ResponseCache
@@ -81,6 +81,11 @@ class Claims:
     def __init__(self, cache: ResponseCache, *, lease_s: float = DEFAULT_LEASE_S, owner: str | None = None) -> None:
         if not lease_s > 0:
             raise UsageError(f"claim lease {lease_s} s must be positive")
+        if cache.schema_version < 2:  # an older cache that could not be upgraded
+            raise CacheError(
+                f"{cache.path} is read-only and of cache schema {cache.schema_version}: no request can be sent with "
+                "it; make the file writable (it is then upgraded and keeps its data)"
+            )
         self.cache = cache
         self.lease_s = float(lease_s)
         self.owner = owner or new_owner()

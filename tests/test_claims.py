@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -130,6 +131,7 @@ def write_schema_1_cache(path) -> None:
     """A cache as keypoint-instruct wrote it before claims (schema 1), with one answer and one batch."""
     schema_1 = _schema().split("-- Schema 2")[0]
     with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")  # as ResponseCache left it
         db.executescript(schema_1)
         db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
         db.execute("PRAGMA user_version = 1")
@@ -204,3 +206,38 @@ def test_a_retry_is_not_sent_when_another_run_took_the_claim_over(fake_openai, t
     assert sent.count(lost.body["messages"][-1]["content"]) == 1  # never sent again under the other run's claim
     assert (summary.answered, summary.claimed_elsewhere) == (2, 1)
     assert cache.get(lost.key) is None and claim_rows(cache_path) == [(lost.key, other)]
+
+
+@contextmanager
+def read_only(path):
+    """Make ``path`` read-only, for root too (immutable), while the block runs."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+    elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where chattr +i is not allowed: cannot make a file read-only")
+    try:
+        yield path
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o644)
+
+
+def test_a_read_only_schema_1_cache_is_read_as_it_is_and_not_sent_from(coco_root, tmp_path, capsys):
+    path = tmp_path / "old.sqlite"
+    write_schema_1_cache(path)
+    argv = ["generate", "--task", "conversation", "--coco-root", str(coco_root), "--split", "val2014"]
+    argv += ["--cache", str(path), "--limit", "1", "--teacher", "offline", "--no-progress"]
+    with read_only(path):
+        assert main(["cache", "stats", "--cache", str(path)]) == 0  # as before the upgrade existed
+        assert "money spent: $0.0010" in capsys.readouterr().out
+        assert main([*argv, "--dry-run"]) == 0
+        assert "already cached: 0; waiting in a batch: 0; to send: 1" in capsys.readouterr().out
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len([x for x in err.splitlines() if "error:" in x]) == 1
+        assert f"{path} is read-only and of cache schema 1" in err
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1 and db.execute(
+            "SELECT COUNT(*) FROM responses"
+        ).fetchone() == (1,)

@@ -320,7 +320,8 @@ def _dry_run(args: argparse.Namespace, requests) -> int:
             keys = {r.key for r in requests}
             answered = cache.answered(keys)
             in_batch = BatchJobs(cache).pending_among(keys - answered)
-            claimed = Claims(cache).held_elsewhere(keys - answered - in_batch)
+            if cache.schema_version >= 2:  # an older read-only cache has no claims
+                claimed = Claims(cache).held_elsewhere(keys - answered - in_batch)
     skipped = answered | in_batch | claimed
     unique = {r.key: r for r in requests if r.key not in skipped}
     todo = list(unique.values())
