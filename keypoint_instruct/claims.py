@@ -2,19 +2,22 @@
 
 A run (``generate``, ``batch submit``, the benchmark's teacher and judge calls) claims a key in the cache file, in
 one transaction with the check that the key is neither answered nor waiting in a batch, before it sends it. A claim
-names its owner (``host:pid:random``) and a lease expiry (Unix time). While the run is alive a thread renews its
+names its owner (``machine:pid:random``, the machine being the host name and PID namespace) and a lease
+expiry (Unix time). While the run is alive a thread renews its
 leases (every quarter of the lease, on its own SQLite connection); the claim goes when the answer is stored (same
 transaction), when the key is given up, when the batch carrying it is recorded, and when the run ends.
 
 Another run skips a key whose claim is live and says how many it skipped. A claim is live while its lease has not
-expired and, when its owner ran on this host, while that process exists: a run killed outright (``kill -9``,
+expired and, when its owner ran on this machine, while that process exists: a run killed outright (``kill -9``,
 out of memory) on this machine leaves claims that the next run takes over at once; one killed on another machine
-sharing the file leaves claims that are taken over when their lease expires. A run that was merely paused for
+sharing the file (or in a container with its own process ids) leaves claims that are taken over when their lease
+expires. A run that was merely paused for
 longer than its lease (a suspended laptop) can lose its claims the same way.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -39,9 +42,23 @@ DEFAULT_LEASE_S = 120.0
 _CHUNK = 500  # keys per SQL statement (SQLite's variable limit is far above)
 
 
+@functools.cache
+def this_machine() -> str:
+    """Where this process's ids mean something: the host name, and on Linux the PID namespace.
+
+    A container sharing the host's name (``docker run --network host``) has its own process ids; with its PID
+    namespace in the name, a claim made there is not judged by a process id that means nothing here.
+    """
+    name = socket.gethostname()
+    try:
+        return f"{name}/pidns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux, or no /proc: the host name alone
+        return name
+
+
 def new_owner() -> str:
-    """A claim owner id: this host, this process and a random part (one run of one process)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """A claim owner id: this machine, this process and a random part (one run of one process)."""
+    return f"{this_machine()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _process_exists(pid: int) -> bool:
@@ -55,12 +72,12 @@ def _process_exists(pid: int) -> bool:
 
 
 def is_live(owner: str, expires_at: float, now: float) -> bool:
-    """Whether a claim still binds: lease not expired and, for an owner on this host, its process exists."""
+    """Whether a claim still binds: lease not expired and, for an owner on this machine, its process exists."""
     if expires_at <= now:
         return False
-    host, _, rest = owner.partition(":")
+    machine, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit():
+    if machine == this_machine() and pid.isdigit():
         return _process_exists(int(pid))
     return True
 

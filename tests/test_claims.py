@@ -14,7 +14,7 @@ import pytest
 
 from keypoint_instruct.batch_jobs import BatchJobs
 from keypoint_instruct.cache import _APPLICATION_ID, SCHEMA_VERSION, ResponseCache, _schema
-from keypoint_instruct.claims import Claims, is_live
+from keypoint_instruct.claims import Claims, is_live, this_machine
 from keypoint_instruct.cli import main
 from keypoint_instruct.engine import EngineSettings, run
 from keypoint_instruct.errors import CacheError, TeacherError
@@ -80,7 +80,7 @@ def test_a_dead_process_on_this_host_holds_nothing_and_another_host_holds_until_
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(done.stdout)
     now = time.time()
-    host = socket.gethostname()
+    host = this_machine()
     assert not is_live(f"{host}:{dead_pid}:abcd", now + 600, now)  # killed outright: taken over at once
     assert is_live(f"{host}:{os.getpid()}:abcd", now + 600, now)
     assert is_live(f"other-{host}:{dead_pid}:abcd", now + 600, now)  # cannot see its processes: the lease rules
@@ -241,3 +241,27 @@ def test_a_read_only_schema_1_cache_is_read_as_it_is_and_not_sent_from(coco_root
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1 and db.execute(
             "SELECT COUNT(*) FROM responses"
         ).fetchone() == (1,)
+
+
+def test_a_run_in_another_pid_namespace_on_this_host_waits_for_the_lease(tmp_path):
+    """A container with the host's network has the host's name but its own process ids (docker --network host):
+    a live run's process id means nothing there, so its claims must hold until their lease ends."""
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    keys = [make_request(i).key for i in range(2)]
+    Claims(cache).claim(keys)  # held by this live process
+    probe = (
+        "import sys; from keypoint_instruct.cache import ResponseCache; from keypoint_instruct.claims import Claims; "
+        "got = Claims(ResponseCache(sys.argv[1])).claim(sys.argv[2:]); print(len(got.claimed), len(got.held))"
+    )
+    try:
+        done = subprocess.run(
+            ["unshare", "--pid", "--fork", sys.executable, "-c", probe, str(cache.path), *keys],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare command: cannot start a process in its own PID namespace")
+    if done.returncode != 0 and "Traceback" not in done.stderr:
+        pytest.skip(f"cannot start a process in its own PID namespace here: {done.stderr.strip()}")
+    assert done.stdout.split() == ["0", "2"], done.stderr
