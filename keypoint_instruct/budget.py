@@ -61,6 +61,7 @@ class Budget:
         self.cap_usd = float(cap_usd)
         self.reserved = 0.0
         self.possibly_billed = 0.0  # worst cases of attempts abandoned without an answer
+        self.abandoned = 0  # how many attempts those are
         self.prompt_scale = 1.0
         self._held: dict[int, tuple[float, int]] = {}  # attempt id -> (reservation, o200k prompt tokens)
 
@@ -92,3 +93,4 @@ class Budget:
         self.reserved -= worst
         if not answered_with_error:
             self.possibly_billed += worst
+            self.abandoned += 1

@@ -91,6 +91,8 @@ class RunSummary:
     interrupted: bool = False  # cancelled (Ctrl-C) before every request was resolved
     capped: bool = False  # stopped sending at the spend cap (max_cost_usd)
     not_sent: int = 0  # keys left unsent at the cap
+    abandoned: int = 0  # with a cap: attempts abandoned without an answer (timeout, dropped connection, bad body)
+    possibly_billed_usd: float = 0.0  # their worst case: the provider may bill them though nothing came back
 
     @property
     def requests_per_s(self) -> float:
@@ -409,6 +411,8 @@ async def run_requests(
         raise TeacherError(f"stopped: {fatal[0].reason}{saved}")
     if capped:
         summary.not_sent = remaining
+    if budget is not None:
+        summary.abandoned, summary.possibly_billed_usd = budget.abandoned, budget.possibly_billed
     log.debug("%s", summary.line())
     return summary
 

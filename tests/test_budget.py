@@ -133,3 +133,19 @@ def test_an_endpoint_counting_more_prompt_tokens_makes_later_reservations_larger
     budget.answered(1, prompt_tokens=counted * 3)  # the endpoint billed three times the o200k count
     assert budget.prompt_scale == pytest.approx(3.0)
     assert not budget.reserve(2, request, spent=0.0)  # a worst case with 3x the prompt no longer fits
+
+
+def test_the_cap_message_counts_what_abandoned_attempts_may_have_cost(fake_openai, coco_root, tmp_path, capsys):
+    requests = selected(coco_root, 2)
+    worst = worst_case_usd(requests[0])
+    fake_openai.set_faults(script=["non_json", "drop"])  # two attempts with no usable answer: maybe billed
+    argv = ["generate", *selection(coco_root, tmp_path / "c.sqlite", 2), "--base-url", fake_openai.base_url]
+    code = main([*argv, "--no-progress", "--concurrency", "1", "--max-cost", str(worst * 3.5)])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        spent = cache.stats().cost_usd
+    possibly = re.search(r"plus up to \$([\d.]+) for 2 attempts abandoned without an answer", err)
+    assert possibly, err
+    assert float(possibly[1]) == pytest.approx(sum(worst_case_usd(r) for r in requests[:2]), abs=1e-4)
+    assert spent + float(possibly[1]) <= worst * 3.5

@@ -279,10 +279,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(summary.line())
     _say_claimed_elsewhere(summary.claimed_elsewhere)
     if summary.capped:
+        abandoned = (
+            f" plus up to ${summary.possibly_billed_usd:.4f} for {summary.abandoned} attempt"
+            f"{'s' if summary.abandoned != 1 else ''} abandoned without an answer (the provider may bill them),"
+            if summary.abandoned
+            else ""
+        )
         print(
             f"keypoint-instruct: the --max-cost cap of ${args.max_cost:g} was reached: ${summary.cost_usd:.4f} "
-            f"spent in this run, {summary.not_sent} requests left; every answer paid for is saved: rerun with a "
-            "higher --max-cost (or none) to continue",
+            f"spent in this run,{abandoned} {summary.not_sent} requests left; every answer paid for is saved: rerun "
+            "with a higher --max-cost (or none) to continue",
             file=sys.stderr,
         )
     return 0 if summary.gave_up == 0 and not summary.capped else 1
