@@ -43,6 +43,11 @@ def _recorded(cache: ResponseCache, batch_id: str, action: str) -> dict:
     return row
 
 
+def _endpoint(client) -> str:
+    """The endpoint asked, as the user gives it to --base-url (a 404 from the wrong one must be visible)."""
+    return str(client.base_url).rstrip("/")
+
+
 def _retrieve(client, batch_id: str):
     """The provider's batch, or None when it answers 404 (it does not know the batch)."""
     import openai
@@ -61,7 +66,9 @@ def cancel(client, cache: ResponseCache, batch_id: str) -> str:
     remote = _retrieve(client, batch_id)
     if remote is None:
         raise UsageError(
-            f"the provider does not know batch {batch_id} (HTTP 404); `batch forget {batch_id}` frees its requests"
+            f"the provider at {_endpoint(client)} does not know batch {batch_id} (HTTP 404): if the batch was "
+            f"submitted there, `batch forget {batch_id}` frees its requests; if not, pass the --base-url it was "
+            "submitted to"
         )
     if remote.status in TERMINAL:
         BatchJobs(cache).update(batch_id, status=remote.status)
@@ -92,7 +99,11 @@ def forget(client, cache: ResponseCache, batch_id: str, *, force: bool = False) 
             "once it has ended, or --force to forget it now (answers it still delivers are paid and never collected)"
         )
     freed = BatchJobs(cache).forget(batch_id)
-    why = "the provider no longer knows it" if remote is None else f"forced; the provider reports it {remote.status}"
+    why = (
+        f"the provider at {_endpoint(client)} no longer knows it"
+        if remote is None
+        else f"forced; the provider reports it {remote.status}"
+    )
     return (
         f"forgot batch {batch_id} ({why}): {_count(freed, 'request')} without an answer may be sent again; "
         "answers already in the cache stay"

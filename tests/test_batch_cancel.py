@@ -68,7 +68,7 @@ def test_forget_a_batch_the_provider_lost(fake_openai, submitted, capsys):
         )
     fake_openai.forget_batch(batch_id)
     code, out, _ = run(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint)
-    assert code == 0 and f"forgot batch {batch_id} (the provider no longer knows it): 11 requests" in out
+    assert f"forgot batch {batch_id} (the provider at {fake_openai.base_url} no longer knows it): 11 requests" in out
     code, out, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
     assert code == 0 and f"{batch_id}  forgotten" in out and "12 requests, none pending" in out
     code, out, _ = run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)
@@ -116,4 +116,6 @@ def test_cancel_of_a_batch_that_ended_or_was_lost_is_one_line(fake_openai, submi
     assert "has ended already (completed); `batch collect` it" in line
     fake_openai.forget_batch(batch_id)
     line = refused(capsys, "batch", "cancel", batch_id, "--cache", str(cache), *endpoint)
-    assert "does not know batch" in line and f"`batch forget {batch_id}`" in line
+    assert f"the provider at {fake_openai.base_url} does not know batch" in line
+    assert f"`batch forget {batch_id}`" in line
+    assert "if not, pass the --base-url it was submitted to" in line  # a wrong endpoint must not lead to a forget
