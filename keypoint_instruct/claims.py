@@ -2,17 +2,18 @@
 
 A run (``generate``, ``batch submit``, the benchmark's teacher and judge calls) claims a key in the cache file, in
 one transaction with the check that the key is neither answered nor waiting in a batch, before it sends it. A claim
-names its owner (``machine:pid:random``, the machine being the host name and PID namespace) and a lease
-expiry (Unix time). While the run is alive a thread renews its
-leases (every quarter of the lease, on its own SQLite connection); the claim goes when the answer is stored (same
+names its owner (``machine:pid:random``, the machine being the host name and PID namespace) and a lease expiry (Unix
+time). While the run is alive a thread renews its leases (every quarter of the lease, on its own SQLite connection);
+before each attempt the run confirms it still holds the claim. The claim goes when the answer is stored (same
 transaction), when the key is given up, when the batch carrying it is recorded, and when the run ends.
 
 Another run skips a key whose claim is live and says how many it skipped. A claim is live while its lease has not
 expired and, when its owner ran on this machine, while that process exists: a run killed outright (``kill -9``,
-out of memory) on this machine leaves claims that the next run takes over at once; one killed on another machine
-sharing the file (or in a container with its own process ids) leaves claims that are taken over when their lease
-expires. A run that was merely paused for
-longer than its lease (a suspended laptop) can lose its claims the same way.
+out of memory) on this machine leaves claims that the next run takes over at once; one killed in a container with
+its own process ids (sharing the file through a mounted folder) leaves claims that are taken over when their lease
+expires. A run that was merely paused for longer than its lease (a suspended laptop) can lose its claims the same
+way; it then sends none of those keys again. One cache file is for the runs of one host: SQLite's WAL mode does not
+work over a network file system, so machines each write their own file (``--shard``) and ``cache merge`` joins them.
 """
 
 from __future__ import annotations

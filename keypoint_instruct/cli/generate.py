@@ -56,8 +56,9 @@ def add_claim_option(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long this run's claim on a request it is sending lasts unless renewed (renewed every quarter of "
         "it while the run is alive); another run on the same cache skips claimed requests. A run killed outright "
-        "on another machine sharing the cache holds its requests this long; on this machine its claims are taken "
-        "over at once (default: %(default)s)",
+        "in a container with its own process ids holds its requests this long; on this machine its claims are "
+        "taken over at once. Runs on different machines must not share one cache file (SQLite needs one host): "
+        "give each a --shard and its own cache, then `cache merge` (default: %(default)s)",
     )
 
 
