@@ -24,7 +24,9 @@ through ``record_failure``, and so does every request on no line at all (a faile
 matched by ``custom_id`` (the provider's order is not kept) and checked against the batch's own input file, whose
 bodies hash back to their keys. The batch is then marked collected, so a second ``collect`` adds nothing, and its
 unanswered keys are no longer pending: ``generate`` or a new ``submit`` may send them (expired, cancelled and failed
-batches included).
+batches included). A forgotten batch (``batch forget``) is asked for too: should the provider report it ended after
+all, the answers it delivered are paid for and are collected like any others (a key answered meanwhile keeps its
+answer); one the provider does not know stays forgotten.
 """
 
 from __future__ import annotations
@@ -391,13 +393,29 @@ def _requests_of(client, jobs: BatchJobs, batch) -> dict[str, TeacherRequest]:
     return requests
 
 
+def _forgotten_but_ended(client, batch_id: str):
+    """A forgotten batch the provider reports as ended after all (its answers are paid for), else None."""
+    import openai
+
+    try:
+        batch = client.batches.retrieve(batch_id)
+    except openai.APIError as err:  # lost indeed (404), or not this endpoint's: it stays forgotten
+        log.info("forgotten batch %s: %s", batch_id, type(err).__name__)
+        return None
+    return batch if batch.status in TERMINAL else None
+
+
 def collect(client, cache: ResponseCache) -> CollectResult:
     """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
     result = CollectResult()
     jobs = BatchJobs(cache)
-    rows = [row for row in jobs.rows() if row["collected_at"] is None and row["status"] != FORGOTTEN]
-    for row in rows:
-        batch = _refresh(client, cache, row)
+    for row in [row for row in jobs.rows() if row["collected_at"] is None]:
+        if row["status"] == FORGOTTEN:  # its keys stay free; answers it delivered anyway are kept all the same
+            batch = _forgotten_but_ended(client, row["batch_id"])
+            if batch is None:
+                continue
+        else:
+            batch = _refresh(client, cache, row)
         if batch.status not in TERMINAL:
             result.waiting_batches.append(batch.id)
             continue

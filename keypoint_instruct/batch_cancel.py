@@ -10,7 +10,7 @@ frees the rest, so ``generate`` or a new ``batch submit`` may send them. A batch
 when it is read) can never be collected: ``forget`` marks it forgotten in the cache, which frees its keys without an
 answer at once; answers already in the cache stay, and the row stays so ``batch status`` shows it. ``forget``
 refuses a batch the provider still reports (running, or ended but not collected: its answers are paid for) unless
-``force``.
+``force``; ``batch collect`` still keeps the answers a forgotten batch delivers if the provider reports it ended.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def forget(client, cache: ResponseCache, batch_id: str, *, force: bool = False) 
             )
         raise UsageError(
             f"batch {batch_id} is still {remote.status} at the provider: `batch cancel` it and `batch collect` it "
-            "once it has ended, or --force to forget it now (answers it still delivers are paid and never collected)"
+            "once it has ended, or --force to forget it now (its requests may then be sent again while it still "
+            "answers them: paid twice)"
         )
     freed = BatchJobs(cache).forget(batch_id)
     why = (

@@ -119,3 +119,21 @@ def test_cancel_of_a_batch_that_ended_or_was_lost_is_one_line(fake_openai, submi
     assert f"the provider at {fake_openai.base_url} does not know batch" in line
     assert f"`batch forget {batch_id}`" in line
     assert "if not, pass the --base-url it was submitted to" in line  # a wrong endpoint must not lead to a forget
+
+
+def test_a_forced_forget_still_collects_the_answers_the_batch_delivers_later(fake_openai, submitted, capsys):
+    cache, batch_id, selection, endpoint = submitted
+    code, out, _ = run(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint, "--force")
+    assert code == 0 and "forced; the provider reports it in_progress" in out
+    first_two = [*selection[:-1], "2"]  # meanwhile generate sends the requests of the first two images
+    code, out, _ = run(capsys, "generate", "--task", "all", *first_two, *endpoint, "--no-progress")
+    assert code == 0 and "6 requests: 0 already cached, 0 waiting in a batch, 6 answered" in out
+    fake_openai.complete_batches()  # the batch was not lost after all: its 12 answers are paid for
+    code, out, _ = run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)
+    assert code == 0 and "collected 1 batch: 6 answers added" in out and "6 already in the cache" in out
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, "--dry-run")
+    assert "already cached: 12; waiting in a batch: 0; to send: 0" in out  # nothing is paid a third time
+    code, out, _ = run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)
+    assert code == 0 and "collected 0 batches" in out  # once only
+    code, out, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
+    assert f"{batch_id}  forgotten" in out and "collected" in out

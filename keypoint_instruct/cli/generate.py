@@ -191,7 +191,8 @@ def register(subparsers) -> None:
     forget.add_argument(
         "--force",
         action="store_true",
-        help="forget it although the provider still reports it (answers it delivers later are paid, never collected)",
+        help="forget it although the provider still reports it: its requests may be sent again while it still "
+        "answers them (paid twice); `batch collect` keeps the answers it delivers once it has ended",
     )
     forget.set_defaults(func=cmd_batch_forget)
 
