@@ -10,7 +10,8 @@ frees the rest, so ``generate`` or a new ``batch submit`` may send them. A batch
 when it is read) can never be collected: ``forget`` marks it forgotten in the cache, which frees its keys without an
 answer at once; answers already in the cache stay, and the row stays so ``batch status`` shows it. ``forget``
 refuses a batch the provider still reports (running, or ended but not collected: its answers are paid for) unless
-``force``; ``batch collect`` still keeps the answers a forgotten batch delivers if the provider reports it ended.
+``force``; ``batch collect`` still keeps the answers a forgotten batch delivers if the provider reports it ended, and
+``cancel`` still stops one forgotten while it ran (it stays forgotten).
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ def _recorded(cache: ResponseCache, batch_id: str, action: str) -> dict:
             f"batch {batch_id} is not recorded in {cache.path}; `keypoint-instruct batch status --cache "
             f"{cache.path}` lists its batches"
         )
-    if row["status"] == FORGOTTEN and action == "cancel":
-        raise UsageError(f"batch {batch_id} is forgotten in {cache.path}; there is nothing to {action}")
     if row["collected_at"] is not None:
         raise UsageError(
             f"batch {batch_id} was collected on {row['collected_at'][:19]}; its requests without an answer are "
@@ -62,7 +61,7 @@ def _retrieve(client, batch_id: str):
 
 def cancel(client, cache: ResponseCache, batch_id: str) -> str:
     """Ask the provider to cancel a recorded, uncollected batch; ``batch collect`` then ingests what it finished."""
-    _recorded(cache, batch_id, "cancel")
+    forgotten = _recorded(cache, batch_id, "cancel")["status"] == FORGOTTEN  # with --force, maybe still running
     remote = _retrieve(client, batch_id)
     if remote is None:
         raise UsageError(
@@ -71,10 +70,16 @@ def cancel(client, cache: ResponseCache, batch_id: str) -> str:
             "submitted to"
         )
     if remote.status in TERMINAL:
-        BatchJobs(cache).update(batch_id, status=remote.status)
+        if not forgotten:
+            BatchJobs(cache).update(batch_id, status=remote.status)
         raise UsageError(f"batch {batch_id} has ended already ({remote.status}); `batch collect` it")
     if remote.status != "cancelling":
         remote = _api(f"cancelling batch {batch_id}", client.batches.cancel, batch_id)
+    if forgotten:  # the status stays: its requests stay free to send
+        return (
+            f"batch {batch_id} is {remote.status} at the provider; it stays forgotten here (its requests are free to "
+            "send): `batch collect` keeps the answers it finished once it has ended"
+        )
     BatchJobs(cache).update(batch_id, status=remote.status)
     return (
         f"batch {batch_id} is {remote.status}; run `batch collect` when it has ended: the answers it finished are "

@@ -137,3 +137,17 @@ def test_a_forced_forget_still_collects_the_answers_the_batch_delivers_later(fak
     assert code == 0 and "collected 0 batches" in out  # once only
     code, out, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
     assert f"{batch_id}  forgotten" in out and "collected" in out
+
+
+def test_a_batch_forgotten_while_it_runs_can_still_be_cancelled(fake_openai, submitted, capsys):
+    cache, batch_id, selection, endpoint = submitted
+    assert run(capsys, "batch", "forget", batch_id, "--cache", str(cache), *endpoint, "--force")[0] == 0
+    code, out, err = run(capsys, "batch", "cancel", batch_id, "--cache", str(cache), *endpoint)  # stop paying for it
+    assert code == 0 and f"batch {batch_id} is cancelling at the provider" in out, err
+    assert "it stays forgotten here" in out
+    code, out, _ = run(capsys, "generate", "--task", "all", *selection, "--dry-run")
+    assert "waiting in a batch: 0; to send: 12" in out  # its requests stay free to send
+    code, out, _ = run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)
+    assert code == 0 and "6 answers added" in out and f"{batch_id} cancelled" in out
+    code, out, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
+    assert f"{batch_id}  forgotten" in out
