@@ -123,10 +123,13 @@ def _memory() -> dict:
 
     found = {"host_peak_rss_gib": _gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}
     if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()  # the driver's view: NCCL and cuBLAS workspaces included
         found.update(
             gpu_allocated_gib=_gib(torch.cuda.memory_allocated()),
             gpu_peak_allocated_gib=_gib(torch.cuda.max_memory_allocated()),
             gpu_peak_reserved_gib=_gib(torch.cuda.max_memory_reserved()),
+            gpu_free_now_gib=_gib(free),
+            gpu_total_gib=_gib(total),
         )
     return found
 
@@ -147,7 +150,7 @@ def _deepspeed_setup(trainer) -> dict | None:
         "zero_stage": zero.get("stage"),
         "offload_optimizer": (zero.get("offload_optimizer") or {}).get("device", "none"),
         "offload_param": (zero.get("offload_param") or {}).get("device", "none"),
-        "bf16": bool(config.get("bf16", {}).get("enabled")),
+        "bf16": config.get("bf16", {}).get("enabled"),
         "zero_force_ds_cpu_optimizer": config.get("zero_force_ds_cpu_optimizer", True),
     }
 

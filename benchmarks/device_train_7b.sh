@@ -188,6 +188,7 @@ fi
 unset BENCH_FORCE_OOM
 
 step "summary"
+if [ "$REHEARSE" = 1 ]; then echo "REHEARSE=1: a tiny skeleton on the CPU; these figures say nothing about the 7B"; fi
 $PY - "$RESULTS" "$STEPS" <<'EOF'
 import json, sys
 from pathlib import Path
