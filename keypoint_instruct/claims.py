@@ -108,6 +108,7 @@ class Claims:
         self.lease_s = float(lease_s)
         self.owner = owner or new_owner()
         self._db = cache.db
+        self._claimed_any = False  # nothing to renew or release before the first claim
 
     def claim(self, keys: Iterable[str]) -> ClaimResult:
         """Claim every key that is not answered, not in a batch and not claimed by another live run (atomically)."""
@@ -116,22 +117,11 @@ class Claims:
         jobs = BatchJobs(self.cache)
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            with self.cache.transaction():
-                now = time.time()
-                answered = self.cache.answered(chunk)
-                in_batch = jobs.pending_among(k for k in chunk if k not in answered)
-                others = self._db.execute(
-                    f"SELECT key, owner, expires_at FROM claims WHERE key IN ({marks}) AND owner != ?",
-                    (*chunk, self.owner),
-                ).fetchall()
-                held = {key for key, owner, expires in others if is_live(owner, expires, now)}
-                mine = [k for k in chunk if k not in answered and k not in in_batch and k not in held]
-                self._db.executemany(
-                    "INSERT INTO claims (key, owner, expires_at) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE SET "
-                    "owner = excluded.owner, expires_at = excluded.expires_at",
-                    [(k, self.owner, now + self.lease_s) for k in mine],
-                )
+            try:
+                answered, in_batch, held, others, mine = self._claim_chunk(chunk, jobs)
+            except sqlite3.Error as err:  # a read-only file, a lock held for longer than the busy timeout
+                raise CacheError(f"claiming requests in the response cache {self.cache.path} failed: {err}") from None
+            self._claimed_any = self._claimed_any or bool(mine)
             taken = {key for key, _, _ in others} & set(mine)
             if taken:
                 log.info("took over %d claims of runs that ended or stopped renewing", len(taken))
@@ -140,6 +130,26 @@ class Claims:
             result.answered |= answered
             result.in_batch |= in_batch
         return result
+
+    def _claim_chunk(self, chunk: list[str], jobs: BatchJobs):
+        """One transaction of :meth:`claim`: (answered, in a batch, held elsewhere, others' claim rows, claimed)."""
+        marks = ",".join("?" * len(chunk))
+        with self.cache.transaction():
+            now = time.time()
+            answered = self.cache.answered(chunk)
+            in_batch = jobs.pending_among(k for k in chunk if k not in answered)
+            others = self._db.execute(
+                f"SELECT key, owner, expires_at FROM claims WHERE key IN ({marks}) AND owner != ?",
+                (*chunk, self.owner),
+            ).fetchall()
+            held = {key for key, owner, expires in others if is_live(owner, expires, now)}
+            mine = [k for k in chunk if k not in answered and k not in in_batch and k not in held]
+            self._db.executemany(
+                "INSERT INTO claims (key, owner, expires_at) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE SET "
+                "owner = excluded.owner, expires_at = excluded.expires_at",
+                [(k, self.owner, now + self.lease_s) for k in mine],
+            )
+        return answered, in_batch, held, others, mine
 
     def held_elsewhere(self, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` claimed by other live runs (reads only)."""
@@ -194,7 +204,8 @@ class Claims:
             stop.set()
             thread.join(10)
             try:
-                self.release_all()
+                if self._claimed_any:
+                    self.release_all()
             except sqlite3.Error as err:  # the claims expire with their lease anyway
                 log.warning("could not release the claims of this run in %s (%s); they expire", self.cache.path, err)
 
@@ -202,6 +213,8 @@ class Claims:
         db = sqlite3.connect(self.cache.path, timeout=60.0, isolation_level=None)
         try:
             while not stop.wait(self.lease_s / 4):
+                if not self._claimed_any:
+                    continue
                 try:
                     self.renew(db)
                 except sqlite3.Error as err:  # keep trying: a busy file now and then must not end the renewals

@@ -265,3 +265,19 @@ def test_a_run_in_another_pid_namespace_on_this_host_waits_for_the_lease(tmp_pat
     if done.returncode != 0 and "Traceback" not in done.stderr:
         pytest.skip(f"cannot start a process in its own PID namespace here: {done.stderr.strip()}")
     assert done.stdout.split() == ["0", "2"], done.stderr
+
+
+@pytest.mark.parametrize("command", ["generate", "batch submit"])
+def test_a_read_only_cache_is_one_line_and_nothing_is_sent(fake_openai, coco_root, tmp_path, capsys, command):
+    path = tmp_path / "c.sqlite"
+    ResponseCache(path, create=True).close()
+    argv = [*command.split(), "--task", "conversation", "--coco-root", str(coco_root), "--split", "val2014"]
+    argv += ["--cache", str(path), "--limit", "2", "--base-url", fake_openai.base_url]
+    argv += ["--no-progress"] if command == "generate" else []
+    with read_only(path):
+        code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("INFO ")]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert f"{path}" in lines[0] and "readonly database" in lines[0]
+    assert fake_openai.log() == []  # nothing uploaded or sent: it could not have been recorded
