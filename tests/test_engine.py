@@ -143,7 +143,7 @@ def test_a_cache_that_cannot_be_written_stops_the_run(fake_openai, tmp_path):
     blocker = sqlite3.connect(path, timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock for good
     cache._db.execute("PRAGMA busy_timeout = 100")
-    with pytest.raises(CacheError, match="writing the response cache .* failed: database is locked"):
+    with pytest.raises(CacheError, match="claiming requests in the response cache .* failed: database is locked"):
         run(OpenAITeacher(base_url=fake_openai.base_url), [chat_request(i) for i in range(5)], cache, settings())
     blocker.rollback()
 
