@@ -62,6 +62,7 @@ class Budget:
         self.reserved = 0.0
         self.possibly_billed = 0.0  # worst cases of attempts abandoned without an answer
         self.abandoned = 0  # how many attempts those are
+        self.refused_usd = 0.0  # worst case of the last request that did not fit
         self.prompt_scale = 1.0
         self._held: dict[int, tuple[float, int]] = {}  # attempt id -> (reservation, o200k prompt tokens)
 
@@ -73,6 +74,7 @@ class Budget:
             model, prompt_tokens=round(prompt * self.prompt_scale), completion_tokens=output
         )
         if spent + self.possibly_billed + self.reserved + worst > self.cap_usd:
+            self.refused_usd = worst
             return False
         self.reserved += worst
         self._held[attempt] = (worst, prompt)

@@ -93,6 +93,7 @@ class RunSummary:
     not_sent: int = 0  # keys left unsent at the cap
     abandoned: int = 0  # with a cap: attempts abandoned without an answer (timeout, dropped connection, bad body)
     possibly_billed_usd: float = 0.0  # their worst case: the provider may bill them though nothing came back
+    refused_usd: float = 0.0  # at the cap: the worst case of the request that did not fit
 
     @property
     def requests_per_s(self) -> float:
@@ -413,6 +414,7 @@ async def run_requests(
         summary.not_sent = remaining
     if budget is not None:
         summary.abandoned, summary.possibly_billed_usd = budget.abandoned, budget.possibly_billed
+        summary.refused_usd = budget.refused_usd
     log.debug("%s", summary.line())
     return summary
 

@@ -76,7 +76,12 @@ def test_a_cap_below_one_request_sends_nothing(fake_openai, coco_root, tmp_path,
     cheapest = min(worst_case_usd(r) for r in selected(coco_root, 2))
     argv = ["generate", *selection(coco_root, tmp_path / "c.sqlite", 2), "--base-url", fake_openai.base_url]
     assert main([*argv, "--no-progress", "--max-cost", str(cheapest * 0.9)]) == 1
-    assert "stopped at the cost cap with 6 requests left" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "stopped at the cost cap with 6 requests left" in out
+    first = worst_case_usd(selected(coco_root, 2)[0])
+    below = f"the --max-cost cap of ${cheapest * 0.9:g} is below the worst case of the next request (${first:.4f}"
+    assert below in err
+    assert "nothing was sent" in err and "was reached" not in err
     assert fake_openai.chat_log() == []
 
 

@@ -280,7 +280,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return 130
     print(summary.line())
     _say_claimed_elsewhere(summary.claimed_elsewhere)
-    if summary.capped:
+    if summary.capped and summary.attempts == 0:
+        print(
+            f"keypoint-instruct: the --max-cost cap of ${args.max_cost:g} is below the worst case of the next "
+            f"request (${summary.refused_usd:.4f}: all its prompt tokens plus max_tokens of output); nothing was "
+            "sent: rerun with a higher --max-cost",
+            file=sys.stderr,
+        )
+    elif summary.capped:
         abandoned = (
             f" plus up to ${summary.possibly_billed_usd:.4f} for {summary.abandoned} attempt"
             f"{'s' if summary.abandoned != 1 else ''} abandoned without an answer (the provider may bill them),"
