@@ -33,7 +33,8 @@
 # Writes $OUT/device_train_7b_<full|offload>.json and .log (<work folder>/results/ when OUT is unset) and prints a
 # summary of both.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+if [[ "${PYTHON:-}" == */* ]]; then PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"; fi
+cd "$(dirname "$0")/.."   # the repository root: recipes/, scripts/ and .whl/ are read from there
 # Distributions the device image lacks (or has too old: transformers 5.17) and our code or trl/datasets/deepspeed
 # import; pinned to this venv's versions so the GPU run uses what the CPU tests used.
 CARRY=(trl datasets transformers dill multiprocess hjson pydantic pydantic_core annotated_types typing_inspection
@@ -85,7 +86,7 @@ export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 step() { printf '\n==> %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "environment (REHEARSE=$REHEARSE, skeleton $SIZE, $ACCEL)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 # What the carried packages need from the image (pyarrow>=24, tokenizers, huggingface_hub, ...): said now, in
 # seconds, rather than as an ImportError deep in the run. A miss is reported, not fatal.
 $PY - "${CARRY[@]}" deepspeed <<'EOF' || true
@@ -114,6 +115,9 @@ import torch, transformers, trl, deepspeed, datasets, accelerate
 print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__, "deepspeed",
       deepspeed.__version__, "datasets", datasets.__version__, "accelerate", accelerate.__version__)
 print("transformers from", transformers.__file__)
+from transformers.utils import is_torchvision_available
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+print(f"CUDA {torch.version.cuda}, GPU {gpu}; image processors: {'torchvision' if is_torchvision_available() else 'PIL'}")
 EOF
 
 step "data: synthetic COCO -> offline teacher -> keypoint-instruct build"
