@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.batch_ingest import account_for_missing, ingest
 from keypoint_instruct.batch_jobs import FORGOTTEN, BatchJobs
-from keypoint_instruct.budget import check_enforceable, worst_case_usd
+from keypoint_instruct.budget import below_one_request, check_enforceable, worst_case_usd
 from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
 from keypoint_instruct.teacher import (
@@ -280,10 +280,7 @@ def _within(todo: list[TeacherRequest], cap_usd: float, result: SubmitResult) ->
         worst = worst_case_usd(request, batch=True)
         if total + worst > cap_usd:
             if count == 0:
-                raise UsageError(
-                    f"--max-cost ${cap_usd:g} is below the worst case of the first request to submit "
-                    f"(${worst:.4f} at the Batch price); nothing submitted"
-                )
+                raise below_one_request(cap_usd, worst, batch=True)
             result.over_cap = len(todo) - count
             break
         total += worst

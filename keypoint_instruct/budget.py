@@ -9,7 +9,9 @@ unreadable body) may still be billed, so its worst case stays counted. Should an
 than o200k does, later reservations are scaled up by the largest ratio seen.
 
 A budget for a model the pricing table does not know, or for a request without ``max_tokens``, cannot be enforced:
-:func:`check_enforceable` refuses it with one line.
+:func:`check_enforceable` refuses it with one line. So is a cap below the worst case of the first request to send:
+nothing could be sent under it (:func:`below_one_request`, exit status 2 like any usage error); a cap reached
+part-way is not an error (the caller exits 1).
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ def check_enforceable(requests: Iterable[TeacherRequest], cap_usd: float, *, opt
             f"{option} cannot be enforced: no price for model {', '.join(unpriced)} in pricing.json "
             "(add it there, or run without the cap)"
         )
+
+
+def below_one_request(cap_usd: float, worst_usd: float, *, batch: bool = False) -> UsageError:
+    """The one-line error of a cap that cannot pay for even the first request (``generate`` and ``batch submit``)."""
+    verb, done, price = ("submit", "submitted", "the Batch price") if batch else ("send", "sent", "the model's price")
+    return UsageError(
+        f"--max-cost ${cap_usd:g} is below the worst case of the first request to {verb} (${worst_usd:.4f} at "
+        f"{price}: all its prompt tokens plus max_tokens of output); nothing {done}: rerun with a higher --max-cost"
+    )
 
 
 def worst_case_tokens(request: TeacherRequest) -> tuple[int, int]:

@@ -72,17 +72,39 @@ def test_the_cap_stops_the_run_and_a_rerun_finishes_without_resending(fake_opena
     assert len(sent) == len(set(sent)) == 24  # nothing paid twice over the two runs
 
 
-def test_a_cap_below_one_request_sends_nothing(fake_openai, coco_root, tmp_path, capsys):
-    cheapest = min(worst_case_usd(r) for r in selected(coco_root, 2))
-    argv = ["generate", *selection(coco_root, tmp_path / "c.sqlite", 2), "--base-url", fake_openai.base_url]
-    assert main([*argv, "--no-progress", "--max-cost", str(cheapest * 0.9)]) == 1
-    out, err = capsys.readouterr()
-    assert "stopped at the cost cap with 6 requests left" in out
-    first = worst_case_usd(selected(coco_root, 2)[0])
-    below = f"the --max-cost cap of ${cheapest * 0.9:g} is below the worst case of the next request (${first:.4f}"
-    assert below in err
-    assert "nothing was sent" in err and "was reached" not in err
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_cap_below_one_request_is_a_usage_error(fake_openai, coco_root, tmp_path, capsys, progress):
+    """A cap that cannot pay for even one request: exit 2 and one line, as `batch submit` does; nothing sent."""
+    requests = selected(coco_root, 2)
+    cache_path = tmp_path / "c.sqlite"
+    with ResponseCache(cache_path, create=True) as cache:  # the first request is answered: the next one counts
+        cache.db.execute(
+            "INSERT INTO responses VALUES (?, ?, ?, ?, 'gpt-4o-2024-08-06', ?, 'kept', 'stop', 1, 1, 0, 0, 0, 'x')",
+            (requests[0].key, requests[0].task, requests[0].image_id, SPLIT, requests[0].prompt_version),
+        )
+    first = worst_case_usd(requests[1])
+    cap = min(worst_case_usd(r) for r in requests) * 0.9
+    argv = ["generate", *selection(coco_root, cache_path, 2), "--base-url", fake_openai.base_url]
+    line = one_line(capsys, main([*argv, *([] if progress else ["--no-progress"]), "--max-cost", str(cap)]))
+    assert f"--max-cost ${cap:g} is below the worst case of the first request to send (${first:.4f}" in line
+    assert "nothing sent" in line and "was reached" not in line
     assert fake_openai.chat_log() == []
+    with ResponseCache(cache_path) as cache:
+        assert cache.db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_batch_submit_and_generate_refuse_a_cap_below_one_request_alike(fake_openai, coco_root, tmp_path, capsys):
+    cap = min(worst_case_usd(r, batch=True) for r in selected(coco_root, 2)) * 0.9
+    codes, lines = [], []
+    for command in ("generate", "batch submit"):
+        argv = [*command.split(), *selection(coco_root, tmp_path / f"{command[0]}.sqlite", 2)]
+        code = main([*argv, "--base-url", fake_openai.base_url, "--max-cost", str(cap)])
+        codes.append(code)
+        lines.append(one_line(capsys, code))
+    assert codes == [2, 2]
+    assert all(f"--max-cost ${cap:g} is below the worst case of the first request to " in x for x in lines), lines
+    assert "nothing sent" in lines[0] and "nothing submitted" in lines[1]
+    assert fake_openai.log() == []
 
 
 @pytest.mark.parametrize("command", ["generate", "batch submit"])

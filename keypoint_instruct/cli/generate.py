@@ -83,8 +83,9 @@ def register(subparsers) -> None:
         "sent again; each answer is saved the moment it arrives. Several runs may share one cache: a request another "
         "run is sending is skipped (rerun later for it). The key comes from OPENAI_API_KEY. Exit status 1 "
         "when some requests were given up after --max-attempts (run the same command again to retry only those) or "
-        "the --max-cost cap was reached (rerun with a higher cap); 2, "
-        "with one line, when the endpoint refuses the key or does not know the model. Ctrl-C stops cleanly: nothing "
+        "the --max-cost cap was reached part-way (rerun with a higher cap); 2, with one line and nothing sent, when "
+        "the endpoint refuses the key or does not know the model, or --max-cost cannot pay for even the first "
+        "request to send. Ctrl-C stops cleanly: nothing "
         "new is sent, requests in flight may finish (up to 30 s), the summary is printed, exit status 130.",
     )
     add_selection_options(gen)
@@ -127,8 +128,9 @@ def register(subparsers) -> None:
         help="spend cap of this run in dollars: a request is sent only while the money spent so far plus the worst "
         "case of every request in flight (all prompt tokens plus max_tokens of output, at the model's price) stays "
         "within it. At the cap nothing more is sent, the requests in flight are saved, and the run exits with "
-        "status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or sent again. A model "
-        "without a price in pricing.json cannot be capped (exit 2)",
+        "status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or sent again. A cap below "
+        "the worst case of the first request to send, or a model without a price in pricing.json: one line, "
+        "nothing sent, exit 2",
     )
     add_claim_option(gen)
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,7 +158,8 @@ def register(subparsers) -> None:
         help="the most this submit may commit, in dollars at the Batch price: requests are taken in selection "
         "order while the worst case of those taken (all prompt tokens plus max_tokens of output) stays within it; "
         "the rest are left for a later submit and the exit status is 1. The bill is what the answers really use, "
-        "usually well under the worst case. Nothing fits, or a model without a price in pricing.json: exit 2",
+        "usually well under the worst case. A cap below the worst case of the first request to submit, or a model "
+        "without a price in pricing.json: one line, nothing submitted, exit 2",
     )
     submit.set_defaults(func=cmd_batch_submit)
     status = batch_sub.add_parser("status", help="show the state of the batches recorded in a cache")
@@ -268,6 +271,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     teacher = _make_teacher(args, offline)
     with _open_cache(args.cache, create=True) as cache:
+        if args.max_cost is not None:
+            _check_first_fits(cache, requests, args.max_cost)
         try:
             summary = run(teacher, requests, cache, settings)
         except RunInterrupted as stop:
@@ -278,16 +283,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130
+    if summary.capped and summary.attempts == 0:  # another run took the request checked above: the same error
+        from keypoint_instruct.budget import below_one_request
+
+        raise below_one_request(args.max_cost, summary.refused_usd)
     print(summary.line())
     _say_claimed_elsewhere(summary.claimed_elsewhere)
-    if summary.capped and summary.attempts == 0:
-        print(
-            f"keypoint-instruct: the --max-cost cap of ${args.max_cost:g} is below the worst case of the next "
-            f"request (${summary.refused_usd:.4f}: all its prompt tokens plus max_tokens of output); nothing was "
-            "sent: rerun with a higher --max-cost",
-            file=sys.stderr,
-        )
-    elif summary.capped:
+    if summary.capped:
         abandoned = (
             f" plus up to ${summary.possibly_billed_usd:.4f} for {summary.abandoned} attempt"
             f"{'s' if summary.abandoned != 1 else ''} abandoned without an answer (the provider may bill them),"
@@ -322,21 +324,39 @@ def _make_teacher(args: argparse.Namespace, offline: bool):
     return OpenAITeacher(args.model or DEFAULT_MODEL, base_url=args.base_url, timeout_s=args.request_timeout)
 
 
-def _dry_run(args: argparse.Namespace, requests) -> int:
-    from keypoint_instruct import pricing
+def _not_to_send(cache, requests) -> tuple[set[str], set[str], set[str]]:
+    """Keys a run would leave out now (reads only): answered, waiting in a batch, being sent by another run."""
     from keypoint_instruct.batch_jobs import BatchJobs
     from keypoint_instruct.claims import Claims
+
+    keys = {r.key for r in requests}
+    answered = cache.answered(keys)
+    in_batch = BatchJobs(cache).pending_among(keys - answered)
+    claimed: set[str] = set()
+    if cache.schema_version >= 2:  # an older read-only cache has no claims
+        claimed = Claims(cache).held_elsewhere(keys - answered - in_batch)
+    return answered, in_batch, claimed
+
+
+def _check_first_fits(cache, requests, cap_usd: float) -> None:
+    """A cap below the worst case of the first request the run would send is a usage error: nothing is sent."""
+    from keypoint_instruct.budget import below_one_request, worst_case_usd
+
+    skipped = set().union(*_not_to_send(cache, requests))
+    first = next((r for r in requests if r.key not in skipped), None)
+    if first is not None and worst_case_usd(first) > cap_usd:
+        raise below_one_request(cap_usd, worst_case_usd(first))
+
+
+def _dry_run(args: argparse.Namespace, requests) -> int:
+    from keypoint_instruct import pricing
 
     answered: set[str] = set()
     in_batch: set[str] = set()
     claimed: set[str] = set()
     if args.cache.exists():
         with _open_cache(args.cache, create=False) as cache:
-            keys = {r.key for r in requests}
-            answered = cache.answered(keys)
-            in_batch = BatchJobs(cache).pending_among(keys - answered)
-            if cache.schema_version >= 2:  # an older read-only cache has no claims
-                claimed = Claims(cache).held_elsewhere(keys - answered - in_batch)
+            answered, in_batch, claimed = _not_to_send(cache, requests)
     skipped = answered | in_batch | claimed
     unique = {r.key: r for r in requests if r.key not in skipped}
     todo = list(unique.values())
