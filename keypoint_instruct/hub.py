@@ -17,6 +17,11 @@ from keypoint_instruct.errors import DatasetBuildError, HubError, InputNotFoundE
 
 logger = logging.getLogger(__name__)
 
+# Remote data files removed in the commit that uploads a new version (the folder's own files are then added): an
+# earlier version's shards (train-00001-of-00002 when this one has one shard) or configs this one lacks would
+# otherwise stay, and the card's `<config>/train-*` globs would read them as part of this version.
+DELETE_PATTERNS = ["*.parquet"]
+
 
 def export_llava(folder: str | Path, config: str, out: str | Path) -> int:
     """Write ``config`` of a dataset folder as LLaVA-Instruct-150K JSON; returns the number of samples."""
@@ -68,6 +73,9 @@ def _token() -> str:
 def push(folder: str | Path, repo_id: str, version: str, *, private: bool = False, dry_run: bool = False) -> dict:
     """Upload a dataset folder to ``repo_id`` in one commit and tag it ``v<version>``.
 
+    The commit also removes the repo's Parquet files that the folder does not have, so the tagged revision holds
+    exactly this version's data.
+
     Refuses a version whose tag exists, a version other than the one the folder was built as, and ``private`` for
     a repo that already exists as public. The uploaded card names ``repo_id`` in its examples; the folder's own
     README.md is left as it was. Returns what was (or, with ``dry_run``, would be) done; a dry run makes no network
@@ -111,9 +119,12 @@ def push(folder: str | Path, repo_id: str, version: str, *, private: bool = Fals
             raise HubError(f"{repo_id} already has tag {tag}; bump the version (tags are never moved)")
         readme.write_text(card, encoding="utf-8")  # the card the Hub gets; the folder's own card is put back below
         try:
-            commit_message = f"keypoint-instruct {tag}"
             commit = api.upload_folder(
-                repo_id=repo_id, repo_type="dataset", folder_path=str(folder), commit_message=commit_message
+                repo_id=repo_id,
+                repo_type="dataset",
+                folder_path=str(folder),
+                commit_message=f"keypoint-instruct {tag}",
+                delete_patterns=DELETE_PATTERNS,
             )
         finally:
             readme.write_text(text, encoding="utf-8")

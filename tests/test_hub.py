@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from huggingface_hub import CommitInfo, DatasetCard, HfApi
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
+from huggingface_hub.utils import filter_repo_objects
 
 from keypoint_instruct import hub
 from keypoint_instruct.cli import main
@@ -29,6 +30,7 @@ class FakeHub:
         self.tags = list(tags)
         self.public = public  # the repo exists already and is public
         self.uploaded_readme = None
+        self.files = {".gitattributes"}  # the repo's files after the last commit
 
     def install(self, monkeypatch):
         for name in ("create_repo", "repo_info", "list_repo_refs", "upload_folder", "create_tag"):
@@ -56,8 +58,14 @@ class FakeHub:
         tags = [GitRefInfo(name=t, ref=f"refs/tags/{t}", target_commit="0" * 40) for t in self.tags]
         return GitRefs(branches=[], converts=[], tags=tags)
 
-    def upload_folder(self, repo_id, folder_path, **_):
+    def upload_folder(self, repo_id, folder_path, delete_patterns=None, **_):
         self.uploaded_readme = Path(folder_path, "README.md").read_text()
+        # what the Hub does in one commit: remote files matching delete_patterns go (never .gitattributes), the
+        # folder's files are added (huggingface_hub's own pattern matching)
+        deleted = (
+            set(filter_repo_objects(sorted(self.files), allow_patterns=delete_patterns)) if delete_patterns else set()
+        )
+        self.files = (self.files - deleted) | {".gitattributes"} | set(hub.folder_files(Path(folder_path)))
         return CommitInfo(
             commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{'a' * 40}",
             commit_message="",
@@ -140,6 +148,25 @@ def test_a_failed_upload_leaves_the_folder_card_unchanged(folder, monkeypatch, c
     assert main(["push", str(folder), "--repo-id", "org/kpi", "--version", "1.0.0"]) == 2
     assert "connection reset" in capsys.readouterr().err
     assert (folder / "README.md").read_text() == before
+
+
+def test_a_new_version_replaces_the_data_files_of_the_previous_one(coco_root, offline_cache, monkeypatch, tmp_path):
+    """v1.1.0 has fewer shards than v1.0.0: the repo at v1.1.0 must not keep v1.0.0's extra shards, which the
+    `<config>/train-*` globs of the card would read as data of v1.1.0."""
+    from builder import build_folder
+
+    common = {"coco_root": coco_root, "coco_split": "train2017", "cache_path": offline_cache}
+    build_folder(**common, out=tmp_path / "v1", version="1.0.0", max_shard_bytes=20_000)
+    build_folder(**common, out=tmp_path / "v2", version="1.1.0")
+    old, new = set(hub.folder_files(tmp_path / "v1")), set(hub.folder_files(tmp_path / "v2"))
+    assert old - new, "the first version should have shards the second lacks"
+    fake = FakeHub()
+    fake.install(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    for folder, version in ((tmp_path / "v1", "1.0.0"), (tmp_path / "v2", "1.1.0")):
+        assert main(["push", str(folder), "--repo-id", "org/kpi", "--version", version]) == 0
+    assert fake.files == new | {".gitattributes"}
+    assert fake.tags == ["v1.0.0", "v1.1.0"]
 
 
 def test_card_for_repo_only_touches_the_dataset_reference():

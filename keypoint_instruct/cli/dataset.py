@@ -40,7 +40,10 @@ def _push(args: argparse.Namespace) -> int:
     if args.dry_run:
         visibility = "a private" if args.private else "a public"
         print(f"dry run: would create datasets/{result['repo_id']} as {visibility} repo if it does not exist")
-        print(f"upload these {len(result['files'])} files in one commit (the card's examples name the repo):")
+        print(
+            f"upload these {len(result['files'])} files in one commit (the card's examples name the repo; other "
+            "Parquet files in the repo are removed in that commit):"
+        )
         for path in result["files"]:
             print(f"  {path}")
         print(f"then tag {result['tag']} (configs: {', '.join(result['configs'])})")
