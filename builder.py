@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -72,6 +73,7 @@ class KeypointInstructConfig(datasets.BuilderConfig):
     cache_path: str | None = None
     conversation_turns: str = "single"
     embed_images: bool = False
+    teacher_models: tuple[str, ...] | None = None  # build from these teachers' responses only (None: all)
 
     def __post_init__(self):
         super().__post_init__()
@@ -164,9 +166,13 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
         )
         cache = ResponseCache(config.cache_path)
         self.stats = BuildStats()
+        models = set(config.teacher_models) if config.teacher_models else None
         for task in config.tasks:
+            responses = cache.iter_responses(task=task, coco_split=config.coco_split)
+            if models is not None:
+                responses = (r for r in responses if r.model in models)
             rows = iter_rows(
-                cache.iter_responses(task=task, coco_split=config.coco_split),
+                responses,
                 scenes,
                 coco_root=config.coco_root,
                 conversation_turns=config.conversation_turns,
@@ -243,6 +249,35 @@ def _check_split(cache_path: Path, coco_split: str) -> None:
         raise DatasetBuildError(f"the cache {cache_path} holds no responses for {coco_split} ({has})")
 
 
+def _check_teacher_models(cache_path: Path, coco_split: str, teacher_models: tuple[str, ...] | None) -> None:
+    """Refuse to mix teacher models unasked, and a ``--teacher-model`` the cache has no responses of.
+
+    Where several models answered one image, the newest answer is used: without this check, an offline-teacher run
+    into a cache of paid GPT-4o answers silently replaced them.
+    """
+    from keypoint_instruct.cache import ResponseCache
+    from keypoint_instruct.errors import DatasetBuildError
+
+    marks = ", ".join("?" * len(TASKS))
+    where = f"coco_split = ? AND task IN ({marks})"
+    query = f"SELECT model, COUNT(*) FROM responses WHERE {where} GROUP BY model ORDER BY model"
+    with ResponseCache(cache_path) as cache:
+        held = dict(cache.db.execute(query, (coco_split, *TASKS)).fetchall())
+    has = ", ".join(f"{model}: {n}" for model, n in held.items())
+    if teacher_models:
+        unknown = [m for m in teacher_models if m not in held]
+        if unknown:
+            raise DatasetBuildError(
+                f"the cache {cache_path} has no {coco_split} responses of teacher model {', '.join(unknown)} "
+                f"(it has {has or 'none'})"
+            )
+    elif len(held) > 1:
+        raise DatasetBuildError(
+            f"the cache {cache_path} holds {coco_split} responses of {len(held)} teacher models ({has}); pass "
+            "--teacher-model to build from one (repeat it to mix them on purpose: the newest answer per image wins)"
+        )
+
+
 def build_folder(
     *,
     coco_root: str | Path,
@@ -253,12 +288,14 @@ def build_folder(
     overwrite: bool = False,
     conversation_turns: str = "single",
     embed_images: bool = False,
+    teacher_models: Sequence[str] | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ):
     """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
 
     ``all`` is written as the three task tables one after the other, which is exactly what the ``all`` config
     generates (tests/test_builder.py checks it), without parsing every response twice.
+    ``teacher_models`` picks the teachers whose responses are read; a cache holding several is refused without it.
     The folder is written next to ``out`` and moved into place at the end, so a failed build leaves ``out`` as it
     was. Parquet files carry no timestamps: the same inputs and version give byte-identical files.
     """
@@ -277,6 +314,8 @@ def build_folder(
     if not coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {coco_root} not found")
     _check_split(cache_path, coco_split)
+    teacher_models = tuple(dict.fromkeys(teacher_models)) if teacher_models else None
+    _check_teacher_models(cache_path, coco_split, teacher_models)
     _check_out(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +344,7 @@ def build_folder(
                     cache_path=str(cache_path),
                     conversation_turns=conversation_turns,
                     embed_images=embed_images,
+                    teacher_models=teacher_models,
                     version=version,
                 )
                 try:

@@ -127,7 +127,8 @@ def render_card(
     ``dataset_ref`` is what the card's examples pass to ``load_dataset``: the folder itself until ``push`` turns it
     into the Hub repo id.
     """
-    synthetic = OFFLINE_MODEL in stats.models
+    synthetic = OFFLINE_MODEL in stats.sample_models
+    total = sum(stats.sample_models.values())
     dropped = stats.dropped_by_reason()
     values = {
         "front_matter": yaml.dump(
@@ -136,9 +137,15 @@ def render_card(
         "pretty_name": PRETTY_NAME,
         "version": version,
         "synthetic_notice": (
-            "> **Synthetic offline data.** The teacher of this build is `offline-posefacts`, a deterministic "
-            "program that writes text from the captions and computed pose facts without any language model. It "
-            "exists to test the pipeline end to end; do not train a model you care about on it.\n\n"
+            "> **Synthetic offline data.** "
+            + (
+                "The teacher of this build is `offline-posefacts`"
+                if len(stats.sample_models) == 1
+                else f"{stats.sample_models[OFFLINE_MODEL]:,} of the {total:,} samples come from `offline-posefacts`"
+            )
+            + ", a deterministic program that writes text from the captions and computed pose facts without any "
+            "language model. It exists to test the pipeline end to end; do not train a model you care about on it."
+            "\n\n"
             if synthetic
             else ""
         ),
@@ -152,7 +159,8 @@ def render_card(
         ),
         "coco_split": coco_split,
         "image_note": "; the image bytes are embedded too" if embed_images else "",
-        "teacher_models": ", ".join(f"`{m}`" for m in sorted(stats.models)) or "none",
+        "teacher_models": ", ".join(f"`{m}` ({n:,} samples)" for m, n in sorted(stats.sample_models.items()))
+        or "none",
         "prompt_versions": ", ".join(f"`{v}`" for v in sorted(stats.prompt_versions)) or "none",
         "date_range": (
             f"{_day_time(stats.first_created)} to {_day_time(stats.last_created)}"

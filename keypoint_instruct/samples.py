@@ -35,7 +35,8 @@ class BuildStats:
     responses: Counter = field(default_factory=Counter)  # task -> responses read
     samples: Counter = field(default_factory=Counter)  # task -> rows written
     dropped: Counter = field(default_factory=Counter)  # (task, reason) -> responses or pairs dropped
-    models: set = field(default_factory=set)
+    models: set = field(default_factory=set)  # teacher models of the responses read
+    sample_models: Counter = field(default_factory=Counter)  # teacher model -> rows written
     prompt_versions: set = field(default_factory=set)
     first_created: str | None = None
     last_created: str | None = None
@@ -56,6 +57,7 @@ class BuildStats:
         self.samples.update(other.samples)
         self.dropped.update(other.dropped)
         self.models |= other.models
+        self.sample_models.update(other.sample_models)
         self.prompt_versions |= other.prompt_versions
         self.cost_usd += other.cost_usd
         for created in (other.first_created, other.last_created):
@@ -164,6 +166,7 @@ def response_rows(
     else:
         rows = [_row(response, scene, 0, conversation_messages([pair for _, pair in kept]), image)]
     stats.samples[task] += len(rows)
+    stats.sample_models[response.model] += len(rows)
     return rows
 
 

@@ -10,6 +10,7 @@ import pytest
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
+from keypoint_instruct.offline_teacher import MODEL as OFFLINE
 from tests.fixtures_dataset import DATASET_SPLIT, put_response
 
 CLI = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "keypoint-instruct"
@@ -226,3 +227,56 @@ def test_unwritable_outputs_and_broken_cards_are_one_line(coco_root, filter_cach
     one_line_error(capsys, code, "YAML")
     code = main(["export-llava", str(broken), "--config", "all", "--out", str(tmp_path / "y.json")])
     one_line_error(capsys, code, "YAML")
+
+
+@pytest.fixture(scope="module")
+def two_teacher_cache(coco_root, tmp_path_factory):
+    """Paid GPT-4o answers for three images, then the offline teacher's for the same three and one more: the
+    offline answers are the newest."""
+    ids = list(load_scenes(coco_root, DATASET_SPLIT))
+    path = tmp_path_factory.mktemp("two_teachers") / "responses.sqlite"
+    with ResponseCache(path, create=True) as cache:
+        for image_id in ids[:3]:
+            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: Paid.", model="gpt-4o")
+        for image_id in ids[:4]:
+            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: Free.", model=OFFLINE)
+    return path
+
+
+def _rows(folder, config="all"):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(sorted((folder / config).glob("train-*.parquet"))).to_pylist()
+
+
+def test_a_cache_of_two_teacher_models_is_not_mixed_silently(coco_root, two_teacher_cache, tmp_path, capsys):
+    """Newest-wins across models replaced paid GPT-4o answers with the offline teacher's: refused, naming both."""
+    code = main(build_args(coco_root, two_teacher_cache, tmp_path / "out"))
+    one_line_error(capsys, code, "gpt-4o: 3", f"{OFFLINE}: 4", "--teacher-model")
+    assert not (tmp_path / "out").exists()
+
+
+def test_teacher_model_picks_the_responses_built(coco_root, two_teacher_cache, tmp_path, capsys):
+    out = tmp_path / "paid"
+    assert main(build_args(coco_root, two_teacher_cache, out, "--teacher-model", "gpt-4o")) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 and {r["teacher_model"] for r in rows} == {"gpt-4o"}
+    card = (out / "README.md").read_text()
+    assert "Synthetic offline data" not in card and OFFLINE not in card and "superseded` | 0 |" in card
+    assert "Teacher responses read: 3;" in card
+
+    code = main(build_args(coco_root, two_teacher_cache, tmp_path / "x", "--teacher-model", "gpt-5"))
+    one_line_error(capsys, code, "gpt-5", "gpt-4o: 3", f"{OFFLINE}: 4")
+
+
+def test_card_names_the_teachers_of_the_rows_written(coco_root, two_teacher_cache, tmp_path):
+    """Both models on purpose: the newer offline answers supersede the paid ones, and the card says that every
+    row is the offline teacher's (it said 'gpt-4o, offline-posefacts')."""
+    out = tmp_path / "both"
+    extra = ("--teacher-model", "gpt-4o", "--teacher-model", OFFLINE)
+    assert main(build_args(coco_root, two_teacher_cache, out, *extra)) == 0
+    assert {r["teacher_model"] for r in _rows(out)} == {OFFLINE}
+    card = (out / "README.md").read_text()
+    teachers = next(line for line in card.splitlines() if line.startswith("- Teacher model(s):"))
+    assert f"`{OFFLINE}` (4 samples)" in teachers and "gpt-4o" not in teachers
+    assert "superseded` | 3 |" in card and "Teacher responses read: 7;" in card

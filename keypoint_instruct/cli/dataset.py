@@ -21,6 +21,7 @@ def _build(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         conversation_turns=args.conversation_turns,
         embed_images=args.embed_images,
+        teacher_models=args.teacher_model,
     )
     print(f"wrote {args.out} (version {args.version}, split {args.split})")
     for summary in summaries:
@@ -29,7 +30,8 @@ def _build(args: argparse.Namespace) -> int:
     print(f"responses read: {sum(stats.responses.values()):,}; dropped by reason:")
     for reason in REASONS:
         print(f"  {reason:<22} {dropped[reason]:>9,}")
-    print(f"teacher: {', '.join(sorted(stats.models))}; spend ${stats.cost_usd:,.2f}")
+    teachers = ", ".join(f"{model} ({n:,} samples)" for model, n in sorted(stats.sample_models.items()))
+    print(f"teacher: {teachers or 'none'}; spend ${stats.cost_usd:,.2f}")
     return 0
 
 
@@ -88,6 +90,13 @@ def register(subparsers) -> None:
         "--embed-images",
         action="store_true",
         help="store the image bytes in the Parquet files (default: paths relative to the COCO root only)",
+    )
+    build.add_argument(
+        "--teacher-model",
+        action="append",
+        metavar="MODEL",
+        help="build from this teacher model's responses only; repeat it to mix several (the newest answer per "
+        "image and task wins). Required when the cache holds responses of more than one model for --split",
     )
     build.set_defaults(func=_build)
 
