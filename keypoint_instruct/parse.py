@@ -2,8 +2,9 @@
 
 The teacher is asked to write conversations and complex reasoning as ``Question:`` / ``Answer:`` blocks (the
 paper's Fig. 1). Teachers decorate these labels in many ways (``**Question:**``, ``Question 2:``, ``===`` separator
-lines, ``Q:``/``A:``), so the labels are matched loosely and the text between them is kept verbatim apart from
-surrounding whitespace and markdown emphasis left over from the label. Parsing is pure: no I/O, no filtering.
+lines, ``Q:``/``A:``, a ``### Question 1`` heading line), so the labels are matched loosely and the text between
+them is kept verbatim apart from surrounding whitespace and markdown emphasis left over from the label.
+A description loses a leading markdown heading or "Description:" label. Parsing is pure: no I/O, no filtering.
 """
 
 from __future__ import annotations
@@ -12,14 +13,24 @@ import re
 from dataclasses import dataclass
 
 # A label at the start of a line: optional markdown emphasis, heading, list bullet or list number ("1." / "2)"),
-# "Question"/"Answer" (or Q/A), an optional number, a colon, and optional closing emphasis.
+# "Question"/"Answer" (or Q/A), an optional number ("2", "#2", "(2)"), a colon, and optional closing emphasis; or
+# "Question"/"Answer" and its number alone on the line without a colon ("### Question 1", "**Answer**").
+_NUMBER = r"(?:[ \t]*(?:#?\d+|\(\d+\)))?"
 _LABEL = re.compile(
     r"^[ \t>#*_-]*(?:\d+[.)][ \t]*)?[ \t*_]*"
-    r"(?P<label>question|answer|q|a)(?:[ \t]*#?\d+)?[ \t]*[:\uff1a][ \t]*[*_]*[ \t]*",
+    rf"(?:(?P<label>question|answer|q|a){_NUMBER}[ \t]*[:\uff1a][ \t]*[*_]*[ \t]*"
+    rf"|(?P<bare>question|answer){_NUMBER}[ \t]*[*_]*[ \t]*$)",
     re.IGNORECASE | re.MULTILINE,
 )
 _SEPARATOR = re.compile(r"^[ \t]*(?:={3,}|-{3,}|\*{3,})[ \t]*$", re.MULTILINE)
-_DESCRIPTION_LABEL = re.compile(r"^[ \t#*_]*(?:detailed[ \t]+)?description[ \t]*:[ \t]*[*_]*[ \t]*", re.IGNORECASE)
+# A first line that is a markdown heading ("## The scene"), or a "Description:" label (also "**Detailed
+# description**" alone on its line): the teacher's formatting, not text for the student.
+_DESCRIPTION_HEADING = re.compile(r"\A[ \t]*#{1,6}[ \t][^\n]*(?:\n|\Z)")
+_DESCRIPTION_LABEL = re.compile(
+    r"^[ \t#*_]*(?:(?:detailed|image|scene)[ \t]+)?description"
+    r"(?:[ \t]*:[ \t]*[*_]*[ \t]*|[ \t]*[*_]*[ \t]*(?:\n|\Z))",
+    re.IGNORECASE,
+)
 
 
 class ParseError(ValueError):
@@ -59,7 +70,8 @@ def parse_pairs(text: str) -> list[QAPair]:
     parts: list[tuple[str, str]] = []
     for i, match in enumerate(labels):
         end = labels[i + 1].start() if i + 1 < len(labels) else len(text)
-        kind = "question" if match.group("label").lower().startswith("q") else "answer"
+        label = match.group("label") or match.group("bare")
+        kind = "question" if label.lower().startswith("q") else "answer"
         parts.append((kind, _clean(text[match.end() : end])))
     pairs: list[QAPair] = []
     for i in range(0, len(parts), 2):
@@ -75,8 +87,12 @@ def parse_pairs(text: str) -> list[QAPair]:
 
 
 def parse_description(text: str) -> str:
-    """The description text, without a leading ``Description:`` label. Blank text raises ``ParseError('empty')``."""
-    description = _DESCRIPTION_LABEL.sub("", (text or "").strip(), count=1)
+    """The description text, without a leading heading line or ``Description:`` label.
+
+    Blank text raises ``ParseError('empty')``.
+    """
+    description = (text or "").strip()
+    description = _DESCRIPTION_LABEL.sub("", _DESCRIPTION_HEADING.sub("", description, count=1), count=1)
     description = _clean(description)
     if not description:
         raise ParseError("empty", "the response is empty")

@@ -23,6 +23,11 @@ def test_plain_pairs_in_order():
         "### Question: Why is she leaning forward?\n### Answer: To keep her balance.\n",
         "1. **Question:** Why is she leaning forward?\n   **Answer:** To keep her balance.",
         "- Question: Why is she leaning forward?\n- Answer: To keep her balance.",
+        # a label alone on its line, as a markdown heading or in bold, without a colon
+        "### Question 1\nWhy is she leaning forward?\n\n### Answer 1\nTo keep her balance.",
+        "**Question**\nWhy is she leaning forward?\n**Answer**\nTo keep her balance.",
+        "## Question (1)\nWhy is she leaning forward?\n## Answer (1)\nTo keep her balance.",
+        "Question (1): Why is she leaning forward?\nAnswer (1): To keep her balance.",
     ],
 )
 def test_decorated_labels(text):
@@ -61,3 +66,29 @@ def test_blank_description_is_empty():
     with pytest.raises(ParseError) as info:
         parse_description(" \n ")
     assert info.value.reason == "empty"
+
+
+def test_heading_label_lines_only_without_colon():
+    """A line reading just "Answer" is a label; a line that starts with the word and goes on is answer text."""
+    text = "### Question\nWhat comes next?\n### Answer\nAnswer the serve: she\nquestions the call."
+    assert parse_pairs(text) == [QAPair("What comes next?", "Answer the serve: she\nquestions the call.")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "## Detailed description\n\nTwo people are dancing.",
+        "### Detailed Description:\nTwo people are dancing.",
+        "**Detailed description**\n\nTwo people are dancing.",
+        "# Description\nTwo people are dancing.",
+        "### Scene description\n\nTwo people are dancing.",
+    ],
+)
+def test_description_heading_removed(text):
+    """A heading line at the top of a description is the teacher's formatting, not text for the student."""
+    assert parse_description(text) == "Two people are dancing."
+
+
+def test_description_keeps_a_first_sentence_about_a_description():
+    text = "Description of the scene: two people are dancing."
+    assert parse_description(text) == text
