@@ -8,6 +8,7 @@ every config under ``configs:`` (``datasets`` reads that block to find the confi
 from __future__ import annotations
 
 import re
+import shlex
 import string
 import sys
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ def render_card(
             else "The images are not part of this dataset."
         ),
         "dataset_ref": dataset_ref,
+        "dataset_ref_shell": shlex.quote(dataset_ref),  # a folder path with spaces stays one word
     }
     try:
         return string.Template(template.read_text("utf-8")).substitute(values)
@@ -229,5 +231,7 @@ def card_for_repo(text: str, repo_id: str) -> str:
     found = _DATASET_REF.search(body)
     if found and found.group("ref") != repo_id:
         old = found.group("ref")
-        body = body.replace(f'"{old}"', f'"{repo_id}"').replace(f"--dataset_name {old} ", f"--dataset_name {repo_id} ")
+        body = body.replace(f'"{old}"', f'"{repo_id}"')
+        for shell_word in {shlex.quote(old), old}:
+            body = body.replace(f"--dataset_name {shell_word} ", f"--dataset_name {shlex.quote(repo_id)} ")
     return head + body

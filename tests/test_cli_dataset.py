@@ -280,3 +280,21 @@ def test_card_names_the_teachers_of_the_rows_written(coco_root, two_teacher_cach
     teachers = next(line for line in card.splitlines() if line.startswith("- Teacher model(s):"))
     assert f"`{OFFLINE}` (4 samples)" in teachers and "gpt-4o" not in teachers
     assert "superseded` | 3 |" in card and "Teacher responses read: 7;" in card
+
+
+def test_card_commands_work_for_a_folder_path_with_spaces(coco_root, filter_cache, tmp_path):
+    import shlex
+
+    from keypoint_instruct.card import card_for_repo
+
+    out = tmp_path / "my data" / "kpi v1"
+    assert main(build_args(coco_root, filter_cache, out)) == 0
+    card = (out / "README.md").read_text()
+
+    def dataset_name(text):
+        bash = text.split("```bash\n", 1)[1].split("```", 1)[0]
+        words = shlex.split(bash.replace("\\\n", " "))
+        return words[words.index("--dataset_name") + 1]
+
+    assert dataset_name(card) == str(out)
+    assert dataset_name(card_for_repo(card, "org/kpi")) == "org/kpi"
