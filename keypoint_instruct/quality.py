@@ -39,7 +39,7 @@ REASON_DESCRIPTIONS = {
     TRUNCATED: "the teacher hit its token limit (finish_reason `length`)",
     EMPTY: "the response text was blank",
     UNPARSEABLE: "no usable `Question:`/`Answer:` structure",
-    COORDINATE_LEAKAGE: "coordinates in the text: normalised numbers (0.42), number lists ([..], (245, 130)), x=...",
+    COORDINATE_LEAKAGE: "coordinates in the text: normalised numbers (0.42), number lists ([..], (245, 130)), x=, v=",
     NAMES_SOURCE: "the text names its source (captions, bounding boxes, keypoints, coordinates)",
     REFUSAL: "a refusal or a non-answer",
     REPEATED_QUESTION: "a question asked twice in one response (same image and task)",

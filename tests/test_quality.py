@@ -19,6 +19,13 @@ from keypoint_instruct import quality
         ("I\u2019m sorry, I can\u2019t tell.", quality.REFUSAL),
         ("As an AI, I have no eyes.", quality.REFUSAL),
         ("Whether he is tired cannot be determined.", quality.REFUSAL),
+        # forms that got through: a hyphenated "key-points", a visibility value, the singular "description"
+        ("The key-points show a deep squat.", quality.NAMES_SOURCE),
+        ("Her right ankle key-point is hidden.", quality.NAMES_SOURCE),
+        ("His left ankle is occluded (v=1).", quality.COORDINATE_LEAKAGE),
+        ("Both wrists have v = 2, so they are in view.", quality.COORDINATE_LEAKAGE),
+        ("In the provided description, the man jumps.", quality.NAMES_SOURCE),
+        ("The image description mentions a frisbee.", quality.NAMES_SOURCE),
     ],
 )
 def test_answers_dropped_with_reason(answer, reason):
@@ -32,6 +39,8 @@ def test_answers_dropped_with_reason(answer, reason):
         "Two players are jumping for the ball, arms raised.",
         "She holds a 1.5 metre pole.",  # a measurement, not a normalised coordinate
         "The boy is 10 years old and runs (fast).",
+        "A detailed description of his stance: feet apart, knees soft.",
+        "The V-shaped arms show joy.",
     ],
 )
 def test_clean_answers_kept(answer):
