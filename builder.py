@@ -236,6 +236,21 @@ def _unwrap(err: Exception) -> Exception:
     return err
 
 
+def _warn_missing_images(tables: list, image_dir: Path) -> None:
+    """One warning when images the rows point to are not in ``image_dir``: the build needs none, training does."""
+    names = sorted({name for table in tables for name in table.column("file_name").to_pylist()})
+    missing = [name for name in names if not (image_dir / name).is_file()]
+    if missing:
+        logger.warning(
+            "%d of the %d images the rows refer to are not in %s (first: %s); training reads them from there "
+            "(train_sft.py --coco_root), so copy them in before training",
+            len(missing),
+            len(names),
+            image_dir,
+            missing[0],
+        )
+
+
 def _check_split(cache_path: Path, coco_split: str) -> None:
     """One clear line when the cache has nothing for ``coco_split`` (before any builder runs)."""
     from keypoint_instruct.cache import ResponseCache
@@ -369,6 +384,8 @@ def build_folder(
             for name in empty:  # said only when the build goes on without them
                 logger.warning("config %s has no rows; it is left out of the folder", name)
             write(ALL, pa.concat_tables(tables), total_bytes)
+        if not embed_images:
+            _warn_missing_images(tables, coco_root / coco_split)
         card = render_card(
             summaries,
             stats,

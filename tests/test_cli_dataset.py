@@ -298,3 +298,24 @@ def test_card_commands_work_for_a_folder_path_with_spaces(coco_root, filter_cach
 
     assert dataset_name(card) == str(out)
     assert dataset_name(card_for_repo(card, "org/kpi")) == "org/kpi"
+
+
+def test_images_missing_under_the_coco_root_are_warned_about(coco_root, filter_cache, tmp_path, caplog):
+    """A path-only build needs no image, but training does: say how many the rows point to are not there."""
+    import pyarrow.parquet as pq
+
+    bare = tmp_path / "coco"
+    shutil.copytree(coco_root / "annotations", bare / "annotations")
+    (bare / DATASET_SPLIT).mkdir()
+    with caplog.at_level("WARNING"):
+        assert main(build_args(coco_root, filter_cache, tmp_path / "full")) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    names = set(pq.read_table(tmp_path / "full" / "all", columns=["file_name"]).column("file_name").to_pylist())
+    kept = sorted(names)[0]
+    shutil.copy(coco_root / DATASET_SPLIT / kept, bare / DATASET_SPLIT / kept)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(build_args(bare, filter_cache, tmp_path / "bare")) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert f"{len(names) - 1} of the {len(names)} images" in warnings[0] and str(bare / DATASET_SPLIT) in warnings[0]
