@@ -16,6 +16,7 @@ from functools import lru_cache
 from importlib import resources
 
 TRUNCATED = "truncated"  # the teacher stopped at its token limit (finish_reason "length")
+CONTENT_FILTER = "content_filter"  # the provider's content filter stopped the answer (finish_reason "content_filter")
 EMPTY = "empty"  # blank response text
 UNPARSEABLE = "unparseable"  # no Question/Answer structure where one was expected
 COORDINATE_LEAKAGE = "coordinate_leakage"  # normalised numbers, number lists or "x=" values reach the text
@@ -26,6 +27,7 @@ SUPERSEDED = "superseded"  # an older response for the same image and task (a ne
 
 REASONS = (
     TRUNCATED,
+    CONTENT_FILTER,
     EMPTY,
     UNPARSEABLE,
     COORDINATE_LEAKAGE,
@@ -37,6 +39,7 @@ REASONS = (
 
 REASON_DESCRIPTIONS = {
     TRUNCATED: "the teacher hit its token limit (finish_reason `length`)",
+    CONTENT_FILTER: "the provider's content filter stopped the answer (finish_reason `content_filter`)",
     EMPTY: "the response text was blank",
     UNPARSEABLE: "no usable `Question:`/`Answer:` structure",
     COORDINATE_LEAKAGE: "coordinates in the text: normalised numbers (0.42), number lists ([..], (245, 130)), x=, v=",
@@ -73,9 +76,12 @@ def load_rules() -> FilterRules:
     )
 
 
+_CUT_SHORT = {"length": TRUNCATED, "content_filter": CONTENT_FILTER}
+
+
 def response_reason(finish_reason: str) -> str | None:
-    """``truncated`` when the teacher stopped at its length limit, else None."""
-    return TRUNCATED if finish_reason == "length" else None
+    """Why an answer the teacher did not finish is dropped (``truncated``, ``content_filter``), else None."""
+    return _CUT_SHORT.get(finish_reason)
 
 
 def text_reason(text: str, *, check_refusal: bool = True) -> str | None:

@@ -56,6 +56,7 @@ def test_question_naming_the_source_is_dropped_but_question_refusal_words_are_no
 def test_truncation_is_a_response_reason():
     assert quality.response_reason("length") == quality.TRUNCATED
     assert quality.response_reason("stop") is None
+    assert quality.response_reason("content_filter") == quality.CONTENT_FILTER
 
 
 def test_question_normalisation():

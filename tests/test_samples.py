@@ -139,3 +139,14 @@ def test_embedded_images_carry_the_file_bytes(scenes, coco_root):
     image = rows[0]["images"][0]
     assert image["bytes"] == (coco_root / SPLIT / scene.file_name).read_bytes()
     assert image["path"] == f"{SPLIT}/{scene.file_name}"
+
+
+def test_an_answer_stopped_by_the_content_filter_is_dropped(scenes, coco_root):
+    """A provider's content filter cuts the answer short, like the length limit: its partial text is not a sample."""
+    image_id = next(iter(scenes))
+    cut = "Question: What is he doing?\nAnswer: He is"
+    rows, stats = rows_of(
+        [response("complex_reasoning", image_id, cut, finish_reason="content_filter")], scenes, coco_root
+    )
+    assert rows == []
+    assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.CONTENT_FILTER: 1}
