@@ -258,10 +258,20 @@ def _check_split(cache_path: Path, coco_split: str) -> None:
 
     with ResponseCache(cache_path) as cache:
         held = cache.splits()
-    if coco_split not in held:
-        has = ", ".join(f"{split} ({n} responses)" for split, n in held.items())
-        has = f"it has: {has}" if has else "it is empty"
-        raise DatasetBuildError(f"the cache {cache_path} holds no responses for {coco_split} ({has})")
+        if coco_split in held:
+            return
+        query = "SELECT COUNT(DISTINCT key) FROM failures WHERE coco_split = ?"
+        failed = cache.db.execute(query, (coco_split,)).fetchone()[0]
+    has = ", ".join(f"{split} ({n} responses)" for split, n in held.items())
+    has = f"it has: {has}" if has else "it is empty" if not failed else "it has no responses at all"
+    if failed:
+        what = (
+            f"1 failed request for {coco_split} is"
+            if failed == 1
+            else f"{failed:,} failed requests for {coco_split} are"
+        )
+        has += f"; {what} recorded: run `keypoint-instruct generate` again"
+    raise DatasetBuildError(f"the cache {cache_path} holds no responses for {coco_split} ({has})")
 
 
 def _check_teacher_models(cache_path: Path, coco_split: str, teacher_models: tuple[str, ...] | None) -> None:

@@ -319,3 +319,18 @@ def test_images_missing_under_the_coco_root_are_warned_about(coco_root, filter_c
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1, warnings
     assert f"{len(names) - 1} of the {len(names)} images" in warnings[0] and str(bare / DATASET_SPLIT) in warnings[0]
+
+
+def test_a_cache_of_failures_only_says_so(coco_root, tmp_path, capsys):
+    """Every request failed (a wrong endpoint, an outage): not an 'empty' cache, and the way on is to rerun."""
+    from keypoint_instruct.teacher import TeacherRequest
+
+    cache_path = tmp_path / "responses.sqlite"
+    with ResponseCache(cache_path, create=True) as cache:
+        for image_id in (1, 2):
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": str(image_id)}]}
+            request = TeacherRequest("conversation", image_id, DATASET_SPLIT, "v1", body)
+            cache.record_failure(request, "HTTP 500 server_error")
+    code = main(build_args(coco_root, cache_path, tmp_path / "out"))
+    err = one_line_error(capsys, code, f"holds no responses for {DATASET_SPLIT}", "2 failed requests", "generate")
+    assert "it is empty" not in err
