@@ -74,6 +74,7 @@ class KeypointInstructConfig(datasets.BuilderConfig):
     conversation_turns: str = "single"
     embed_images: bool = False
     teacher_models: tuple[str, ...] | None = None  # build from these teachers' responses only (None: all)
+    prompt_versions: tuple[str, ...] | None = None  # and from responses of these prompt versions only (None: all)
 
     def __post_init__(self):
         super().__post_init__()
@@ -167,10 +168,13 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
         cache = ResponseCache(config.cache_path)
         self.stats = BuildStats()
         models = set(config.teacher_models) if config.teacher_models else None
+        versions = set(config.prompt_versions) if config.prompt_versions else None
         for task in config.tasks:
             responses = cache.iter_responses(task=task, coco_split=config.coco_split)
             if models is not None:
                 responses = (r for r in responses if r.model in models)
+            if versions is not None:
+                responses = (r for r in responses if r.prompt_version in versions)
             rows = iter_rows(
                 responses,
                 scenes,
@@ -236,6 +240,20 @@ def _unwrap(err: Exception) -> Exception:
     return err
 
 
+def _warn_mixed_prompt_versions(stats: BuildStats) -> None:
+    """One warning per task whose rows come from several prompt versions (context modes, edited prompts)."""
+    for task in TASKS:
+        versions = {v: n for (t, v), n in sorted(stats.sample_prompt_versions.items()) if t == task}
+        if len(versions) > 1:
+            logger.warning(
+                "%s rows come from %d prompt versions (%s): the newest answer per image was used; pass "
+                "--prompt-version to build from one (each context mode and each prompt edit has its own)",
+                task,
+                len(versions),
+                ", ".join(f"{v}: {n:,}" for v, n in versions.items()),
+            )
+
+
 def _warn_missing_images(tables: list, image_dir: Path) -> None:
     """One warning when images the rows point to are not in ``image_dir``: the build needs none, training does."""
     names = sorted({name for table in tables for name in table.column("file_name").to_pylist()})
@@ -274,8 +292,10 @@ def _check_split(cache_path: Path, coco_split: str) -> None:
     raise DatasetBuildError(f"the cache {cache_path} holds no responses for {coco_split} ({has})")
 
 
-def _check_teacher_models(cache_path: Path, coco_split: str, teacher_models: tuple[str, ...] | None) -> None:
-    """Refuse to mix teacher models unasked, and a ``--teacher-model`` the cache has no responses of.
+def _check_selection(
+    cache_path: Path, coco_split: str, teacher_models: tuple[str, ...] | None, prompt_versions: tuple[str, ...] | None
+) -> None:
+    """Refuse to mix teacher models unasked, and a ``--teacher-model`` or ``--prompt-version`` without responses.
 
     Where several models answered one image, the newest answer is used: without this check, an offline-teacher run
     into a cache of paid GPT-4o answers silently replaced them.
@@ -285,18 +305,31 @@ def _check_teacher_models(cache_path: Path, coco_split: str, teacher_models: tup
 
     marks = ", ".join("?" * len(TASKS))
     where = f"coco_split = ? AND task IN ({marks})"
-    query = f"SELECT model, COUNT(*) FROM responses WHERE {where} GROUP BY model ORDER BY model"
     with ResponseCache(cache_path) as cache:
-        held = dict(cache.db.execute(query, (coco_split, *TASKS)).fetchall())
-    has = ", ".join(f"{model}: {n}" for model, n in held.items())
-    if teacher_models:
-        unknown = [m for m in teacher_models if m not in held]
+        counts = {
+            column: dict(
+                cache.db.execute(
+                    f"SELECT {column}, COUNT(*) FROM responses WHERE {where} GROUP BY {column} ORDER BY {column}",
+                    (coco_split, *TASKS),
+                ).fetchall()
+            )
+            for column in ("model", "prompt_version")
+        }
+    for column, what, wanted in (
+        ("model", "teacher model", teacher_models),
+        ("prompt_version", "prompt version", prompt_versions),
+    ):
+        held = counts[column]
+        unknown = [value for value in wanted or () if value not in held]
         if unknown:
+            has = ", ".join(f"{value}: {n}" for value, n in held.items())
             raise DatasetBuildError(
-                f"the cache {cache_path} has no {coco_split} responses of teacher model {', '.join(unknown)} "
+                f"the cache {cache_path} has no {coco_split} responses of {what} {', '.join(unknown)} "
                 f"(it has {has or 'none'})"
             )
-    elif len(held) > 1:
+    held = counts["model"]
+    has = ", ".join(f"{model}: {n}" for model, n in held.items())
+    if not teacher_models and len(held) > 1:
         raise DatasetBuildError(
             f"the cache {cache_path} holds {coco_split} responses of {len(held)} teacher models ({has}); pass "
             "--teacher-model to build from one (repeat it to mix them on purpose: the newest answer per image wins)"
@@ -314,6 +347,7 @@ def build_folder(
     conversation_turns: str = "single",
     embed_images: bool = False,
     teacher_models: Sequence[str] | None = None,
+    prompt_versions: Sequence[str] | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ):
     """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
@@ -321,6 +355,7 @@ def build_folder(
     ``all`` is written as the three task tables one after the other, which is exactly what the ``all`` config
     generates (tests/test_builder.py checks it), without parsing every response twice.
     ``teacher_models`` picks the teachers whose responses are read; a cache holding several is refused without it.
+    ``prompt_versions`` picks the prompt versions likewise (several per task give a warning, not an error).
     The folder is written next to ``out`` and moved into place at the end, so a failed build leaves ``out`` as it
     was. Parquet files carry no timestamps: the same inputs and version give byte-identical files.
     """
@@ -340,7 +375,8 @@ def build_folder(
         raise InputNotFoundError(f"COCO root {coco_root} not found")
     _check_split(cache_path, coco_split)
     teacher_models = tuple(dict.fromkeys(teacher_models)) if teacher_models else None
-    _check_teacher_models(cache_path, coco_split, teacher_models)
+    prompt_versions = tuple(dict.fromkeys(prompt_versions)) if prompt_versions else None
+    _check_selection(cache_path, coco_split, teacher_models, prompt_versions)
     _check_out(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -370,6 +406,7 @@ def build_folder(
                     conversation_turns=conversation_turns,
                     embed_images=embed_images,
                     teacher_models=teacher_models,
+                    prompt_versions=prompt_versions,
                     version=version,
                 )
                 try:
@@ -393,6 +430,7 @@ def build_folder(
                 )
             for name in empty:  # said only when the build goes on without them
                 logger.warning("config %s has no rows; it is left out of the folder", name)
+            _warn_mixed_prompt_versions(stats)
             write(ALL, pa.concat_tables(tables), total_bytes)
         if not embed_images:
             _warn_missing_images(tables, coco_root / coco_split)

@@ -107,6 +107,17 @@ def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
     }
 
 
+def _prompt_versions(counts: Any) -> str:
+    """``(task, version) -> rows`` as "`task`: `v1` (n samples), `v2` (m samples); ..." in task order."""
+    from keypoint_instruct.prompts import TASKS
+
+    parts = []
+    for task in sorted({t for t, _ in counts}, key=lambda t: (TASKS.index(t) if t in TASKS else len(TASKS), t)):
+        versions = sorted((v, n) for (t, v), n in counts.items() if t == task)
+        parts.append(f"`{task}`: " + ", ".join(f"`{v}` ({n:,} samples)" for v, n in versions))
+    return "; ".join(parts) or "none"
+
+
 def _day_time(stamp: str) -> str:
     """``2026-11-28T19:27:48.652582+00:00`` -> ``2026-11-28 19:27:48``."""
     return stamp.replace("T", " ")[:19]
@@ -162,7 +173,7 @@ def render_card(
         "image_note": "; the image bytes are embedded too" if embed_images else "",
         "teacher_models": ", ".join(f"`{m}` ({n:,} samples)" for m, n in sorted(stats.sample_models.items()))
         or "none",
-        "prompt_versions": ", ".join(f"`{v}`" for v in sorted(stats.prompt_versions)) or "none",
+        "prompt_versions": _prompt_versions(stats.sample_prompt_versions),
         "date_range": (
             f"{_day_time(stats.first_created)} to {_day_time(stats.last_created)}"
             if stats.first_created

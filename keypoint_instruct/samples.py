@@ -37,6 +37,7 @@ class BuildStats:
     dropped: Counter = field(default_factory=Counter)  # (task, reason) -> responses or pairs dropped
     models: set = field(default_factory=set)  # teacher models of the responses read
     sample_models: Counter = field(default_factory=Counter)  # teacher model -> rows written
+    sample_prompt_versions: Counter = field(default_factory=Counter)  # (task, prompt version) -> rows written
     prompt_versions: set = field(default_factory=set)
     first_created: str | None = None
     last_created: str | None = None
@@ -58,6 +59,7 @@ class BuildStats:
         self.dropped.update(other.dropped)
         self.models |= other.models
         self.sample_models.update(other.sample_models)
+        self.sample_prompt_versions.update(other.sample_prompt_versions)
         self.prompt_versions |= other.prompt_versions
         self.cost_usd += other.cost_usd
         for created in (other.first_created, other.last_created):
@@ -167,6 +169,7 @@ def response_rows(
         rows = [_row(response, scene, 0, conversation_messages([pair for _, pair in kept]), image)]
     stats.samples[task] += len(rows)
     stats.sample_models[response.model] += len(rows)
+    stats.sample_prompt_versions[(task, response.prompt_version)] += len(rows)
     return rows
 
 

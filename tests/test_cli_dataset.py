@@ -334,3 +334,41 @@ def test_a_cache_of_failures_only_says_so(coco_root, tmp_path, capsys):
     code = main(build_args(coco_root, cache_path, tmp_path / "out"))
     err = one_line_error(capsys, code, f"holds no responses for {DATASET_SPLIT}", "2 failed requests", "generate")
     assert "it is empty" not in err
+
+
+@pytest.fixture(scope="module")
+def two_prompt_cache(coco_root, tmp_path_factory):
+    """Complex reasoning for four images with prompt version p1, then for two of them with p2 (newer)."""
+    ids = list(load_scenes(coco_root, DATASET_SPLIT))
+    path = tmp_path_factory.mktemp("two_prompts") / "responses.sqlite"
+    with ResponseCache(path, create=True) as cache:
+        for image_id in ids[:4]:
+            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: One.", prompt_version="p1")
+        for image_id in ids[:2]:
+            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: Two.", prompt_version="p2")
+    return path
+
+
+def test_rows_of_one_task_from_two_prompt_versions_are_warned_about_and_carded(
+    coco_root, two_prompt_cache, tmp_path, caplog
+):
+    out = tmp_path / "mixed"
+    with caplog.at_level("WARNING"):
+        assert main(build_args(coco_root, two_prompt_cache, out)) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("complex_reasoning" in w and "p1: 2" in w and "p2: 2" in w for w in warnings), warnings
+    card = (out / "README.md").read_text()
+    versions = next(line for line in card.splitlines() if line.startswith("- Prompt version(s):"))
+    assert "`complex_reasoning`: `p1` (2 samples), `p2` (2 samples)" in versions
+
+
+def test_prompt_version_picks_the_responses_built(coco_root, two_prompt_cache, tmp_path, capsys, caplog):
+    out = tmp_path / "p1"
+    with caplog.at_level("WARNING"):
+        assert main(build_args(coco_root, two_prompt_cache, out, "--prompt-version", "p1")) == 0
+    assert not [r for r in caplog.records if "prompt version" in r.getMessage()]
+    rows = _rows(out)
+    assert len(rows) == 4 and {r["prompt_version"] for r in rows} == {"p1"}
+    assert "superseded` | 0 |" in (out / "README.md").read_text()
+    code = main(build_args(coco_root, two_prompt_cache, tmp_path / "x", "--prompt-version", "p9"))
+    one_line_error(capsys, code, "p9", "p1: 4", "p2: 2")

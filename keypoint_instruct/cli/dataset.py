@@ -22,6 +22,7 @@ def _build(args: argparse.Namespace) -> int:
         conversation_turns=args.conversation_turns,
         embed_images=args.embed_images,
         teacher_models=args.teacher_model,
+        prompt_versions=args.prompt_version,
     )
     print(f"wrote {args.out} (version {args.version}, split {args.split})")
     for summary in summaries:
@@ -97,6 +98,13 @@ def register(subparsers) -> None:
         metavar="MODEL",
         help="build from this teacher model's responses only; repeat it to mix several (the newest answer per "
         "image and task wins). Required when the cache holds responses of more than one model for --split",
+    )
+    build.add_argument(
+        "--prompt-version",
+        action="append",
+        metavar="VERSION",
+        help="build from responses of this prompt version only (the `prompt_version` of `cache stats` and of the "
+        "rows; each task, context mode and prompt edit has its own); repeat it for several, e.g. one per task",
     )
     build.set_defaults(func=_build)
 
