@@ -204,7 +204,7 @@ def iter_rows(
         if scene is None:
             raise UnknownImageError(
                 f"{source} has a {task} response for image id {image_id}, which is not in COCO split "
-                f"{group[0].coco_split!r}; build with the split the responses were generated from"
+                f"{group[0].coco_split!r}; build with the COCO root and split the responses were generated from"
             )
         if len(group) > 1:
             stats.dropped[(task, quality.SUPERSEDED)] += len(group) - 1
