@@ -231,6 +231,42 @@ def main(script_args: ScriptArguments, training_args, model_args) -> None:
     trainer.end()
 
 
+def check_recipe_values(actions, config: dict, recipe_name: str) -> None:
+    """Type-check recipe values the way argparse checks flags.
+
+    TrlParser hands YAML values to argparse as defaults, and argparse converts (and so checks) only string defaults:
+    ``max_steps: 2.5``, ``per_device_train_batch_size: [2]`` or ``dtype: bfloat`` would reach training unchecked.
+    Options whose argparse type is str (paths, dict-valued options such as ``model_init_kwargs``) are left as they are.
+    """
+    import argparse
+
+    by_dest = {}
+    for action in actions:  # a bool option also has a `--no_<name>` action (no type) with the same dest
+        if action.type is not None:
+            by_dest.setdefault(action.dest, action)
+    for key, value in config.items():
+        action = by_dest.get(key)
+        if action is None or value is None or (action.type is str and not action.nargs and not action.choices):
+            continue
+        many = action.nargs in ("+", "*")
+        values = value if many and isinstance(value, list) else [value]
+        kind = getattr(action.type, "__name__", "value").replace("string_to_bool", "bool")
+        for item in values:
+            if not isinstance(item, str) and (isinstance(item, list | dict) or action.type is str):
+                raise TrainingConfigError(f"recipe {recipe_name}: {key}: {item!r} is not a valid {kind}")
+            if isinstance(item, float) and action.type is int and not item.is_integer():
+                raise TrainingConfigError(f"recipe {recipe_name}: {key}: {item!r} is not a valid int")
+            if isinstance(item, bool) and action.type in (int, float):
+                raise TrainingConfigError(f"recipe {recipe_name}: {key}: {item!r} is not a valid {kind}")
+            try:
+                converted = action.type(item if isinstance(item, str) else str(item))
+            except (ValueError, TypeError, argparse.ArgumentTypeError):
+                raise TrainingConfigError(f"recipe {recipe_name}: {key}: {item!r} is not a valid {kind}") from None
+            if action.choices is not None and converted not in action.choices:
+                choices = ", ".join(str(getattr(c, "value", c)) for c in action.choices)
+                raise TrainingConfigError(f"recipe {recipe_name}: {key}: {item!r} is not one of {choices}")
+
+
 def parse_args(argv: list[str] | None = None) -> tuple:
     """Recipe YAML + flags -> (ScriptArguments, SFTConfig, ModelConfig); a stale or bad key: TrainingConfigError."""
     from trl import ModelConfig, SFTConfig, TrlParser
@@ -241,9 +277,15 @@ def parse_args(argv: list[str] | None = None) -> tuple:
         def error(self, message: str):
             raise TrainingConfigError(message)
 
+        def set_defaults_with_config(self, **config) -> list[str]:
+            check_recipe_values(self._actions, config, recipe_name)
+            return super().set_defaults_with_config(**config)
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    recipe_name = Path(args[args.index("--config") + 1]).name if "--config" in args[:-1] else "recipe"
     parser = OneLineParser((ScriptArguments, SFTConfig, ModelConfig))
     try:
-        return tuple(parser.parse_args_and_config(argv))
+        return tuple(parser.parse_args_and_config(args))
     except KeypointInstructError:
         raise
     except (ValueError, OSError) as err:  # unknown YAML key, bad value, missing recipe file

@@ -104,3 +104,46 @@ def test_script_arguments_validate_the_dataset_configs(tmp_path):
         recipe, "--output_dir", str(tmp_path), "--dataset_configs", "conversation", "complex_reasoning"
     )
     assert args.dataset_configs == ["conversation", "complex_reasoning"]
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("max_steps: 2.5", "max_steps: 2.5 is not a valid int"),
+        ("per_device_train_batch_size: [2]", "per_device_train_batch_size: [2] is not a valid int"),
+        ("learning_rate: true", "learning_rate: True is not a valid float"),
+        ("freeze_vision_tower: 2", "freeze_vision_tower: 2 is not a valid bool"),
+        ("dtype: bfloat", "dtype: 'bfloat' is not one of"),
+        ("optim: adamw", "optim: 'adamw' is not one of"),
+        ("dataset_configs: [conversation, 3]", "dataset_configs: 3 is not a valid str"),
+    ],
+)
+def test_a_recipe_value_of_the_wrong_type_fails(line, needle, tmp_path):
+    """YAML values reach the dataclasses as argparse defaults, which argparse never type-checks unless strings."""
+    key = line.split(":")[0]
+    source = (REPO / "recipes/tiny-llava/sft/config_cpu.yaml").read_text()
+    kept = [row for row in source.splitlines() if not row.startswith(f"{key}:")]
+    recipe = tmp_path / "typed.yaml"
+    recipe.write_text("\n".join([*kept, line]) + "\n")
+    with pytest.raises(TrainingConfigError, match=f"recipe {recipe.name}: " + needle.replace("[", r"\[")):
+        _parse(recipe, "--output_dir", str(tmp_path))
+
+
+def test_recipe_values_argparse_reads_are_still_accepted(tmp_path):
+    """Quoted numbers, 1e-3 (a string to YAML 1.1), ints for floats, null, lists for nargs options: all fine."""
+    source = (REPO / "recipes/tiny-llava/sft/config_cpu.yaml").read_text()
+    changed = {
+        "max_steps": 'max_steps: "4"',
+        "learning_rate": "learning_rate: 1e-3",
+        "weight_decay": "weight_decay: 0",
+        "freeze_vision_tower": "freeze_vision_tower: false",
+        "dataset_configs": "dataset_configs: [conversation, complex_reasoning]",
+    }
+    kept = [row for row in source.splitlines() if row.split(":")[0] not in changed]
+    recipe = tmp_path / "ok.yaml"
+    recipe.write_text("\n".join([*kept, *changed.values()]) + "\n")
+    script_args, training_args, _ = _parse(recipe, "--output_dir", str(tmp_path))
+    assert training_args.max_steps == 4 and training_args.learning_rate == 1e-3 and training_args.weight_decay == 0
+    assert script_args.freeze_vision_tower is False
+    assert script_args.dataset_configs == ["conversation", "complex_reasoning"]
+    assert training_args.max_length is None
