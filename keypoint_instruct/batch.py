@@ -13,10 +13,13 @@ Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them;
 another live run on the same cache (:mod:`keypoint_instruct.claims`); it claims the rest until their batch is
 recorded (the claim goes in the same transaction as the record), writes them as
 request JSONL files under ``out_dir`` (``custom_id`` = the cache key; a new file every ``max_requests`` requests or
-before ``max_bytes``), uploads each (purpose "batch"), creates a batch for it (``/v1/chat/completions``, 24h window)
-and records the batch and its keys in the cache. Each batch carries the sha256 of its input file in its metadata: a
-rerun after a crash between creating a batch and recording it finds the batch again instead of paying twice, and a
-creation whose answer is lost is sent once only (no SDK retry) and then looked up by that digest.
+before ``max_bytes``), uploads each (purpose "batch"), records its keys as a provisional batch of that input file,
+creates a batch for it (``/v1/chat/completions``, 24h window) and turns the provisional record into the batch's.
+A submit killed between the two leaves the keys pending, not free: the next ``submit``, ``status`` or ``collect``
+asks the provider which batch it made from that input file and records it, or frees the keys if it made none
+(:mod:`keypoint_instruct.batch_recover`; each says so in ``notes``). Each batch also carries the sha256 of its
+input file in its metadata: a creation whose answer is lost is sent once only (no SDK retry) and then looked up by
+that digest.
 
 ``collect`` downloads the output and error files of every finished, uncollected batch and ingests them exactly once:
 answers go in through ``ResponseCache.put`` at the Batch price (a key answered already is left alone), failed lines
@@ -38,10 +41,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from keypoint_instruct.batch_ingest import account_for_missing, ingest
-from keypoint_instruct.batch_jobs import FORGOTTEN, BatchJobs
+from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs
+from keypoint_instruct.batch_recover import DIGEST_KEY, existing_batches, resolve_submitting
 from keypoint_instruct.budget import below_one_request, check_enforceable, worst_case_usd
 from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
 from keypoint_instruct.errors import CacheError, TeacherError, UsageError
@@ -63,7 +67,6 @@ COMPLETION_WINDOW = "24h"
 MAX_REQUESTS_PER_FILE = 50_000  # the Batch API's limits per input file
 MAX_BYTES_PER_FILE = 200_000_000
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-DIGEST_KEY = "keypoint_instruct_input_sha256"
 
 
 def _count(n: int, noun: str, plural: str | None = None) -> str:
@@ -82,6 +85,7 @@ class SubmitResult:
     over_cap: int = 0  # left out by max_cost_usd
     worst_case_usd: float | None = None  # with max_cost_usd: worst case of what was submitted, at the Batch price
     adopted: int = 0  # batches found again by their input digest instead of being created twice
+    notes: list[str] = field(default_factory=list)  # interrupted earlier submits resolved first (batch_recover)
 
     def __str__(self) -> str:
         elsewhere = f", {self.claimed_elsewhere} being sent by another run" if self.claimed_elsewhere else ""
@@ -107,6 +111,7 @@ class SubmitResult:
 @dataclass
 class StatusReport:
     rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # interrupted submits resolved first (batch_recover)
 
     def __str__(self) -> str:
         if not self.rows:
@@ -116,6 +121,8 @@ class StatusReport:
             counts = f"{r['completed']}/{r['total']} done, {r['failed']} failed"
             if r["status"] == FORGOTTEN:
                 counts = f"{_count(r['total'], 'request')}, none pending (the unanswered may be sent again)"
+            elif r["status"] == SUBMITTING:
+                counts = f"{_count(r['total'], 'request')} pending: a `batch submit` is creating this batch"
             lines.append(f"{r['batch_id']}  {r['status']:<11} {counts}  {'collected' if r['collected'] else ''}")
         return "\n".join(line.rstrip() for line in lines)
 
@@ -130,6 +137,7 @@ class CollectResult:
     unmatched: int = 0  # lines whose custom_id is not a request of the batch
     cost_usd: float = 0.0
     unfinished: list[str] = field(default_factory=list)  # "<batch id> <status>" of batches that ended early
+    notes: list[str] = field(default_factory=list)  # interrupted submits resolved first (batch_recover)
 
     def __str__(self) -> str:
         text = (
@@ -197,24 +205,6 @@ def split_lines(
     return [(reqs, b"".join(lines)) for reqs, lines in chunks]
 
 
-def _existing_batches(client, known: set[str]) -> dict[str, Any]:
-    """Recent batches by input digest that the cache does not know (created by an interrupted submit)."""
-    found = {}
-    try:
-        page = client.batches.list(limit=100)
-        for batch in page.data:
-            digest = (batch.metadata or {}).get(DIGEST_KEY)
-            if (
-                digest
-                and batch.id not in known
-                and batch.status not in ("failed", "expired", "cancelled", "cancelling")
-            ):
-                found.setdefault(digest, batch)
-    except Exception as err:  # listing is a safety net; a provider without it must not block a submit
-        log.warning("could not list existing batches (%s); an interrupted earlier submit cannot be detected", err)
-    return found
-
-
 def _create(client, cache: ResponseCache, input_file_id: str, digest: str, name: str):
     """Create one batch, sent once (no SDK retry): when its answer is lost, look for it before giving up."""
     import openai
@@ -227,7 +217,7 @@ def _create(client, cache: ResponseCache, input_file_id: str, digest: str, name:
             metadata={DIGEST_KEY: digest, "file": name},
         )
     except (openai.APIConnectionError, openai.InternalServerError) as err:
-        found = _existing_batches(client, BatchJobs(cache).ids()).get(digest)
+        found = existing_batches(client, BatchJobs(cache).ids()).get(digest)
         if found is not None:
             log.info("the answer to creating %s was lost (%s); found batch %s", name, type(err).__name__, found.id)
             return found
@@ -237,6 +227,21 @@ def _create(client, cache: ResponseCache, input_file_id: str, digest: str, name:
         ) from None
     except openai.APIError as err:
         raise _api_error(f"creating the batch of {name}", err) from None
+
+
+def _create_provisional(client, cache: ResponseCache, provisional: str, input_file_id: str, digest: str, name: str):
+    """:func:`_create` for a batch whose keys are recorded as ``provisional``; dropped again when it surely failed."""
+    jobs = BatchJobs(cache)
+    if jobs.row(provisional) is None:  # our claims lapsed (a pause past the lease) and another run resolved it
+        raise CacheError(
+            f"the record of {name} was settled by another run while this submit was paused longer than its claim "
+            "lease; nothing was created for it: run `batch status`, then `batch submit` again"
+        )
+    try:
+        return _create(client, cache, input_file_id, digest, name)
+    except TeacherError:  # refused, or its answer lost and no such batch exists: its keys are free again
+        jobs.drop_submitting(provisional)
+        raise
 
 
 def submit(
@@ -260,6 +265,7 @@ def submit(
     unique = {r.key: r for r in requests}
     if max_cost_usd is not None:
         check_enforceable(unique.values(), max_cost_usd)
+    result.notes = resolve_submitting(client, cache)  # what an interrupted submit left: recorded, or freed
     claims = Claims(cache, lease_s=claim_lease_s)
     with claims.renewing():
         got = claims.claim(unique)
@@ -302,22 +308,30 @@ def _submit_claimed(
     jobs = BatchJobs(cache)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    existing = _existing_batches(client, jobs.ids())
+    existing = existing_batches(client, jobs.ids())
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     for number, (chunk, data) in enumerate(split_lines(todo, max_requests, max_bytes), start=1):
         digest = hashlib.sha256(data).hexdigest()
         path = out_dir / f"batch-{stamp}-{number:03d}.jsonl"
         path.write_bytes(data)
         result.files.append(path)
-        batch = existing.get(digest)
+        batch, provisional = existing.get(digest), None
         if batch is not None:
             result.adopted += 1
             log.info("batch %s already holds %s; recording it instead of submitting again", batch.id, path.name)
         else:
             with path.open("rb") as handle:
                 uploaded = _api(f"uploading {path.name}", client.files.create, file=handle, purpose="batch")
-            batch = _create(client, cache, uploaded.id, digest, path.name)
-        jobs.record(batch.id, chunk, input_file_id=batch.input_file_id, status=batch.status, claim_owner=owner)
+            provisional = jobs.record_submitting(uploaded.id, chunk)  # pending before the batch can exist
+            batch = _create_provisional(client, cache, provisional, uploaded.id, digest, path.name)
+        jobs.record(
+            batch.id,
+            chunk,
+            input_file_id=batch.input_file_id,
+            status=batch.status,
+            claim_owner=owner,
+            replaces=provisional,
+        )
         result.batch_ids.append(batch.id)
         result.submitted += len(chunk)
         log.info("batch %s: %d requests (%s, %d bytes)", batch.id, len(chunk), path.name, len(data))
@@ -336,12 +350,12 @@ def _refresh(client, cache: ResponseCache, row: dict):
 
 def status(client, cache: ResponseCache) -> StatusReport:
     """The state of every batch recorded in the cache (uncollected ones are asked from the API and updated)."""
-    report = StatusReport()
+    report = StatusReport(notes=resolve_submitting(client, cache))
     for row in BatchJobs(cache).rows():
         collected = row["collected_at"] is not None
         counts = {"total": row["n_requests"], "completed": 0, "failed": 0}
         state = row["status"]
-        if state == FORGOTTEN:  # the provider does not know it any more: nothing to ask
+        if state in (FORGOTTEN, SUBMITTING):  # the provider does not know it (any more, or yet): nothing to ask
             pass
         elif not collected:
             batch = _refresh(client, cache, row)
@@ -404,9 +418,11 @@ def _forgotten_but_ended(client, batch_id: str):
 
 def collect(client, cache: ResponseCache) -> CollectResult:
     """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
-    result = CollectResult()
+    result = CollectResult(notes=resolve_submitting(client, cache))
     jobs = BatchJobs(cache)
     for row in [row for row in jobs.rows() if row["collected_at"] is None]:
+        if row["status"] == SUBMITTING:  # a live submit is creating it: nothing to collect yet
+            continue
         if row["status"] == FORGOTTEN:  # its keys stay free; answers it delivered anyway are kept all the same
             batch = _forgotten_but_ended(client, row["batch_id"])
             if batch is None:

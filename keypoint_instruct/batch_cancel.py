@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.batch import TERMINAL, _api, _api_error, _count
-from keypoint_instruct.batch_jobs import FORGOTTEN, BatchJobs
+from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs
 from keypoint_instruct.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,6 +33,11 @@ def _recorded(cache: ResponseCache, batch_id: str, action: str) -> dict:
         raise UsageError(
             f"batch {batch_id} is not recorded in {cache.path}; `keypoint-instruct batch status --cache "
             f"{cache.path}` lists its batches"
+        )
+    if row["status"] == SUBMITTING:
+        raise UsageError(
+            f"{batch_id} is the record of a batch that a `batch submit` is creating, not a batch id: "
+            "`batch status` shows the batch's own id once that submit has ended"
         )
     if row["collected_at"] is not None:
         raise UsageError(

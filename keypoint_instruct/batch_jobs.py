@@ -5,6 +5,12 @@ bookkeeping travels with the answers, ``cache merge`` carries it, and :meth:`Bat
 ``generate`` and ``batch submit`` leave out: a key waiting in a submitted, uncollected batch is never paid twice.
 A batch the provider lost (or the user gave up on) is *forgotten* (:meth:`BatchJobs.forget`, status ``forgotten``):
 its row stays for ``batch status``, its keys without an answer are no longer pending.
+
+A batch being created has a *provisional* row first (:meth:`BatchJobs.record_submitting`, status ``submitting``,
+id ``submitting-<input file id>``), written before the create call: its keys are pending from then on, so a
+``batch submit`` killed before it learns the batch id leaves them pending rather than free. :meth:`BatchJobs.record`
+with ``replaces`` turns it into the real row; :meth:`BatchJobs.drop_submitting` removes one whose batch was never
+made (``batch_recover.resolve_submitting`` decides which, asking the provider).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
 
 _UPDATABLE = ("status", "output_file_id", "error_file_id", "collected_at")
 FORGOTTEN = "forgotten"
+SUBMITTING = "submitting"  # a provisional row: the batch of its input file is being created (or its submit died)
 _PENDING = (
     "SELECT r.key FROM batch_requests r JOIN batches b ON b.batch_id = r.batch_id "
     f"WHERE b.collected_at IS NULL AND b.status != '{FORGOTTEN}' "
@@ -42,10 +49,12 @@ class BatchJobs:
         input_file_id: str,
         status: str,
         claim_owner: str | None = None,
+        replaces: str | None = None,
     ) -> None:
         """Remember a submitted batch and which keys it carries (one transaction).
 
         ``claim_owner``: release that run's claims on the keys in the same transaction (they are pending from now on).
+        ``replaces``: the provisional row of the same input file, removed in the same transaction.
         """
         now = utc_now()
         rows = [(r.key, batch_id, r.task, int(r.image_id), r.coco_split, r.prompt_version) for r in requests]
@@ -56,10 +65,63 @@ class BatchJobs:
                 (batch_id, input_file_id, status, len(rows), now, now),
             )
             self._db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,?)", rows)
+            if replaces is not None and replaces != batch_id:
+                self._db.execute("DELETE FROM batch_requests WHERE batch_id = ?", (replaces,))
+                self._db.execute("DELETE FROM batches WHERE batch_id = ?", (replaces,))
             if claim_owner is not None:
                 self._db.executemany(
                     "DELETE FROM claims WHERE key = ? AND owner = ?", [(row[0], claim_owner) for row in rows]
                 )
+
+    def record_submitting(self, input_file_id: str, requests: Iterable[TeacherRequest]) -> str:
+        """Record the keys of a batch about to be created from ``input_file_id`` (pending from now on); its row id.
+
+        The caller keeps its claims on the keys until :meth:`record` replaces this row: a live claim tells
+        ``batch_recover.resolve_submitting`` that the batch is still being created, not left behind by a killed submit.
+        """
+        batch_id = f"{SUBMITTING}-{input_file_id}"
+        self.record(batch_id, requests, input_file_id=input_file_id, status=SUBMITTING)
+        return batch_id
+
+    def submitting(self) -> list[dict]:
+        """The provisional rows (see :meth:`record_submitting`), oldest first, each with its ``keys``."""
+        rows = [row for row in self.rows() if row["status"] == SUBMITTING and row["collected_at"] is None]
+        for row in rows:
+            cursor = self._db.execute("SELECT key FROM batch_requests WHERE batch_id = ?", (row["batch_id"],))
+            row["keys"] = [key for (key,) in cursor]
+        return rows
+
+    def drop_submitting(self, batch_id: str) -> int:
+        """Remove a provisional row whose batch was never made: its keys become sendable. Returns how many.
+
+        The keys' own rows stay (task, image id, split and prompt version of a key, which ``batch collect`` of a
+        forgotten batch that also carried it still reads); belonging to no batch, they are not pending.
+        """
+        with self.cache.transaction():
+            count = f"SELECT COUNT(*) FROM ({_PENDING} AND r.batch_id = ?)"
+            freed = self._db.execute(count, (batch_id,)).fetchone()[0]
+            cursor = self._db.execute("DELETE FROM batches WHERE batch_id = ? AND status = ?", (batch_id, SUBMITTING))
+        return freed if cursor.rowcount else 0
+
+    def adopt(self, provisional_id: str, batch_id: str, status: str) -> int:
+        """Turn a provisional row into the record of the batch the provider made from its input file (one
+        transaction). Returns how many requests it carries; 0 when the row is gone (resolved meanwhile)."""
+        now = utc_now()
+        with self.cache.transaction():
+            row = self._db.execute(
+                "SELECT input_file_id, n_requests FROM batches WHERE batch_id = ? AND status = ?",
+                (provisional_id, SUBMITTING),
+            ).fetchone()
+            if row is None:
+                return 0
+            self._db.execute(
+                "INSERT OR REPLACE INTO batches (batch_id, input_file_id, status, n_requests, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (batch_id, row[0], status, row[1], now, now),
+            )
+            self._db.execute("UPDATE batch_requests SET batch_id = ? WHERE batch_id = ?", (batch_id, provisional_id))
+            self._db.execute("DELETE FROM batches WHERE batch_id = ?", (provisional_id,))
+        return row[1]
 
     def update(self, batch_id: str, **fields: str | None) -> None:
         """Set ``status``, ``output_file_id``, ``error_file_id`` or ``collected_at`` of a recorded batch."""

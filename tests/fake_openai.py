@@ -15,9 +15,13 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
                                   # runs out; then the seeded rate picks a kind from `kinds`.
     server.set_latency(seconds)   # added before every chat answer
     server.set_limits(rpm=None, tpm=None, window_s=1.0)   # token buckets; 429 + Retry-After when empty
-    server.set_batch(delay_s=None, error_rate=0.0, error_ids=(), drop_creates=0)
+    server.set_batch(delay_s=None, error_rate=0.0, error_ids=(), drop_creates=0, hold_creates_s=0.0,
+                     make_held=True)
                                   # delay None: complete only on complete_batches(); drop_creates: the next N
-                                  # batch creations are made but their answer is lost (a dropped connection)
+                                  # batch creations are made but their answer is lost (a dropped connection);
+                                  # hold_creates_s: every batch creation is answered that late (a client killed
+                                  # meanwhile never learns the batch id); make_held=False: a held creation makes
+                                  # no batch and ends in a 500 (the provider never got to it)
     server.set_access(models=None, api_key=None)
                                   # models: the only model names chat and batch lines accept (others: 404
                                   # model_not_found); api_key: the only Bearer key accepted (others: 401
@@ -298,10 +302,13 @@ class FakeOpenAI:
         error_ids: Iterable[str] = (),
         seed: int = 0,
         drop_creates: int = 0,
+        hold_creates_s: float = 0.0,
+        make_held: bool = True,
     ) -> None:
         self._batch_delay, self._batch_error_rate = delay_s, error_rate
         self._batch_error_ids, self._batch_rng = set(error_ids), random.Random(seed)
         self._drop_creates = drop_creates  # the next N batch creations succeed but their answer is lost
+        self._hold_creates_s, self._make_held = hold_creates_s, make_held
 
     def set_access(self, models: Iterable[str] | None = None, api_key: str | None = None) -> None:
         self._models = set(models) if models is not None else None
@@ -441,7 +448,7 @@ class FakeOpenAI:
                 answer = self._list_batches()
             elif method == "POST" and path == "/v1/batches":
                 entry.body = json.loads(raw)
-                answer = self._create_batch(entry.body)
+                answer = await self._create_held(entry.body)
             elif path.startswith("/v1/batches/"):
                 answer = self._batch_route(method, path[len("/v1/batches/") :])
             elif method == "POST" and path == "/_fake/complete_batches":
@@ -659,6 +666,17 @@ class FakeOpenAI:
             self._drop_creates -= 1
             return None
         return 200, {}, json.dumps(batch).encode()
+
+    async def _create_held(self, body: dict):
+        """A batch creation answered ``hold_creates_s`` late: made before the wait, or not at all (``make_held``)."""
+        hold, make = self._hold_creates_s, self._make_held
+        if hold and not make:
+            await asyncio.sleep(hold)
+            return _error(500, "The server had an error while creating the batch (injected)", "server_error")
+        answer = self._create_batch(body)
+        if hold:
+            await asyncio.sleep(hold)
+        return answer
 
     def _list_batches(self):
         data = sorted(self._batches.values(), key=lambda b: (b["created_at"], b["id"]), reverse=True)

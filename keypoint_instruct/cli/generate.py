@@ -401,9 +401,16 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
             claim_lease_s=args.claim_lease,
             max_cost_usd=args.max_cost,
         )
+    _say_notes(result.notes)
     print(result)
     _say_claimed_elsewhere(result.claimed_elsewhere)
     return 1 if result.over_cap else 0
+
+
+def _say_notes(notes: list[str]) -> None:
+    """One stderr line per interrupted earlier submit that a batch command resolved (recorded or freed)."""
+    for note in notes:
+        print(f"keypoint-instruct: {note}", file=sys.stderr)
 
 
 def _add_batch_id_options(parser: argparse.ArgumentParser) -> None:
@@ -429,7 +436,9 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch
 
     with _open_batch_cache(args.cache) as cache:
-        print(batch.status(_batch_client(args), cache))
+        report = batch.status(_batch_client(args), cache)
+    _say_notes(report.notes)
+    print(report)
     return 0
 
 
@@ -438,7 +447,9 @@ def cmd_batch_collect(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch
 
     with _open_batch_cache(args.cache) as cache:
-        print(batch.collect(_batch_client(args), cache))
+        result = batch.collect(_batch_client(args), cache)
+    _say_notes(result.notes)
+    print(result)
     return 0
 
 
