@@ -24,6 +24,7 @@ NAMES_SOURCE = "names_source"  # the text talks about captions, boxes, keypoints
 REFUSAL = "refusal"  # "I'm sorry", "as an AI", "cannot be determined", ...
 REPEATED_QUESTION = "repeated_question"  # the same question was already kept for this image and task
 SUPERSEDED = "superseded"  # an older response for the same image and task (a newer one is used)
+EXTRA_PAIR = "extra_pair"  # a complex reasoning response's pairs after the first (one question per image is kept)
 
 REASONS = (
     TRUNCATED,
@@ -35,6 +36,7 @@ REASONS = (
     REFUSAL,
     REPEATED_QUESTION,
     SUPERSEDED,
+    EXTRA_PAIR,
 )
 
 REASON_DESCRIPTIONS = {
@@ -47,6 +49,7 @@ REASON_DESCRIPTIONS = {
     REFUSAL: "a refusal or a non-answer",
     REPEATED_QUESTION: "a question asked twice in one response (same image and task)",
     SUPERSEDED: "an older response for the same image and task; the newest one is used",
+    EXTRA_PAIR: "a complex reasoning response's questions after its first (one question per image is kept)",
 }
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})

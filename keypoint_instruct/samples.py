@@ -145,7 +145,7 @@ def response_rows(
         stats.dropped[(task, err.reason)] += 1
         return []
     if task == "complex_reasoning" and len(pairs) > 1:
-        logger.debug("complex_reasoning response %s has %d pairs; the first is used", response.key, len(pairs))
+        stats.dropped[(task, quality.EXTRA_PAIR)] += len(pairs) - 1
         pairs = pairs[:1]
 
     kept: list[tuple[int, QAPair]] = []

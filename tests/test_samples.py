@@ -150,3 +150,12 @@ def test_an_answer_stopped_by_the_content_filter_is_dropped(scenes, coco_root):
     )
     assert rows == []
     assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.CONTENT_FILTER: 1}
+
+
+def test_complex_reasoning_pairs_after_the_first_are_counted(scenes, coco_root):
+    """Complex reasoning keeps one question per image; the others in the response are left out, and counted (the
+    card says every pair that is not a row is counted)."""
+    image_id = next(iter(scenes))
+    rows, stats = rows_of([response("complex_reasoning", image_id, CONVERSATION)], scenes, coco_root)
+    assert len(rows) == 1 and rows[0]["messages"][0]["content"][1]["text"] == "What is the person doing?"
+    assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.EXTRA_PAIR: 2}
