@@ -22,7 +22,7 @@ from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
 from keypoint_instruct.context import select_scenes
-from keypoint_instruct.errors import TeacherError
+from keypoint_instruct.errors import CacheError, TeacherError
 from tests.fake_openai import FakeOpenAI
 from tests.test_batch import SPLIT, client_for, make_requests
 
@@ -168,3 +168,16 @@ def test_a_refused_batch_creation_leaves_no_provisional_record(fake_openai, scen
             batch.submit(client_for(fake_openai), requests, cache, tmp_path)
         assert BatchJobs(cache).rows() == [] and BatchJobs(cache).pending_keys() == set()
         assert cache.db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_a_submit_whose_record_was_settled_meanwhile_creates_nothing(fake_openai, scenes, tmp_path):
+    """A submit paused past its claim lease may find its provisional record settled by another run: it stops."""
+    requests = make_requests(scenes[:1], tasks=("conversation",))
+    client = client_for(fake_openai)
+    uploaded = client.files.create(file=("in.jsonl", batch.request_line(requests[0])), purpose="batch")
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        provisional = BatchJobs(cache).record_submitting(uploaded.id, requests)
+        assert BatchJobs(cache).drop_submitting(provisional) == 1  # what another run's `batch status` did
+        with pytest.raises(CacheError, match="settled by another run"):
+            batch._create_provisional(client, cache, provisional, uploaded.id, "digest", "in.jsonl")
+    assert [e.path for e in fake_openai.log() if e.method == "POST"] == ["/v1/files"]

@@ -142,7 +142,10 @@ def register(subparsers) -> None:
         "submit",
         help="upload the requests not yet cached as batch files and create batches",
         description="Write the selected requests that have no cached answer as Batch API JSONL (custom_id = cache "
-        "key), upload them and create batches; the batch ids are recorded in the cache.",
+        "key), upload them and create batches; the batch ids are recorded in the cache. A request's key is recorded "
+        "before its batch is created, so a submit killed meanwhile leaves it pending (never sent by `generate`); the "
+        "next `batch submit`, `status` or `collect` asks the provider which batch it made and records it, or frees "
+        "the requests, with one line on stderr.",
     )
     add_selection_options(submit)
     add_endpoint_options(submit)
