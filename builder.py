@@ -300,21 +300,21 @@ def _check_selection(
     Where several models answered one image, the newest answer is used: without this check, an offline-teacher run
     into a cache of paid GPT-4o answers silently replaced them.
     """
+    from collections import Counter
+
     from keypoint_instruct.cache import ResponseCache
     from keypoint_instruct.errors import DatasetBuildError
 
     marks = ", ".join("?" * len(TASKS))
-    where = f"coco_split = ? AND task IN ({marks})"
+    query = (
+        "SELECT model, prompt_version, COUNT(*) FROM responses "
+        f"WHERE coco_split = ? AND task IN ({marks}) GROUP BY model, prompt_version"
+    )
+    counts = {"model": Counter(), "prompt_version": Counter()}
     with ResponseCache(cache_path) as cache:
-        counts = {
-            column: dict(
-                cache.db.execute(
-                    f"SELECT {column}, COUNT(*) FROM responses WHERE {where} GROUP BY {column} ORDER BY {column}",
-                    (coco_split, *TASKS),
-                ).fetchall()
-            )
-            for column in ("model", "prompt_version")
-        }
+        for model, prompt_version, n in cache.db.execute(query, (coco_split, *TASKS)):
+            counts["model"][model] += n
+            counts["prompt_version"][prompt_version] += n
     for column, what, wanted in (
         ("model", "teacher model", teacher_models),
         ("prompt_version", "prompt version", prompt_versions),
@@ -322,13 +322,13 @@ def _check_selection(
         held = counts[column]
         unknown = [value for value in wanted or () if value not in held]
         if unknown:
-            has = ", ".join(f"{value}: {n}" for value, n in held.items())
+            has = ", ".join(f"{value}: {n}" for value, n in sorted(held.items()))
             raise DatasetBuildError(
                 f"the cache {cache_path} has no {coco_split} responses of {what} {', '.join(unknown)} "
                 f"(it has {has or 'none'})"
             )
     held = counts["model"]
-    has = ", ".join(f"{model}: {n}" for model, n in held.items())
+    has = ", ".join(f"{model}: {n}" for model, n in sorted(held.items()))
     if not teacher_models and len(held) > 1:
         raise DatasetBuildError(
             f"the cache {cache_path} holds {coco_split} responses of {len(held)} teacher models ({has}); pass "
