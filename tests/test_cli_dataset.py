@@ -229,18 +229,23 @@ def test_unwritable_outputs_and_broken_cards_are_one_line(coco_root, filter_cach
     one_line_error(capsys, code, "YAML")
 
 
+def two_runs(coco_root, path, *runs):
+    """A cache of complex reasoning answers from runs made one after the other: each run is (number of images,
+    answer, put_response keywords) and answers the first images of the split."""
+    ids = list(load_scenes(coco_root, DATASET_SPLIT))
+    with ResponseCache(path, create=True) as cache:
+        for n, answer, kwargs in runs:
+            for image_id in ids[:n]:
+                put_response(cache, "complex_reasoning", image_id, f"Question: Why?\nAnswer: {answer}", **kwargs)
+    return path
+
+
 @pytest.fixture(scope="module")
 def two_teacher_cache(coco_root, tmp_path_factory):
     """Paid GPT-4o answers for three images, then the offline teacher's for the same three and one more: the
     offline answers are the newest."""
-    ids = list(load_scenes(coco_root, DATASET_SPLIT))
     path = tmp_path_factory.mktemp("two_teachers") / "responses.sqlite"
-    with ResponseCache(path, create=True) as cache:
-        for image_id in ids[:3]:
-            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: Paid.", model="gpt-4o")
-        for image_id in ids[:4]:
-            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: Free.", model=OFFLINE)
-    return path
+    return two_runs(coco_root, path, (3, "Paid.", {"model": "gpt-4o"}), (4, "Free.", {"model": OFFLINE}))
 
 
 def _rows(folder, config="all"):
@@ -339,14 +344,8 @@ def test_a_cache_of_failures_only_says_so(coco_root, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def two_prompt_cache(coco_root, tmp_path_factory):
     """Complex reasoning for four images with prompt version p1, then for two of them with p2 (newer)."""
-    ids = list(load_scenes(coco_root, DATASET_SPLIT))
     path = tmp_path_factory.mktemp("two_prompts") / "responses.sqlite"
-    with ResponseCache(path, create=True) as cache:
-        for image_id in ids[:4]:
-            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: One.", prompt_version="p1")
-        for image_id in ids[:2]:
-            put_response(cache, "complex_reasoning", image_id, "Question: Why?\nAnswer: Two.", prompt_version="p2")
-    return path
+    return two_runs(coco_root, path, (4, "One.", {"prompt_version": "p1"}), (2, "Two.", {"prompt_version": "p2"}))
 
 
 def test_rows_of_one_task_from_two_prompt_versions_are_warned_about_and_carded(
