@@ -50,6 +50,10 @@ class QAPair:
     answer: str
 
 
+def _unix_lines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _clean(text: str) -> str:
     text = _SEPARATOR.sub("", text)
     return text.strip().strip("*_").strip()
@@ -63,6 +67,7 @@ def parse_pairs(text: str) -> list[QAPair]:
     """
     if not text or not text.strip():
         raise ParseError("empty", "the response is empty")
+    text = _unix_lines(text)
     labels = list(_LABEL.finditer(text))
     if not labels:
         raise ParseError("unparseable", "no 'Question:'/'Answer:' labels in the response")
@@ -91,7 +96,7 @@ def parse_description(text: str) -> str:
 
     Blank text raises ``ParseError('empty')``.
     """
-    description = (text or "").strip()
+    description = _unix_lines(text or "").strip()
     description = _DESCRIPTION_LABEL.sub("", _DESCRIPTION_HEADING.sub("", description, count=1), count=1)
     description = _clean(description)
     if not description:

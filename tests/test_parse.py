@@ -92,3 +92,12 @@ def test_description_heading_removed(text):
 def test_description_keeps_a_first_sentence_about_a_description():
     text = "Description of the scene: two people are dancing."
     assert parse_description(text) == text
+
+
+def test_windows_line_endings_are_read_like_unix_ones():
+    assert parse_pairs("### Question 1\r\nWhat?\r\n### Answer 1\r\nA jump.\r\nA high one.\r\n") == [
+        QAPair("What?", "A jump.\nA high one.")
+    ]
+    assert (
+        parse_description("**Detailed description**\r\n\r\nTwo people.\r\nThey dance.") == "Two people.\nThey dance."
+    )
