@@ -219,6 +219,8 @@ def _write_shards(table, folder: Path, *, max_shard_bytes: int, row_group_size: 
     folder.mkdir(parents=True)
     num_shards = max(1, -(-table.nbytes // max_shard_bytes))
     per_shard = -(-table.num_rows // num_shards) if table.num_rows else 0
+    if per_shard:  # 5 rows over 4 shards is 2 per shard: 3 shards, none empty
+        num_shards = -(-table.num_rows // per_shard)
     paths = []
     for index in range(num_shards):
         path = folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"

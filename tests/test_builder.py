@@ -179,3 +179,17 @@ def test_the_builder_fingerprint_covers_the_code_and_tables_that_shape_rows():
     assert all(p.is_file() for p in files), [p for p in files if not p.is_file()]
     names = {p.name for p in files}
     assert {"builder.py", "parse.py", "quality.py", "samples.py", "quality_filters.json"} <= names
+
+
+def test_no_shard_is_empty_when_rows_are_few_and_large(tmp_path):
+    """Five big rows over four shards' worth of bytes: two per shard fill three shards, and the names say 3."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builder import _write_shards
+
+    table = pa.table({"blob": [b"x" * 1000] * 5})
+    paths = _write_shards(table, tmp_path / "all", max_shard_bytes=table.nbytes // 4 + 1, row_group_size=100)
+    counts = [pq.read_metadata(p).num_rows for p in paths]
+    assert sum(counts) == 5 and 0 not in counts, counts
+    assert [p.name for p in paths] == [f"train-{i:05d}-of-{len(paths):05d}.parquet" for i in range(len(paths))]
