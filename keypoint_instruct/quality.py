@@ -23,7 +23,7 @@ COORDINATE_LEAKAGE = "coordinate_leakage"  # normalised numbers, number lists or
 NAMES_SOURCE = "names_source"  # the text talks about captions, boxes, keypoints or coordinates
 REFUSAL = "refusal"  # "I'm sorry", "as an AI", "cannot be determined", ...
 REPEATED_QUESTION = "repeated_question"  # the same question was already kept for this image and task
-SUPERSEDED = "superseded"  # an older response for the same image and task (a newer one is used)
+SUPERSEDED = "superseded"  # another response for the same image and task is used (the newest complete one)
 EXTRA_PAIR = "extra_pair"  # a complex reasoning response's pairs after the first (one question per image is kept)
 
 REASONS = (
@@ -48,7 +48,7 @@ REASON_DESCRIPTIONS = {
     NAMES_SOURCE: "the text names its source (captions, bounding boxes, keypoints, coordinates)",
     REFUSAL: "a refusal or a non-answer",
     REPEATED_QUESTION: "a question asked twice in one response (same image and task)",
-    SUPERSEDED: "an older response for the same image and task; the newest one is used",
+    SUPERSEDED: "another response for the same image and task is used: the newest one not cut short",
     EXTRA_PAIR: "a complex reasoning response's questions after its first (one question per image is kept)",
 }
 

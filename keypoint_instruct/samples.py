@@ -186,9 +186,10 @@ def iter_rows(
 ) -> Iterator[dict]:
     """Rows of ``responses`` (ordered by task, image id), in that order.
 
-    When several responses exist for one image and task, the newest (then the greatest key) is used and the
-    others are counted as ``superseded``. A response for an image missing from ``scenes`` raises
-    :class:`UnknownImageError`: the cache and the COCO split do not belong together.
+    When several responses exist for one image and task, the newest complete one (then the greatest key) is used
+    and the others are counted as ``superseded``; an answer cut short is used only when no other is complete.
+    A response for an image missing from ``scenes`` raises :class:`UnknownImageError`: the cache and the COCO
+    split do not belong together.
     """
     if conversation_turns not in CONVERSATION_TURNS:
         raise UsageError(
@@ -208,7 +209,10 @@ def iter_rows(
             )
         if len(group) > 1:
             stats.dropped[(task, quality.SUPERSEDED)] += len(group) - 1
-        newest = max(group, key=lambda r: (r.created_at or "", r.key))
+        # the newest complete answer; a newer one cut short (length, content filter) never replaces it
+        newest = max(
+            group, key=lambda r: (quality.response_reason(r.finish_reason) is None, r.created_at or "", r.key)
+        )
         image = image_value(scene, coco_root, embed=embed_images)
         yield from response_rows(
             newest, scene, image, conversation_turns=conversation_turns, instruction=instruction, stats=stats

@@ -159,3 +159,20 @@ def test_complex_reasoning_pairs_after_the_first_are_counted(scenes, coco_root):
     rows, stats = rows_of([response("complex_reasoning", image_id, CONVERSATION)], scenes, coco_root)
     assert len(rows) == 1 and rows[0]["messages"][0]["content"][1]["text"] == "What is the person doing?"
     assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.EXTRA_PAIR: 2}
+
+
+def test_a_newer_cut_answer_does_not_replace_an_older_complete_one(scenes, coco_root):
+    """An image's older answer is complete, a newer one (another prompt version or model) hit the length limit:
+    the complete one is used rather than losing the image."""
+    image_id = next(iter(scenes))
+    old = "Question: Why?\nAnswer: To keep his balance."
+    new = "Question: Why?\nAnswer: Because his"
+    responses = [
+        response("complex_reasoning", image_id, old, key="a", created_at="2026-11-01T00:00:00+00:00"),
+        response(
+            "complex_reasoning", image_id, new, key="b", finish_reason="length", created_at="2026-11-02T00:00:00+00:00"
+        ),
+    ]
+    rows, stats = rows_of(responses, scenes, coco_root)
+    assert [row["response_key"] for row in rows] == ["a"]
+    assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.SUPERSEDED: 1}
