@@ -60,6 +60,7 @@ _NON_WORD = re.compile(r"[^\w]+")
 class FilterRules:
     coordinates: tuple[re.Pattern[str], ...]
     source: re.Pattern[str]
+    source_patterns: tuple[re.Pattern[str], ...]
     refusal: re.Pattern[str]
 
 
@@ -75,6 +76,7 @@ def load_rules() -> FilterRules:
     return FilterRules(
         coordinates=tuple(re.compile(p) for p in raw["coordinate_patterns"]),
         source=_any_phrase(raw["source_terms"]),
+        source_patterns=tuple(re.compile(p) for p in raw.get("source_patterns", ())),
         refusal=_any_phrase(raw["refusal_phrases"]),
     )
 
@@ -93,7 +95,7 @@ def text_reason(text: str, *, check_refusal: bool = True) -> str | None:
     if any(p.search(text) for p in rules.coordinates):
         return COORDINATE_LEAKAGE
     lowered = text.lower().translate(_APOSTROPHES)
-    if rules.source.search(lowered):
+    if rules.source.search(lowered) or any(p.search(text) for p in rules.source_patterns):
         return NAMES_SOURCE
     if check_refusal and rules.refusal.search(lowered):
         return REFUSAL

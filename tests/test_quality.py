@@ -26,6 +26,10 @@ from keypoint_instruct import quality
         ("Both wrists have v = 2, so they are in view.", quality.COORDINATE_LEAKAGE),
         ("In the provided description, the man jumps.", quality.NAMES_SOURCE),
         ("The image description mentions a frisbee.", quality.NAMES_SOURCE),
+        ("Coordinates indicate a lean to the left.", quality.NAMES_SOURCE),
+        ("His joint coordinates place the wrists above the head.", quality.NAMES_SOURCE),
+        ("The pose data shows a lunge.", quality.NAMES_SOURCE),
+        ("The skeleton data suggests she is sitting.", quality.NAMES_SOURCE),
     ],
 )
 def test_answers_dropped_with_reason(answer, reason):
@@ -41,6 +45,8 @@ def test_answers_dropped_with_reason(answer, reason):
         "The boy is 10 years old and runs (fast).",
         "A detailed description of his stance: feet apart, knees soft.",
         "The V-shaped arms show joy.",
+        "He coordinates his arms and legs while swimming.",
+        "She holds a map with coordinates for the hike.",
     ],
 )
 def test_clean_answers_kept(answer):
