@@ -103,8 +103,9 @@ def register(subparsers) -> None:
         "--prompt-version",
         action="append",
         metavar="VERSION",
-        help="build from responses of this prompt version only (the `prompt_version` of `cache stats` and of the "
-        "rows; each task, context mode and prompt edit has its own); repeat it for several, e.g. one per task",
+        help="build from responses of this prompt version only (the rows' `prompt_version`; each task, context "
+        "mode and prompt edit has its own, and a build that mixes several for one task lists them in a warning); "
+        "repeat it for several, e.g. one per task",
     )
     build.set_defaults(func=_build)
 
