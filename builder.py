@@ -244,15 +244,18 @@ def _unwrap(err: Exception) -> Exception:
 
 def _warn_mixed_prompt_versions(stats: BuildStats) -> None:
     """One warning per task whose rows come from several prompt versions (context modes, edited prompts)."""
+    from keypoint_instruct.prompts import CONTEXT_MODES, load_prompt
+
     for task in TASKS:
         versions = {v: n for (t, v), n in sorted(stats.sample_prompt_versions.items()) if t == task}
         if len(versions) > 1:
+            current = {load_prompt(task, mode).version: mode for mode in CONTEXT_MODES}
             logger.warning(
                 "%s rows come from %d prompt versions (%s): the newest answer per image was used; pass "
                 "--prompt-version to build from one (each context mode and each prompt edit has its own)",
                 task,
                 len(versions),
-                ", ".join(f"{v}: {n:,}" for v, n in versions.items()),
+                ", ".join(f"{v} ({current.get(v, 'an earlier prompt')}): {n:,}" for v, n in versions.items()),
             )
 
 

@@ -355,7 +355,10 @@ def test_rows_of_one_task_from_two_prompt_versions_are_warned_about_and_carded(
     with caplog.at_level("WARNING"):
         assert main(build_args(coco_root, two_prompt_cache, out)) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("complex_reasoning" in w and "p1: 2" in w and "p2: 2" in w for w in warnings), warnings
+    assert any(
+        "complex_reasoning" in w and "p1 (an earlier prompt): 2" in w and "p2 (an earlier prompt): 2" in w
+        for w in warnings
+    ), warnings
     card = (out / "README.md").read_text()
     versions = next(line for line in card.splitlines() if line.startswith("- Prompt version(s):"))
     assert "`complex_reasoning`: `p1` (2 samples), `p2` (2 samples)" in versions
@@ -371,3 +374,19 @@ def test_prompt_version_picks_the_responses_built(coco_root, two_prompt_cache, t
     assert "superseded` | 0 |" in (out / "README.md").read_text()
     code = main(build_args(coco_root, two_prompt_cache, tmp_path / "x", "--prompt-version", "p9"))
     one_line_error(capsys, code, "p9", "p1: 4", "p2: 2")
+
+
+def test_the_mixed_prompt_warning_names_the_context_mode_of_current_prompts(coco_root, tmp_path, caplog):
+    from keypoint_instruct.prompts import load_prompt
+
+    paper, facts = (load_prompt("complex_reasoning", mode).version for mode in ("paper", "paper+facts"))
+    path = two_runs(
+        coco_root,
+        tmp_path / "r.sqlite",
+        (3, "One.", {"prompt_version": paper}),
+        (1, "Two.", {"prompt_version": facts}),
+    )
+    with caplog.at_level("WARNING"):
+        assert main(build_args(coco_root, path, tmp_path / "out")) == 0
+    warning = next(r.getMessage() for r in caplog.records if "prompt versions" in r.getMessage())
+    assert f"{paper} (paper): 2" in warning and f"{facts} (paper+facts): 1" in warning, warning
