@@ -44,7 +44,10 @@ from pathlib import Path
 
 from keypoint_instruct.errors import KeypointInstructError, TrainingConfigError
 from keypoint_instruct.training import (
+    check_chat_template,
+    check_image_placeholders,
     check_images,
+    check_loaded_chat_template,
     check_training_numbers,
     fix_saved_keys,
     freeze_vision_tower,
@@ -144,12 +147,8 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args) -> tup
         split=script_args.dataset_train_split,
     )
     image_files = check_images(dataset, script_args.coco_root)
-    template = training_args.chat_template_path
-    if template is not None and not Path(template).is_file():
-        raise TrainingConfigError(
-            f"chat_template_path {template} is not a file: expected a .jinja template such as "
-            "recipes/chat_templates/llava-1.5.jinja (relative paths are read from the current folder)"
-        )
+    check_image_placeholders(dataset)
+    check_chat_template(training_args.chat_template_path, model, assistant_only_loss=training_args.assistant_only_loss)
     if not training_args.assistant_only_loss:
         logger.warning("assistant_only_loss is off: prompts and image tokens will be trained, unlike LLaVA-1.5")
     if training_args.max_length is not None:
@@ -178,6 +177,9 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
     name, revision = model_args.model_name_or_path, model_args.model_revision
     try:  # the processor first: small, and a wrong name or revision fails here rather than after a 7B load
         processor = AutoProcessor.from_pretrained(name, revision=revision)
+        check_loaded_chat_template(
+            processor, training_args.chat_template_path, assistant_only_loss=training_args.assistant_only_loss
+        )
         # SFTConfig exists already (TrlParser built it), so a ZeRO-3 launch partitions the model while it loads.
         dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
         if make_model is None:

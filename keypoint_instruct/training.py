@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ MAX_MISSING_SHOWN = 3
 
 def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None = None, split: str = "train"):
     """Load and concatenate the requested configs of a dataset folder or Hub repo; refuse unknown configs."""
-    from datasets import Image, List, concatenate_datasets, get_dataset_config_names, load_dataset
+    from datasets import Image, List, concatenate_datasets, get_dataset_config_names
     from datasets.exceptions import DatasetNotFoundError
 
     path = Path(name)
@@ -46,7 +47,7 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
     parts = []
     for config in configs:
         try:
-            part = load_dataset(name, config, revision=revision, split=split)
+            part = _load_config(name, config, revision=revision, split=split, local=path.is_dir())
         except (OSError, ValueError) as err:
             raise TrainingConfigError(f"cannot load {name} config {config}: {' '.join(str(err).split())}") from err
         for column in ("messages", "images"):
@@ -69,6 +70,24 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
         raise TrainingConfigError(f"dataset {name} ({', '.join(configs)}, split {split}) has no rows")
     logger.info("training on %d rows of %s (%s)", len(dataset), name, ", ".join(configs))
     return dataset
+
+
+def _load_config(name: str, config: str, *, revision: str | None, split: str, local: bool):
+    """One config of a dataset folder or Hub repo.
+
+    datasets 5.2 caches a local folder's config under the folder's name and the config alone: a folder rebuilt in place
+    (``build --overwrite``) or another folder of the same name would load the Arrow cache of the first one, silently.
+    The folder's card only says which Parquet files form the config; they are loaded as Parquet files, whose cache
+    key includes each file's modification time.
+    """
+    from datasets import load_dataset, load_dataset_builder
+
+    if not local:
+        return load_dataset(name, config, revision=revision, split=split)
+    data_files = load_dataset_builder(name, config).config.data_files
+    if data_files is None or split not in data_files:
+        raise ValueError(f"config {config} has no split {split!r} (it has {', '.join(data_files or {}) or 'none'})")
+    return load_dataset("parquet", data_files={split: list(data_files[split])}, split=split)
 
 
 def check_training_numbers(args) -> None:
@@ -356,3 +375,106 @@ def fix_saved_keys(output_dir: str | Path, config) -> int:
         old, new = next(iter(renames.items()))
         logger.info("renamed %d saved keys to canonical names (e.g. %s -> %s)", len(renames), old, new)
     return len(renames)
+
+
+def check_image_placeholders(dataset) -> None:
+    """Raise before training when a row's number of images differs from the image placeholders in its messages.
+
+    The processor refuses such a row only when its batch comes up ("Number of images provided (2) does not match
+    number of image placeholders (1)"), hours into a run. A text-only row (no image, no placeholder) is fine.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = dataset.select_columns(["messages", "images"]).with_format("arrow")[:]
+    rows = len(table)
+    try:
+        messages = table.column("messages").combine_chunks()
+        turns = pc.list_flatten(messages)
+        contents = pc.struct_field(turns, "content")
+        parts = pc.list_flatten(contents)
+        is_image = pc.fill_null(pc.equal(pc.struct_field(parts, "type"), "image"), False)
+        part_row = pc.take(pc.list_parent_indices(messages), pc.list_parent_indices(contents))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as err:
+        raise TrainingConfigError(
+            "the dataset's messages are not lists of {role, content: [{type, text}]} turns "
+            f"({' '.join(str(err).split())})"
+        ) from err
+    placeholders = np.bincount(pc.filter(part_row, is_image).to_numpy(zero_copy_only=False), minlength=rows)
+    images = pc.fill_null(pc.list_value_length(table.column("images")), 0).to_numpy(zero_copy_only=False)
+    odd = np.flatnonzero(placeholders != images)
+    if len(odd):
+        ids = dataset.select(odd[:MAX_MISSING_SHOWN].tolist())["id"] if "id" in dataset.column_names else None
+        shown = "; ".join(
+            f"row {int(i)}" + (f" ({ids[n]})" if ids else "") + f": {int(images[i])} images, "
+            f"{int(placeholders[i])} <image> in its messages"
+            for n, i in enumerate(odd[:MAX_MISSING_SHOWN])
+        )
+        more = f" and {len(odd) - MAX_MISSING_SHOWN} more" if len(odd) > MAX_MISSING_SHOWN else ""
+        raise TrainingConfigError(
+            f"{len(odd)} of {rows} rows have a different number of images than image placeholders "
+            f"({shown}{more}): each image needs one {{type: image}} part in the messages"
+        )
+
+
+def _folder_chat_template(folder: Path) -> str | None:
+    """The chat template a save_pretrained folder carries (file or config entry), None when it has none."""
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    for name in ("chat_template.json", "processor_config.json", "tokenizer_config.json"):
+        try:
+            template = json.loads((folder / name).read_text(encoding="utf-8")).get("chat_template")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if template:
+            return template
+    return None
+
+
+def check_chat_template(template_path: str | None, model: str, *, assistant_only_loss: bool) -> None:
+    """Raise before training when no chat template would be used, or one that trains nothing.
+
+    ``template_path`` (SFTConfig.chat_template_path) wins over the template saved with a local model folder; a Hub
+    model's template is checked once its processor is loaded (:func:`check_loaded_chat_template`).
+    """
+    if template_path is not None:
+        path = Path(template_path)
+        if not path.is_file() or path.suffix not in (".jinja", ".j2"):
+            raise TrainingConfigError(
+                f"chat_template_path {template_path} is not a .jinja file: expected a template such as "
+                "recipes/chat_templates/llava-1.5.jinja (relative paths are read from the current folder)"
+            )
+        template, source = path.read_text(encoding="utf-8"), f"chat_template_path {template_path}"
+    elif Path(model).is_dir():
+        template, source = _folder_chat_template(Path(model)), f"model folder {model}"
+    else:
+        return
+    _check_template_text(template, source, assistant_only_loss=assistant_only_loss)
+
+
+def check_loaded_chat_template(processor, template_path: str | None, *, assistant_only_loss: bool) -> None:
+    """The same check on a loaded processor (a Hub model), before the model itself is loaded."""
+    if template_path is None:
+        source = f"model {getattr(processor, 'name_or_path', '') or 'processor'}"
+        template = getattr(processor, "chat_template", None)
+        _check_template_text(template, source, assistant_only_loss=assistant_only_loss)
+
+
+def _check_template_text(template: str | dict | None, source: str, *, assistant_only_loss: bool) -> None:
+    from trl.chat_template_utils import has_generation_markers
+
+    if not template:
+        raise TrainingConfigError(
+            f"{source} has no chat template: set chat_template_path to recipes/chat_templates/llava-1.5.jinja "
+            "(LLaVA-1.5's format, with the generation markers assistant_only_loss needs)"
+        )
+    if isinstance(template, dict):
+        template = template.get("default", "")
+    code = re.sub(r"\{#.*?#\}", "", template, flags=re.DOTALL)  # a comment that names the markers is no marker
+    if assistant_only_loss and not has_generation_markers(code):
+        raise TrainingConfigError(
+            f"the chat template of {source} has no {{% generation %}} markers, so with assistant_only_loss every "
+            "label would be -100 and nothing would train: use recipes/chat_templates/llava-1.5.jinja, or set "
+            "assistant_only_loss false to train on the whole text"
+        )

@@ -395,3 +395,93 @@ def test_resume_refuses_weights_only_and_missing_checkpoints(tiny_llava_dir, sft
     code = run(_argv(tiny_llava_dir, sft_dataset, out, "--max_steps", "2", "--resume_from_checkpoint", "true"))
     _assert_one_line_error(code, capsys.readouterr().err, "holds weights only", "save_only_model")
     assert not (out / "checkpoint-2").exists()
+
+
+def _edited_first_row(dataset_dir: Path, out: Path, edit) -> Path:
+    """A one-config dataset folder (`all`) whose first row went through ``edit(row)``."""
+    from datasets import load_dataset
+
+    rows = load_dataset(str(dataset_dir), "all", split="train")
+    rows = rows.map(
+        lambda row, index: edit(row) if index == 0 else row,
+        with_indices=True,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+    )
+    (out / "all").mkdir(parents=True)
+    rows.to_parquet(str(out / "all" / "train-00000-of-00001.parquet"))
+    (out / "README.md").write_text(
+        "---\nconfigs:\n- config_name: all\n  data_files:\n  - split: train\n    path: all/*\n---\n"
+    )
+    return out
+
+
+def _two_images(row):
+    return {**row, "images": row["images"] * 2}
+
+
+def _no_image(row):
+    return {**row, "images": []}
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"), [(_two_images, "2 images, 1 <image>"), (_no_image, "0 images, 1 <image>")]
+)
+def test_rows_whose_images_do_not_match_their_placeholders_fail_before_training(
+    edit, needle, tiny_llava_dir, sft_dataset, tmp_path, capsys
+):
+    """The processor refuses such a row only when its batch comes up, mid-run; check_only must say so first."""
+    dataset = _edited_first_row(sft_dataset[0], tmp_path / "odd", edit)
+    for extra in (["--check_only"], []):
+        code = run(_argv(tiny_llava_dir, (dataset, sft_dataset[1]), tmp_path / "out", *extra))
+        _assert_one_line_error(code, capsys.readouterr().err, "1 of ", needle, "row 0")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_text_only_row_without_image_or_placeholder_is_accepted(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    def text_only(row):
+        first = {**row["messages"][0], "content": [p for p in row["messages"][0]["content"] if p["type"] != "image"]}
+        return {**row, "images": [], "messages": [first, *row["messages"][1:]]}
+
+    dataset = _edited_first_row(sft_dataset[0], tmp_path / "text", text_only)
+    code = run(_argv(tiny_llava_dir, (dataset, sft_dataset[1]), tmp_path / "out", "--check_only"))
+    assert code == 0, capsys.readouterr().err
+
+
+def _without_template(tiny_llava_dir: Path, out: Path) -> Path:
+    shutil.copytree(tiny_llava_dir, out)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (out / name).unlink(missing_ok=True)
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        config = json.loads((out / name).read_text())
+        config.pop("chat_template", None)
+        (out / name).write_text(json.dumps(config))
+    return out
+
+
+def test_a_model_without_a_chat_template_fails_before_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    model = _without_template(tiny_llava_dir, tmp_path / "bare")
+    recipe = tmp_path / "no_template.yaml"
+    recipe.write_text(CPU_RECIPE.read_text().replace("chat_template_path:", "# chat_template_path:"))
+    for extra in (["--check_only"], []):
+        argv = _argv(model, sft_dataset, tmp_path / "out", *extra)
+        argv[1] = str(recipe)
+        _assert_one_line_error(run(argv), capsys.readouterr().err, "no chat template", "chat_template_path")
+    assert not (tmp_path / "out").exists()
+    argv = _argv(model, sft_dataset, tmp_path / "out", "--check_only")  # the recipe's template is enough
+    assert run(argv) == 0, capsys.readouterr().err
+
+
+def test_a_template_without_generation_markers_is_refused_with_assistant_only_loss(
+    tiny_llava_dir, sft_dataset, tmp_path, capsys
+):
+    """Without {% generation %} every label is -100: the loss is 0 or nan and nothing trains, with only a warning."""
+    template = tmp_path / "plain.jinja"
+    text = (REPO / "recipes/chat_templates/llava-1.5.jinja").read_text()
+    template.write_text(text.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", ""))
+    for extra in (["--check_only"], []):
+        argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--chat_template_path", str(template), *extra)
+        _assert_one_line_error(run(argv), capsys.readouterr().err, "generation", str(template), "assistant_only_loss")
+    assert not (tmp_path / "out").exists()
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--chat_template_path", str(template))
+    assert run([*argv, "--assistant_only_loss", "false", "--check_only"]) == 0

@@ -179,3 +179,24 @@ def test_checkpoint_weights_load_by_their_saved_names_and_gaps_are_refused(tiny_
     save_file({**tensors, "no.such.weight": tensors[gone].clone()}, checkpoint / "model.safetensors")
     with pytest.raises(TrainingConfigError, match="no.such.weight, which is no weight of a llava model"):
         load_checkpoint_weights(model, checkpoint)
+
+
+def _one_config_folder(folder, rows: int):
+    from datasets import Dataset
+
+    (folder / "all").mkdir(parents=True, exist_ok=True)
+    messages = [[{"role": "user", "content": [{"type": "text", "text": "Hi?"}]}]] * rows
+    Dataset.from_dict({"messages": messages, "images": [[]] * rows}).to_parquet(str(folder / "all" / "train.parquet"))
+    card = "---\nconfigs:\n- config_name: all\n  data_files:\n  - split: train\n    path: all/*\n---\n"
+    (folder / "README.md").write_text(card)
+    return folder
+
+
+def test_a_folder_rebuilt_in_place_or_another_of_the_same_name_is_read_afresh(tmp_path):
+    """datasets caches a local folder's config by folder name: without care, the first one read is read again."""
+    first = _one_config_folder(tmp_path / "a" / "keypoint_instruct", 3)
+    second = _one_config_folder(tmp_path / "b" / "keypoint_instruct", 5)
+    assert len(load_sft_dataset(str(first), ["all"])) == 3
+    assert len(load_sft_dataset(str(second), ["all"])) == 5
+    _one_config_folder(first, 7)  # rebuilt in place
+    assert len(load_sft_dataset(str(first), ["all"])) == 7
