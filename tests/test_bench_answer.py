@@ -103,3 +103,19 @@ def test_openai_backend_keeps_the_answers_it_got_when_the_endpoint_fails(tmp_pat
     fake_openai.clear_log()
     assert answer(tmp_path, *args) == 0  # the rerun asks only what is missing
     assert len(fake_openai.chat_log()) == len(bench.questions) - 2
+
+
+def test_resuming_into_answers_of_another_build_is_one_line(tmp_path, fake_openai, capsys):
+    from tests.test_bench_layout import _reword_first_question
+
+    make_bench(tmp_path / "bench")
+    fake_openai.set_responder(echo_responder)
+    args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url]
+    assert answer(tmp_path, *args) == 0
+    capsys.readouterr()
+    _reword_first_question(tmp_path / "bench")  # `bench build --overwrite` with another teacher
+    fake_openai.clear_log()
+    assert answer(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another build of the benchmark" in err and "Traceback" not in err
+    assert fake_openai.chat_log() == []

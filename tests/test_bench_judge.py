@@ -270,3 +270,13 @@ def test_judge_prompt_snapshot(category):
     assert current + "\n" == path.read_text(encoding="utf-8"), (
         f"the {category} judge prompt changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the diff"
     )
+
+
+def test_a_result_names_the_build_of_the_benchmark_it_was_judged_on(bench_and_answers, fake_openai):
+    from keypoint_instruct.bench.layout import load_bench
+
+    tmp_path = bench_and_answers
+    fake_openai.set_responder(scripted_judge)
+    assert judge(tmp_path, fake_openai) == 0
+    result = read_result(tmp_path / "result.json")
+    assert result.bench_fingerprint == load_bench(tmp_path / "bench").fingerprint != ""

@@ -104,3 +104,37 @@ def test_malformed_line_names_file_and_line(tmp_path):
     path.write_text('{"question_id": "conversation-42"}\nnot json\n')
     with pytest.raises(BenchmarkError, match=r"a\.jsonl:1: missing field"):
         load_answers(path)
+
+
+def _reword_first_question(root: Path) -> None:
+    """What a rebuild with another teacher or context does: same images and ids, another question."""
+    rows = [json.loads(line) for line in (root / "questions.jsonl").read_text().splitlines()]
+    rows[0]["text"] = "How is the skier's weight distributed?"
+    (root / "questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_answers_to_another_build_of_the_questions_are_refused(tmp_path):
+    root = make_bench(tmp_path / "b")
+    bench = load_bench(root)
+    asked = [Answer(q.question_id, "m", "x", "openai", "m", question=q.text) for q in bench.questions]
+    append_jsonl(tmp_path / "a.jsonl", asked)
+    assert len(load_answers(tmp_path / "a.jsonl", bench)) == 6
+    _reword_first_question(root)
+    with pytest.raises(BenchmarkError, match="conversation-42.*another build of the benchmark"):
+        load_answers(tmp_path / "a.jsonl", load_bench(root))
+    old = tmp_path / "old.jsonl"  # written before answers kept their question
+    fields = {"question_id": "conversation-42", "model": "m", "text": "x", "backend": "openai", "model_path": "m"}
+    old.write_text(json.dumps(fields) + "\n")
+    assert load_answers(old, load_bench(root))["conversation-42"].question == ""
+
+
+def test_the_fingerprint_covers_questions_references_and_contexts(tmp_path):
+    root = make_bench(tmp_path / "b")
+    first = load_bench(root).fingerprint
+    assert first == load_bench(root).fingerprint and len(first) == 16
+    _reword_first_question(root)
+    second = load_bench(root).fingerprint
+    assert second != first
+    references = (root / "references.jsonl").read_text()
+    (root / "references.jsonl").write_text(references.replace("bends both knees", "kneels", 1))
+    assert load_bench(root).fingerprint not in (first, second)

@@ -181,3 +181,23 @@ def test_report_explains_the_figures_and_says_when_a_difference_is_noise(tmp_pat
     offline = dataclasses.replace(offline, judge_model="offline-overlap")
     write_report([offline], tmp_path / "off", resamples=200)
     assert "**Judge offline-overlap is not GPT-4o.**" in (tmp_path / "off" / "report.md").read_text()
+
+
+def test_results_of_different_builds_of_the_benchmark_are_not_compared(tmp_path, capsys):
+    """Same question ids (same images and seed) but another teacher: other questions and references."""
+    a = dataclasses.replace(make_result("model-a", MODEL_A), bench_fingerprint="1111")
+    b = dataclasses.replace(make_result("model-b", MODEL_B), bench_fingerprint="2222")
+    with pytest.raises(BenchmarkError, match="different builds of the benchmark"):
+        build_report([a, b], baseline="model-b")
+    assert len(build_report([a, dataclasses.replace(b, bench_fingerprint="1111")])) == 2
+    c = dataclasses.replace(make_result("model-c", MODEL_B), bench_meta={"teacher_model": "offline-posefacts"})
+    with pytest.raises(BenchmarkError, match="different builds of the benchmark"):
+        build_report([make_result("model-a", MODEL_A), c])  # results written before fingerprints: meta differs
+    for result in (a, b):
+        result.write(tmp_path / f"{result.model}.json")
+        assert read_result(tmp_path / f"{result.model}.json") == result
+    paths = [str(tmp_path / "model-a.json"), str(tmp_path / "model-b.json")]
+    assert main(["bench", "report", *paths, "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different builds" in err and "model-a" in err and "1111" in err
+    assert not (tmp_path / "rep" / "report.md").exists()

@@ -95,7 +95,11 @@ def answer_hf(
             )
         texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         append_jsonl(
-            out, [Answer(q.question_id, name, t.strip(), "hf", model_path) for q, t in zip(batch, texts, strict=True)]
+            out,
+            [
+                Answer(q.question_id, name, t.strip(), "hf", model_path, q.text)
+                for q, t in zip(batch, texts, strict=True)
+            ],
         )
         done += len(batch)
         log.info("answered %d/%d", done, len(todo))
@@ -159,7 +163,7 @@ def answer_openai(
             results = list(pool.map(attempt, batch))
             answered = [(q, r) for q, r in zip(batch, results, strict=True) if isinstance(r, str)]
             # keep what the endpoint did answer (it may have been paid for) before reporting a refusal
-            append_jsonl(out, [Answer(q.question_id, name, t, "openai", model) for q, t in answered])
+            append_jsonl(out, [Answer(q.question_id, name, t, "openai", model, q.text) for q, t in answered])
             done += len(answered)
             failed = next((r for r in results if isinstance(r, BenchmarkError)), None)
             if failed is not None:

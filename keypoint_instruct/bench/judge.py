@@ -134,6 +134,7 @@ class JudgeResult:
     bench: str
     bench_meta: dict
     judgements: tuple[Judgement, ...]
+    bench_fingerprint: str = ""  # Bench.fingerprint; "" in results written before it was kept
 
     def counts(self) -> dict[str, dict[str, int]]:
         out = {c: {"judged": 0, "excluded": 0, "unanswered": 0} for c in CATEGORIES}
@@ -172,6 +173,7 @@ def read_result(path: str | Path) -> JudgeResult:
             bench=data["bench"],
             bench_meta=data.get("bench_meta", {}),
             judgements=judgements,
+            bench_fingerprint=data.get("bench_fingerprint", ""),
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise BenchmarkError(f"{path} is not a RESULT.json of `bench judge` ({type(err).__name__}: {err})") from None
@@ -281,6 +283,7 @@ def run_judge(
         bench=str(bench.root),
         bench_meta=bench.meta,
         judgements=tuple(judgements),
+        bench_fingerprint=bench.fingerprint,
     )
     counts = result.counts()
     log.info(

@@ -12,10 +12,11 @@ A benchmark folder (what ``bench build`` writes) is self-contained::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
@@ -63,6 +64,7 @@ class Answer:
     text: str
     backend: str
     model_path: str
+    question: str = ""  # the question asked; "" in answer files written before it was kept
 
 
 def question_id(category: str, image_id: int) -> str:
@@ -87,7 +89,8 @@ def append_jsonl(path: Path, rows: Iterable[object]) -> None:
 def _read_jsonl(path: Path, cls: type) -> Iterator:
     if not path.is_file():
         raise InputNotFoundError(f"{path} does not exist (expected a JSON-lines file)")
-    names = set(cls.__dataclass_fields__)
+    fields = cls.__dataclass_fields__
+    names = {name for name, f in fields.items() if f.default is MISSING}  # required; the others have defaults
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -99,7 +102,7 @@ def _read_jsonl(path: Path, cls: type) -> Iterator:
             if not isinstance(row, dict) or not names <= set(row):
                 missing = sorted(names - set(row)) if isinstance(row, dict) else sorted(names)
                 raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            yield cls(**{name: row[name] for name in names})
+            yield cls(**{name: row[name] for name in fields if name in row})
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,21 @@ class Bench:
     @property
     def by_id(self) -> dict[str, Question]:
         return {q.question_id: q for q in self.questions}
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of what answers and judgements depend on: the questions, the references and the judge's contexts.
+
+        Two builds with the same images and seed share their question ids; another teacher, context mode or cache
+        gives other questions or references, and so another fingerprint.
+        """
+        rows = {
+            "questions": sorted([q.question_id, q.image, q.image_id, q.category, q.text] for q in self.questions),
+            "references": sorted([r.question_id, r.text] for r in self.references.values()),
+            "contexts": sorted([c.image_id, c.context] for c in self.contexts.values()),
+        }
+        blob = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def load_bench(root: str | Path) -> Bench:
@@ -163,6 +181,12 @@ def load_answers(path: str | Path, bench: Bench | None = None, *, missing_ok: bo
             more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
             raise BenchmarkError(
                 f"{path}: answers to questions not in benchmark {bench.root}: {', '.join(unknown[:3])}{more}"
+            )
+        other = sorted(q for q, a in answers.items() if a.question and a.question != known[q].text)
+        if other:
+            raise BenchmarkError(
+                f"{path}: the answer to {other[0]} (and {len(other) - 1} more) was given to another question than "
+                f"{bench.root} asks: it was made for another build of the benchmark; answer again into a new file"
             )
     models = {a.model for a in answers.values()}
     if len(models) > 1:

@@ -111,6 +111,14 @@ def improvement_interval(
     return _interval(ratio * 100)
 
 
+def _builds(results: list[JudgeResult]) -> dict[str, str]:
+    """Which build of the benchmark each result was judged on: its fingerprint, or (results written before
+    fingerprints were kept) how the build was made."""
+    if all(r.bench_fingerprint for r in results):
+        return {r.model: f"build {r.bench_fingerprint}" for r in results}
+    return {r.model: "built with " + json.dumps(r.bench_meta, sort_keys=True) for r in results}
+
+
 def build_report(
     results: list[JudgeResult], *, baseline: str | None = None, resamples: int = 2000, seed: int = 0
 ) -> list[ModelScores]:
@@ -122,6 +130,13 @@ def build_report(
     question_sets = {frozenset(j.question_id for j in r.judgements) for r in results}
     if len(question_sets) > 1:
         raise BenchmarkError("the results come from different benchmarks (their question ids differ)")
+    builds = _builds(results)
+    if len(set(builds.values())) > 1:
+        shown = "; ".join(f"{name}: {build}" for name, build in builds.items())
+        raise BenchmarkError(
+            f"the results come from different builds of the benchmark ({shown}): the same question ids with other "
+            "questions or references; judge every model's answers on one build"
+        )
     if baseline is not None and baseline not in names:
         raise BenchmarkError(f"baseline {baseline!r} is not among the results' models: {', '.join(names)}")
     scored = [score_model(r, resamples=resamples, seed=seed) for r in results]
