@@ -119,3 +119,29 @@ def test_resuming_into_answers_of_another_build_is_one_line(tmp_path, fake_opena
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "another build of the benchmark" in err and "Traceback" not in err
     assert fake_openai.chat_log() == []
+
+
+def test_a_line_cut_by_a_kill_is_answered_again(tmp_path, fake_openai, capsys, caplog):
+    """kill -9 in the middle of writing a batch leaves half a line at the end; the rerun must still resume."""
+    bench = load_bench(make_bench(tmp_path / "bench"))
+    fake_openai.set_responder(echo_responder)
+    args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url]
+    assert answer(tmp_path, *args) == 0
+    lines = (tmp_path / "a.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "a.jsonl").write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    fake_openai.clear_log()
+    assert answer(tmp_path, *args) == 0
+    assert "answered 3 question(s) now" in capsys.readouterr().out
+    assert len(fake_openai.chat_log(ok_only=True)) == 3
+    assert any("cut short" in r.getMessage() and "a.jsonl" in r.getMessage() for r in caplog.records)
+    assert len(load_answers(tmp_path / "a.jsonl", bench)) == 6
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_cut_line_in_the_middle_is_not_repaired(tmp_path, capsys):
+    make_bench(tmp_path / "bench")
+    write_answers(tmp_path / "a.jsonl", {"conversation-42": "x"}, model="remote-vlm")
+    text = (tmp_path / "a.jsonl").read_text()
+    (tmp_path / "a.jsonl").write_text(text[:20] + "\n" + text)
+    assert answer(tmp_path, "--model", "remote-vlm", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1") == 2
+    assert "a.jsonl:1: not JSON" in capsys.readouterr().err

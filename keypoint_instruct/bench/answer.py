@@ -16,7 +16,7 @@ import mimetypes
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from keypoint_instruct.bench.layout import Answer, Bench, Question, append_jsonl, load_answers
+from keypoint_instruct.bench.layout import Answer, Bench, Question, append_jsonl, drop_torn_tail, load_answers
 from keypoint_instruct.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def default_name(model: str) -> str:
 
 def pending(bench: Bench, out: Path, name: str) -> list[Question]:
     """Questions not yet answered in ``out`` (which must hold answers of the same model, if any)."""
+    drop_torn_tail(out)
     done = load_answers(out, bench, missing_ok=True)
     others = {a.model for a in done.values()} - {name}
     if others:

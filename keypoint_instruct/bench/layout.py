@@ -86,6 +86,30 @@ def append_jsonl(path: Path, rows: Iterable[object]) -> None:
         fh.flush()
 
 
+def drop_torn_tail(path: Path) -> bool:
+    """Cut a last line that a killed writer left half-written (no newline, not JSON); True when one was cut.
+
+    ``append_jsonl`` ends every row with a newline, so only the final line of a file can be torn. A complete last
+    line, or a bad line anywhere else, is left alone for the reader to report.
+    """
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if not data or data.endswith(b"\n"):
+        return False
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+        return False
+    except ValueError:
+        pass
+    with open(path, "r+b") as fh:
+        fh.truncate(start)
+    log.warning("%s: dropped its last line, cut short by an interrupted run; that question is answered again", path)
+    return True
+
+
 def _read_jsonl(path: Path, cls: type) -> Iterator:
     if not path.is_file():
         raise InputNotFoundError(f"{path} does not exist (expected a JSON-lines file)")
