@@ -44,6 +44,7 @@ from pathlib import Path
 
 from keypoint_instruct.errors import KeypointInstructError, TrainingConfigError
 from keypoint_instruct.training import (
+    canonical_checkpoint_callback,
     check_chat_template,
     check_image_placeholders,
     check_images,
@@ -203,7 +204,13 @@ def build_trainer(script_args: ScriptArguments, training_args, model_args, make_
                 return super()._load_from_checkpoint(resume_from_checkpoint, model)
             load_checkpoint_weights(self.model if model is None else model, resume_from_checkpoint)
 
-    return LlavaSFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=processor)
+    return LlavaSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        callbacks=[canonical_checkpoint_callback(model.config)],
+    )
 
 
 def main(script_args: ScriptArguments, training_args, model_args) -> None:

@@ -478,3 +478,22 @@ def _check_template_text(template: str | dict | None, source: str, *, assistant_
             "label would be -100 and nothing would train: use recipes/chat_templates/llava-1.5.jinja, or set "
             "assistant_only_loss false to train on the whole text"
         )
+
+
+def canonical_checkpoint_callback(config):
+    """A TrainerCallback that gives each saved ``checkpoint-<step>`` canonical key names, as the final save gets.
+
+    Under ZeRO-3 every checkpoint's model.safetensors holds the doubled ``language_model.model.model.*`` keys; a
+    checkpoint is often what gets evaluated or shipped when a long run stops early. Resuming reads the DeepSpeed
+    state (or maps any key, see :func:`load_checkpoint_weights`), so renaming never affects it.
+    """
+    from transformers import TrainerCallback
+
+    class CanonicalCheckpointKeys(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and _weight_files(folder):
+                fix_saved_keys(folder, config)
+            return control
+
+    return CanonicalCheckpointKeys()

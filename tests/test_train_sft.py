@@ -247,6 +247,11 @@ def test_zero3_launch_trains_and_saves_canonical_full_weights(num_processes, tin
         assert f"resuming from {out / 'checkpoint-2'}" in proc.stderr
         log = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
         assert [entry["step"] for entry in log if "loss" in entry] == [1, 2, 3]
+        from safetensors import safe_open
+
+        for step in (2, 3):  # checkpoints too, not only the final save (ZeRO-3 writes language_model.model.model.*)
+            with safe_open(out / f"checkpoint-{step}" / "model.safetensors", "pt") as saved:
+                assert not [key for key in saved.keys() if "language_model.model.model." in key]
     _check_checkpoint(out, tiny_llava_dir)
 
 

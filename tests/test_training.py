@@ -200,3 +200,25 @@ def test_a_folder_rebuilt_in_place_or_another_of_the_same_name_is_read_afresh(tm
     assert len(load_sft_dataset(str(second), ["all"])) == 5
     _one_config_folder(first, 7)  # rebuilt in place
     assert len(load_sft_dataset(str(first), ["all"])) == 7
+
+
+def test_checkpoints_saved_during_training_get_canonical_keys(tiny_llava_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, TrainerControl, TrainerState, TrainingArguments
+
+    from keypoint_instruct.training import canonical_checkpoint_callback
+
+    checkpoint = shutil.copytree(tiny_llava_dir, tmp_path / "run" / "checkpoint-4")
+    canonical = load_file(checkpoint / "model.safetensors")
+    doubled = {k.replace("language_model.model.", "language_model.model.model."): v for k, v in canonical.items()}
+    save_file(doubled, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    callback = canonical_checkpoint_callback(AutoConfig.from_pretrained(tiny_llava_dir))
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none")
+    state = TrainerState(global_step=4)
+    state.is_world_process_zero = False  # other ranks leave the file alone
+    callback.on_save(args, state, TrainerControl())
+    assert set(load_file(checkpoint / "model.safetensors")) == set(doubled)
+    state.is_world_process_zero = True
+    callback.on_save(args, state, TrainerControl())
+    assert set(load_file(checkpoint / "model.safetensors")) == set(canonical) != set(doubled)
+    callback.on_save(args, TrainerState(global_step=9), TrainerControl())  # no such checkpoint (a save elsewhere)
