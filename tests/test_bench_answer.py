@@ -145,3 +145,35 @@ def test_a_cut_line_in_the_middle_is_not_repaired(tmp_path, capsys):
     (tmp_path / "a.jsonl").write_text(text[:20] + "\n" + text)
     assert answer(tmp_path, "--model", "remote-vlm", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1") == 2
     assert "a.jsonl:1: not JSON" in capsys.readouterr().err
+
+
+def test_hf_prompts_start_with_one_bos_like_training_with_a_tokenizer_that_adds_bos(tmp_path, tiny_llava_dir):
+    """llava-hf's Llama tokenizer adds <s> itself; LLaVA-1.5's template writes <s> too: prompts got <s><s>."""
+    import shutil
+
+    from PIL import Image
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoProcessor
+
+    from keypoint_instruct.bench.answer import hf_inputs
+
+    model = shutil.copytree(tiny_llava_dir, tmp_path / "bos")
+    processor = AutoProcessor.from_pretrained(model)
+    tokenizer = processor.tokenizer
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]
+    )
+    assert tokenizer("hi")["input_ids"][0] == bos  # it adds BOS, as Llama's does
+    questions = ["What is the person doing?", "Why is the skier leaning forward so much today?"]
+    images = [Image.new("RGB", (56, 56), (1, 2, 3))] * 2
+    inputs = hf_inputs(processor, questions, images)
+    for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
+        ids = row[mask.bool()].tolist()
+        assert ids[0] == bos and ids.count(bos) == 1, ids[:4]
+    # the stock llava-hf template writes no <s>: the tokenizer's own BOS is kept
+    processor.chat_template = processor.chat_template.replace("{{- bos_token -}}", "")
+    inputs = hf_inputs(processor, questions, images)
+    for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
+        ids = row[mask.bool()].tolist()
+        assert ids[0] == bos and ids.count(bos) == 1, ids[:4]

@@ -49,6 +49,22 @@ def _batches(items: list, size: int):
         yield items[start : start + size]
 
 
+def hf_inputs(processor, questions: list[str], images: list):
+    """The model inputs of a batch of (question, padded image): the chat template's generation prompt, tokenized
+    the way training tokenized it.
+
+    A template that writes the BOS itself (LLaVA-1.5's, as trained) is tokenized without the tokenizer's own
+    special tokens, as TRL does in training; otherwise a Llama tokenizer would add a second ``<s>``.
+    """
+    conversations = [
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}] for q in questions
+    ]
+    prompts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
+    bos = processor.tokenizer.bos_token
+    has_bos = bool(bos) and all(prompt.startswith(bos) for prompt in prompts)
+    return processor(images=images, text=prompts, padding=True, return_tensors="pt", add_special_tokens=not has_bos)
+
+
 def answer_hf(
     bench: Bench, out: Path, model_path: str, *, name: str, batch_size: int = 8, max_new_tokens: int = 512
 ) -> int:
@@ -80,15 +96,11 @@ def answer_hf(
         tokenizer.pad_token = tokenizer.eos_token
     done = 0
     for batch in _batches(todo, batch_size):
-        conversations = [
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q.text}]}] for q in batch
-        ]
-        prompts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
         images = []
         for q in batch:
             with Image.open(bench.image_path(q)) as image:
                 images.append(pad_to_square(image.convert("RGB")))
-        inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        inputs = hf_inputs(processor, [q.text for q in batch], images)
         inputs = inputs.to(device, dtype=model.dtype)  # ids move, pixel values also take the model dtype
         with torch.inference_mode():
             output = model.generate(
