@@ -177,3 +177,33 @@ def test_hf_prompts_start_with_one_bos_like_training_with_a_tokenizer_that_adds_
     for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
         ids = row[mask.bool()].tolist()
         assert ids[0] == bos and ids.count(bos) == 1, ids[:4]
+
+
+def test_hf_backend_can_prompt_with_llava_15s_template(tmp_path, tiny_llava_dir, capsys):
+    """The base llava-hf model ships a template without LLaVA-1.5's system line; --chat-template gives it the
+    prompt the fine-tuned model was trained on (and answers a model saved without a template)."""
+    import json
+    import shutil
+
+    from tests.test_train_sft import REPO
+
+    make_bench(tmp_path / "bench")
+    model = shutil.copytree(tiny_llava_dir, tmp_path / "bare")
+    (model / "chat_template.jinja").unlink()
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        config = json.loads((model / name).read_text())
+        config.pop("chat_template", None)
+        (model / name).write_text(json.dumps(config))
+    common = ["--model", str(model), "--backend", "hf", "--max-new-tokens", "4", "--name", "bare"]
+    assert answer(tmp_path, *common) == 2
+    assert "has no chat template" in capsys.readouterr().err
+    template = REPO / "recipes" / "chat_templates" / "llava-1.5.jinja"
+    assert answer(tmp_path, *common, "--chat-template", str(template)) == 0
+    assert len(load_answers(tmp_path / "a.jsonl")) == 6
+    capsys.readouterr()
+    assert answer(tmp_path, *common, "--chat-template", str(tmp_path / "nope.jinja")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.jinja" in err
+    openai = ["--model", "m", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"]
+    assert answer(tmp_path, *openai, "--chat-template", str(template)) == 2
+    assert "--chat-template" in capsys.readouterr().err

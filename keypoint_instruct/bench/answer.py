@@ -66,9 +66,24 @@ def hf_inputs(processor, questions: list[str], images: list):
 
 
 def answer_hf(
-    bench: Bench, out: Path, model_path: str, *, name: str, batch_size: int = 8, max_new_tokens: int = 512
+    bench: Bench,
+    out: Path,
+    model_path: str,
+    *,
+    name: str,
+    batch_size: int = 8,
+    max_new_tokens: int = 512,
+    chat_template: Path | None = None,
 ) -> int:
-    """Answer the pending questions with a local transformers model; return how many were answered now."""
+    """Answer the pending questions with a local transformers model; return how many were answered now.
+
+    ``chat_template`` (a .jinja file) replaces the model's own template, e.g. LLaVA-1.5's for the base llava-hf model.
+    """
+    template = None
+    if chat_template is not None:
+        if not Path(chat_template).is_file():
+            raise BenchmarkError(f"--chat-template {chat_template} is not a file (expected a .jinja chat template)")
+        template = Path(chat_template).read_text(encoding="utf-8")
     todo = pending(bench, out, name)
     if not todo:
         return 0
@@ -86,8 +101,13 @@ def answer_hf(
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BenchmarkError(f"cannot load model {model_path!r} as image-text-to-text: {first}") from None
+    if template is not None:
+        processor.chat_template = template
     if getattr(processor, "chat_template", None) is None:
-        raise BenchmarkError(f"model {model_path!r} has no chat template; save one with its processor")
+        raise BenchmarkError(
+            f"model {model_path!r} has no chat template: save one with its processor, or pass --chat-template "
+            "(recipes/chat_templates/llava-1.5.jinja for LLaVA-1.5)"
+        )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     tokenizer = processor.tokenizer

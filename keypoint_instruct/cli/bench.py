@@ -115,6 +115,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--max-new-tokens", type=count(1), default=512, help="longest answer in tokens (default: %(default)s)"
     )
+    p.add_argument(
+        "--chat-template",
+        type=Path,
+        default=None,
+        help="hf backend: a .jinja chat template to prompt with instead of the model's own; "
+        "recipes/chat_templates/llava-1.5.jinja prompts the base llava-hf model as LLaVA-1.5 was trained "
+        "(system line), like the models fine-tuned here (default: the model's own)",
+    )
     p.set_defaults(func=cmd_answer)
 
     p = commands.add_parser(
@@ -253,9 +261,17 @@ def cmd_answer(args: argparse.Namespace) -> int:
         if args.base_url:
             raise BenchmarkError("--base-url is for --backend openai; the hf backend runs the model here")
         done = answer_hf(
-            bench, args.out, args.model, name=name, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+            bench,
+            args.out,
+            args.model,
+            name=name,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            chat_template=args.chat_template,
         )
     else:
+        if args.chat_template is not None:
+            raise BenchmarkError("--chat-template is for --backend hf; an endpoint applies its own template")
         _require_key(args.base_url, f"model {args.model} on the openai backend", "or use --backend hf")
         done = answer_openai(
             bench,
