@@ -201,3 +201,17 @@ def test_results_of_different_builds_of_the_benchmark_are_not_compared(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different builds" in err and "model-a" in err and "1111" in err
     assert not (tmp_path / "rep" / "report.md").exists()
+
+
+def test_results_graded_with_different_rubrics_or_judges_carry_a_warning(tmp_path):
+    a = make_result("model-a", MODEL_A)
+    b = dataclasses.replace(make_result("model-b", MODEL_B), rubric_version="rubric2")
+    write_report([a, b], tmp_path / "rubrics", resamples=200)
+    md = (tmp_path / "rubrics" / "report.md").read_text()
+    assert "different judge rubrics" in md and "not comparable" in md
+    write_report(
+        [a, make_result("model-b", MODEL_B, label="gpt-4o at http://x/v1")], tmp_path / "judges", resamples=200
+    )
+    assert "different judges" in (tmp_path / "judges" / "report.md").read_text()
+    write_report([a, make_result("model-b", MODEL_B)], tmp_path / "same", resamples=200)
+    assert "not comparable" not in (tmp_path / "same" / "report.md").read_text()

@@ -250,6 +250,12 @@ def render_markdown(
     lines = ["# HPAUB results", "", f"Judge: {'; '.join(judges)}. Rubric version: {rubrics}.", ""]
     if len(judges) > 1:
         lines += ["**Warning: these results were graded by different judges; their scores are not comparable.**", ""]
+    if len({r.rubric_version for r in results}) > 1:
+        lines += [
+            "**Warning: these results were graded with different judge rubrics (prompts/judge/ changed between "
+            "them); their scores are not comparable: judge them again with one version.**",
+            "",
+        ]
     lines += [
         "## Score (mean judge score x 10; layout of the paper's Tables 4 and 5)",
         "",
