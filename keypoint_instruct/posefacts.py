@@ -11,13 +11,18 @@ Rules every fact follows:
 * All geometry is measured in the image plane. Angles (elbows, knees, torso lean) are therefore 2-D projections of
   3-D angles: a limb pointing at the camera looks shorter and its angle can differ from the true one. So an elbow
   or knee angle is left out when one of its two segments looks under half as long as the other (seen end-on).
-  Degrees are rounded to tens and never come with coordinates.
-* "Left" and "right" of body parts are the person's own (COCO's convention); "on the left", "left of Person 2",
-  "facing left" are as seen in the image.
+  Degrees are rounded to tens and never come with coordinates. Segments under a quarter of the torso's length are
+  end-on too (an arm pointing at the lens), and a 2-D reading under 30 degrees is said as "fully bent".
+* A person whose torso is under ``MIN_SCALE_PX`` pixels long (a person under about 50 pixels tall) gets no geometric
+  fact: a pixel of annotation noise would swing its angles by tens of degrees. Only its place is stated.
+* "Left" and "right" of body parts are the person's own (COCO's convention). Places, directions and relations
+  between people are the picture's, and the line says so ("on the left of the picture", "facing the picture's
+  right", "left of Person 2 in the picture"): the teacher is told that a bare left/right means the person's own side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
 _FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 SIDES = ("left", "right")
+MIN_SCALE_PX = 16.0  # torso length in pixels below which keypoint noise outweighs the geometry
 
 Point = tuple[float, float]
 
@@ -40,6 +46,8 @@ class JointAngle:
 
     @property
     def words(self) -> str:
+        if self.degrees < 30:  # tighter than an elbow or knee closes: a fold seen at a slant, not a measurable angle
+            return f"{self.joint} fully bent"
         if self.degrees >= 160:
             return f"{self.joint} straight"
         if self.degrees >= 120:
@@ -71,6 +79,7 @@ class PersonFacts:
     posture: str | None = None  # "standing" | "sitting" | "kneeling" | "crouching" | "lying"
     facing: str | None = None  # "the camera" | "away from the camera" | "left" | "right"
     raised: tuple[tuple[str, str], ...] = ()  # (side, "the shoulder" | "the head")
+    hand_at_head: tuple[str, ...] = ()  # sides whose wrist is up by the face with the elbow not raised
     angles: tuple[JointAngle, ...] = ()
     lean_degrees: int | None = None  # torso from vertical, rounded to tens
     lean_direction: str | None = None  # "forward" | "backward" | "sideways" | None (unknown)
@@ -118,15 +127,16 @@ def inner_angle(a: Point, b: Point, c: Point) -> float | None:
     return math.degrees(math.acos(cos))
 
 
-def limb_angle(a: Point, b: Point, c: Point) -> float | None:
+def limb_angle(a: Point, b: Point, c: Point, min_length: float = 0.0) -> float | None:
     """The inner angle at joint ``b`` of a limb, or None when one segment is seen nearly end-on.
 
     A segment under half the length of the other one points at or away from the camera (a thigh of someone sitting
     and facing us, a forearm held towards the lens); its 2-D angle then says little about the real bend, and a
-    seated person's legs would read as straight, standing ones.
+    seated person's legs would read as straight, standing ones. Both segments under ``min_length`` (a whole arm
+    pointing at the lens) say as little.
     """
     upper, lower = _dist(a, b), _dist(b, c)
-    if min(upper, lower) < 0.5 * max(upper, lower):
+    if min(upper, lower) < max(0.5 * max(upper, lower), min_length):
         return None
     return inner_angle(a, b, c)
 
@@ -192,7 +202,8 @@ def _leg_posture(joints: dict, side: str) -> str | None:
         return None
     if thigh >= 55:  # thigh roughly level (or raised)
         if knee_angle is not None and knee_angle < 75:
-            return "crouching"
+            # Knees drawn up tight: a crouch holds the hips above the feet, sitting on the ground rests them there.
+            return "crouching" if ankle[1] - hip[1] > 0.25 * _dist(knee, ankle) else "sitting"
         return "sitting"
     if thigh <= 35 and knee_angle is not None:  # thigh roughly vertical
         if knee_angle >= 140:
@@ -218,16 +229,24 @@ def _posture(joints: dict, bbox: tuple, lean: float | None) -> str | None:
     return None
 
 
-def _raised(joints: dict, scale: float) -> tuple[tuple[str, str], ...]:
-    face_y = [joints[name][1] for name in _FACE if name in joints]
-    out = []
+def _raised(joints: dict, scale: float) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """(raised arms as (side, level), sides whose hand is up at the head without a raised elbow)."""
+    face = [_pt(joints, name) for name in _FACE if name in joints]
+    out, at_head = [], []
     for side in SIDES:
         wrist, shoulder = _pt(joints, f"{side}_wrist"), _pt(joints, f"{side}_shoulder")
         if not (wrist and shoulder) or wrist[1] >= shoulder[1] - max(0.05 * scale, 1e-6):
             continue
-        above_head = face_y and wrist[1] < min(face_y) - 0.25 * scale  # the crown is well above the eyes
-        out.append((side, "the head" if above_head else "the shoulder"))
-    return tuple(out)
+        if face and wrist[1] < min(p[1] for p in face) - 0.25 * scale:  # the crown is well above the eyes
+            out.append((side, "the head"))
+            continue
+        elbow = _pt(joints, f"{side}_elbow")
+        if face and min(_dist(wrist, p) for p in face) <= 0.4 * scale:  # a hand at the chin, ear or hair
+            at_head.append(side)
+            if not (elbow and elbow[1] < shoulder[1] - 0.05 * scale):  # elbow down: the forearm folds up, no raise
+                continue
+        out.append((side, "the shoulder"))
+    return tuple(out), tuple(at_head)
 
 
 def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
@@ -314,6 +333,8 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         return base
     torso = _torso(joints)
     scale = _dist(*torso) if torso and _dist(*torso) > 1e-6 else instance.bbox[3] / 3
+    if scale < MIN_SCALE_PX:  # too small to measure: only where the person is
+        return dataclasses.replace(base, relations=_relations(number, persons))
     lean = _from_down(torso[1], torso[0]) if torso else None
     lean = None if lean is None else 180.0 - lean  # hip->shoulder measured from straight up
     posture = _posture(joints, instance.bbox, lean)
@@ -325,7 +346,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
     for joint, (a, b, c) in (("elbow", ("shoulder", "elbow", "wrist")), ("knee", ("hip", "knee", "ankle"))):
         for side in SIDES:
             pts = [_pt(joints, f"{side}_{p}") for p in (a, b, c)]
-            angle = limb_angle(*pts) if all(pts) else None
+            angle = limb_angle(*pts, min_length=0.25 * scale) if all(pts) else None
             if angle is not None:
                 angles.append(JointAngle(f"{side} {joint}", _tens(angle)))
     lean_direction = None
@@ -337,6 +358,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
             lean_direction = "sideways"
     stance, lifted = _stance(joints, scale) if posture == "standing" else (None, None)
     objects = [o for o in scene.instances if o.category != "person" and not o.iscrowd]
+    raised, at_head = _raised(joints, scale) if upright else ((), ())
     return PersonFacts(
         number=number,
         instance_id=instance.id,
@@ -344,7 +366,8 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         region=base.region,
         posture=posture,
         facing=facing,
-        raised=_raised(joints, scale) if upright else (),
+        raised=raised,
+        hand_at_head=at_head,
         angles=tuple(angles),
         lean_degrees=None if lean is None or posture == "lying" else _tens(lean),
         lean_direction=lean_direction,
@@ -361,16 +384,21 @@ def scene_facts(scene: Scene) -> list[PersonFacts]:
 
 
 def describe(facts: PersonFacts) -> str:
-    """One line: "Person 1 (on the left, standing, facing the camera): left elbow bent about 90 degrees; ..."."""
-    head = [facts.region] + [p for p in (facts.posture,) if p]
+    """One line: "Person 1 (on the left of the picture, standing, facing the camera): left elbow bent about 90
+    degrees; ...; left of Person 2 in the picture"."""
+    head = [f"{facts.region} of the picture"] + [p for p in (facts.posture,) if p]
     if facts.facing:
-        head.append(f"facing {facts.facing}")
+        head.append(f"facing the picture's {facts.facing}" if facts.facing in SIDES else f"facing {facts.facing}")
     parts = []
     raised = dict(facts.raised)
     if len(raised) == 2 and raised["left"] == raised["right"]:
         parts.append(f"both arms raised above {raised['left']}")
     else:
         parts += [f"{side} arm raised above {level}" for side, level in facts.raised]
+    if len(facts.hand_at_head) == 2:
+        parts.append("both hands up at the head")
+    else:
+        parts += [f"{side} hand up at the head" for side in facts.hand_at_head]
     parts += [a.words for a in facts.angles if "elbow" in a.joint]
     if facts.lean_degrees is not None:
         if facts.lean_degrees < 10:
@@ -383,7 +411,8 @@ def describe(facts: PersonFacts) -> str:
     if facts.lifted_leg:
         parts.append(f"{facts.lifted_leg} leg lifted")
     parts += [f"{h.side} hand {h.relation} the {h.category}" for h in facts.hands]
-    parts += [f"{r.relation} Person {r.other}" for r in facts.relations]
+    parts += [f"{r.relation} Person {r.other}" + (" in the picture" if r.relation in ("left of", "right of") else "")
+              for r in facts.relations]  # fmt: skip
     if not parts:
         parts.append("no pose details readable from the marked joints" if facts.labelled else "no body joints marked")
     return f"Person {facts.number} ({', '.join(head)}): " + "; ".join(parts) + "."

@@ -63,7 +63,7 @@ def test_right_angle_at_the_elbow_and_a_standing_frontal_person():
     assert facts.raised == ()
     line = posefacts.describe(facts)
     assert "left elbow bent about 90 degrees" in line and "right elbow straight" in line
-    assert line.startswith("Person 1 (on the left, standing, facing the camera): ")
+    assert line.startswith("Person 1 (on the left of the picture, standing, facing the camera): ")
 
 
 def test_arms_above_the_head():
@@ -224,7 +224,7 @@ def test_relations_between_people_and_numbering_like_the_context():
     block = facts_block(s).splitlines()
     context_people = [line for line in format_context(s).splitlines() if line.startswith("person:")]
     assert len(block) == len(context_people) == 3
-    assert block[2] == "Person 3 (in the centre): no body joints marked."
+    assert block[2] == "Person 3 (in the centre of the picture): no body joints marked."
 
 
 def test_facts_do_not_depend_on_image_scale():
@@ -252,11 +252,11 @@ def test_inner_angle_degenerate_segment():
 
 
 SNAPSHOT = """\
-Person 1 (on the left, standing, facing the camera): left elbow bent about 90 degrees; right elbow straight; \
-torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis racket; \
-left of Person 2; in front of Person 2.
-Person 2 (on the right, facing right): both arms raised above the head; left elbow slightly bent, about 120 degrees; \
-torso leaning forward about 20 degrees from vertical."""
+Person 1 (on the left of the picture, standing, facing the camera): left elbow bent about 90 degrees; right elbow \
+straight; torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis \
+racket; left of Person 2 in the picture; in front of Person 2.
+Person 2 (on the right of the picture, facing the picture's right): both arms raised above the head; left elbow \
+slightly bent, about 120 degrees; torso leaning forward about 20 degrees from vertical."""
 
 
 def test_facts_block_snapshot():
@@ -268,3 +268,66 @@ def test_facts_block_snapshot():
     assert block == SNAPSHOT
     assert not re.search(r"\d\.\d|\[", block)  # degree words only, never coordinates
     assert format_context(s, "paper+facts").endswith("\n\n" + block)
+
+
+def test_tiny_person_gets_no_facts_from_pixel_noise():
+    # A person a dozen pixels tall: a pixel of annotation noise swings an angle by tens of degrees, so nothing
+    # geometric is stated, only where the person is.
+    noise = (0.4, -0.5, 0.3, 0.5, -0.4, -0.3, 0.5, 0.2, -0.5, 0.4, -0.2, 0.3, 0.5, -0.4, 0.2, -0.3, 0.4)
+    tiny = {name: (300 + x * 0.05 + noise[i], 200 + y * 0.05 - noise[-1 - i])
+            for i, (name, (x, y)) in enumerate(STANDING.items())}  # fmt: skip
+    s = scene(person(tiny, bbox=(302, 201, 6, 12)), thing("tennis racket", (307, 204, 2, 2)))
+    facts = person_facts(s, 1)
+    assert facts.labelled == 17
+    assert (facts.angles, facts.raised, facts.hands) == ((), (), ())
+    assert (facts.posture, facts.facing, facts.lean_degrees, facts.stance, facts.lifted_leg) == (None,) * 5
+    assert posefacts.describe(facts).endswith("no pose details readable from the marked joints.")
+
+
+def test_arm_pointing_at_the_camera_has_no_elbow_angle():
+    # Both arm segments look short (the arm points at the lens): their 2-D angle is noise, not a bend.
+    facts = facts_of(STANDING | {"right_elbow": (84, 78), "right_wrist": (80, 84)})
+    assert "right elbow" not in {a.joint for a in facts.angles}
+    assert "left elbow" in {a.joint for a in facts.angles}
+
+
+def test_left_and_right_name_their_frame():
+    # Body parts are the person's own; places, directions and relations between people are the picture's, and
+    # the line says so (a reader told that left/right means the person's own side must not misread "left of").
+    side = {"nose": (560, 45), "left_eye": (552, 40), "left_shoulder": (532, 70), "right_shoulder": (528, 70),
+            "left_hip": (500, 150), "right_hip": (499, 150)}  # fmt: skip
+    block = facts_block(scene(person(STANDING), person(side, (480, 10, 90, 150), 2))).splitlines()
+    assert block[0].startswith("Person 1 (on the left of the picture, standing, facing the camera): left elbow")
+    assert block[0].endswith("; left of Person 2 in the picture; in front of Person 2.")
+    assert block[1].startswith("Person 2 (on the right of the picture, facing the picture's right): ")
+    framed = (
+        r"on the (?:left|right) of the picture|facing the picture's (?:left|right)"
+        r"|(?:left|right) of Person \d in the picture"
+    )
+    rest = re.sub(framed, "", " ".join(block))
+    assert re.findall(r"\b(?:left|right)\b \w+", rest) == re.findall(
+        r"\b(?:left|right) (?:elbow|knee|arm|hand|leg)\b", rest
+    )
+
+
+def test_hand_up_at_the_face_is_not_a_raised_arm():
+    # Elbow hanging by the side, forearm folded up so the wrist is at the chin (a phone call, a drink).
+    phone = STANDING | {"left_elbow": (128, 110), "left_wrist": (112, 45)}
+    facts = facts_of(phone)
+    assert facts.raised == () and facts.hand_at_head == ("left",)
+    line = posefacts.describe(facts)
+    assert "left hand up at the head" in line and "raised" not in line
+    assert "left elbow fully bent" in line and "0 degrees" not in line  # a 2-D reading under 30 is no real angle
+    waving = STANDING | {"left_elbow": (150, 70), "left_wrist": (150, 25)}  # hand up beside the head, not at it
+    assert facts_of(waving).raised == (("left", "the shoulder"),) and facts_of(waving).hand_at_head == ()
+
+
+def test_sitting_on_the_ground_hugging_the_knees_is_not_a_crouch():
+    # Side view facing right: hips down at the level of the feet, knees drawn up to the chest.
+    hug = {"nose": (125, 95), "left_eye": (121, 91), "left_ear": (110, 93), "left_shoulder": (105, 120),
+           "right_shoulder": (103, 120), "left_hip": (100, 200), "right_hip": (98, 200), "left_knee": (140, 150),
+           "right_knee": (138, 150), "left_ankle": (150, 205), "right_ankle": (148, 205)}  # fmt: skip
+    assert facts_of(hug, (90, 85, 80, 125)).posture == "sitting"
+    squat = hug | {"left_hip": (95, 175), "right_hip": (93, 175), "left_knee": (145, 160),
+                   "right_knee": (143, 160), "left_ankle": (120, 205), "right_ankle": (118, 205)}  # fmt: skip
+    assert facts_of(squat, (85, 85, 80, 125)).posture == "crouching"
