@@ -171,6 +171,10 @@ class _Writer:
             out = [self.pick(self.table["both_raised"][raised["left"]])]
         else:
             out = [self.pick(self.table["one_raised"][level], side=side) for side, level in f.raised]
+        if len(f.hand_at_head) == 2:
+            out.append(self.pick(self.table["hand_head"]["both"]))
+        else:
+            out += [self.pick(self.table["hand_head"]["one"], side=side) for side in f.hand_at_head]
         return out + self.joints(f, "elbow")
 
     def joints(self, f: PersonFacts, joint: str) -> list[str]:
@@ -263,6 +267,7 @@ class _Writer:
             f.posture if f.posture in reading else None,
             "wide" if f.stance == "feet wide apart" else None,
             "raised_head" if "the head" in raised else "raised_shoulder" if raised else None,
+            "hand_head" if f.hand_at_head else None,
             "lifted" if f.lifted_leg else None,
             f.lean_direction if f.lean_direction in ("forward", "backward") else None,
             "away" if f.facing == "away from the camera" else None,

@@ -158,3 +158,14 @@ def test_no_summing_up_without_pose_details_and_a_crowd_alone_is_named():
     crowd = dataclasses.replace(scene(person({}, bbox=(0, 0, 300, 100), crowd=True)), captions=())
     described = respond(crowd, "detailed_description")
     assert described.startswith("The picture shows a crowd of people.") and "only as a crowd" in described
+
+
+def test_a_hand_up_at_the_head_is_said_as_such_not_as_a_raised_arm():
+    phone = STANDING | {"left_elbow": (128, 110), "left_wrist": (112, 45)}
+    for image_id in range(8):  # every wording the phrase tables offer
+        s = dataclasses.replace(scene(person(phone)), image_id=image_id)
+        described = respond(s, "detailed_description")
+        assert re.search(r"left hand is (?:brought )?up (?:to the head|near the face)", described), described
+        assert not re.search(r"arm is raised|above shoulder|higher than the shoulder", described), described
+    answer = parse_pairs(respond(s, "complex_reasoning"))[0].answer
+    assert "phone" in answer and "Lifting a hand over the head" not in answer
