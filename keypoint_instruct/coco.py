@@ -77,6 +77,7 @@ class _Image(TypedDict):
 class _Category(TypedDict):
     id: int
     name: str
+    keypoints: NotRequired[list[str]]  # keypoint names: only person_keypoints files have them
 
 
 class _Caption(TypedDict):
@@ -100,7 +101,7 @@ class _InstancesFile(msgspec.Struct):
     categories: list[_Category]
 
 
-class _KeypointsFile(msgspec.Struct):  # the images and categories repeat the instances file's: skipped
+class _KeypointsFile(msgspec.Struct):  # the images repeat the instances file's: skipped
     annotations: list[_Instance]
 
 
@@ -110,6 +111,11 @@ class _CaptionAnnotations(msgspec.Struct):
 
 class _AnnotationIds(msgspec.Struct):  # second pass, only to name the annotation behind a type error
     annotations: list[dict[str, Any]]
+
+
+class _Sniff(msgspec.Struct):  # second pass, only to name the COCO task of a file that is not the one expected
+    annotations: list[msgspec.Raw] = []
+    categories: list[dict[str, Any]] = []
 
 
 _DECODERS = {
@@ -135,14 +141,29 @@ def available_splits(coco_root: str | Path) -> list[str]:
     return sorted(p.name[len("instances_") : -len(".json")] for p in folder.glob("instances_*.json"))
 
 
+def _compressed(path: Path) -> Path | None:
+    """``<path>.gz`` or ``<path>.zip`` when one of them lies where ``path`` should be."""
+    return next((c for c in (path.with_name(path.name + ext) for ext in (".gz", ".zip")) if c.exists()), None)
+
+
 def _check_split(coco_root: Path, split: str) -> None:
     if not coco_root.is_dir():
         problem = "is not a folder" if coco_root.exists() else "does not exist"
         raise InputNotFoundError(f"COCO root {coco_root} {problem} (expected a folder with annotations/)")
     if not SPLIT_NAME.fullmatch(split):
         raise CocoFormatError(f"split name {split!r} is not a COCO split name like val2014 or train2017")
+    if not (coco_root / "annotations").is_dir():
+        hint = ""
+        if coco_root.name == "annotations" or any(coco_root.glob("instances_*.json")):
+            hint = "; it looks like the annotations folder itself: pass its parent"
+        elif archive := next(iter(sorted(coco_root.glob("annotations*.zip"))), None):
+            hint = f"; extract {archive.name} there first"
+        raise InputNotFoundError(
+            f"COCO root {coco_root} has no annotations/ folder (expected "
+            f"{annotation_file(coco_root, split, 'instances')} and its captions and person_keypoints files){hint}"
+        )
     paths = [annotation_file(coco_root, split, kind) for kind in ANNOTATION_KINDS]
-    if not any(p.exists() for p in paths):
+    if not any(p.exists() or _compressed(p) for p in paths):
         known = ", ".join(available_splits(coco_root)) or "none"
         raise InputNotFoundError(
             f"unknown split {split!r}: no annotation files for it under {coco_root / 'annotations'} "
@@ -150,9 +171,17 @@ def _check_split(coco_root: Path, split: str) -> None:
         )
     for path in paths:
         if not path.is_file():
+            packed = _compressed(path)
+            hint = f"; found {packed.name}: decompress it there" if packed else ""
             raise InputNotFoundError(
-                f"annotation file {path} is missing (a split needs {', '.join(ANNOTATION_KINDS)})"
+                f"annotation file {path} is missing (a split needs {', '.join(ANNOTATION_KINDS)}){hint}"
             )
+
+
+_ARCHIVES = {
+    b"\x1f\x8b": "gzip-compressed: decompress it (gunzip) first",
+    b"PK\x03\x04": "a zip archive: extract it first",
+}
 
 
 def _decode(path: Path, kind: str):
@@ -160,12 +189,41 @@ def _decode(path: Path, kind: str):
         data = path.read_bytes()
     except OSError as err:
         raise CocoFormatError(f"{path}: cannot read annotation file ({err.strerror or err})") from err
+    for magic, what in _ARCHIVES.items():
+        if data.startswith(magic):
+            raise CocoFormatError(f"{path}: the file is {what}")
     try:
         return _DECODERS[kind].decode(data)
     except msgspec.ValidationError as err:
+        task = _task_of(data)
+        if task and task != kind:
+            raise CocoFormatError(f"{path}: {_not_this_task(task, kind)} ({err})") from err
         raise CocoFormatError(f"{path}: {_locate(data, str(err))}") from err
     except msgspec.DecodeError as err:
         raise CocoFormatError(f"{path}: not valid JSON ({err})") from err
+
+
+def _task_of(data: bytes) -> str | None:
+    """Which COCO task a file holds, judged by its first annotation and its categories; None when unclear."""
+    try:
+        sniff = msgspec.json.decode(data, type=_Sniff)
+        first = msgspec.json.decode(sniff.annotations[0]) if sniff.annotations else {}
+    except msgspec.MsgspecError:
+        return None
+    if not isinstance(first, dict):
+        return None
+    if "caption" in first:
+        return "captions"
+    if "segments_info" in first:
+        return "panoptic"
+    if sniff.categories and all(isinstance(c, dict) and "keypoints" in c for c in sniff.categories):
+        return "person_keypoints"
+    return "instances" if "category_id" in first else None
+
+
+def _not_this_task(task: str, kind: str) -> str:
+    article = "an" if task[0] in "aeiou" else "a"
+    return f"this looks like {article} {task} file, not the {kind} file of the split"
 
 
 def _locate(data: bytes, message: str) -> str:
@@ -182,18 +240,31 @@ def _locate(data: bytes, message: str) -> str:
 
 
 def _check_images(path: Path, images: list[_Image]) -> None:
+    seen: dict[int, _Image] = {}
     for img in images:
         if img["width"] <= 0 or img["height"] <= 0:
             raise CocoFormatError(
                 f"{path}: image id {img['id']} has width {img['width']} and height {img['height']} "
                 "(expected positive pixel sizes)"
             )
+        first = seen.setdefault(img["id"], img)
+        if first != img:  # listed twice alike is harmless; two different records leave the size ambiguous
+            raise CocoFormatError(
+                f"{path}: image id {img['id']} is listed twice with different records ({first['file_name']} "
+                f"{first['width']}x{first['height']} and {img['file_name']} {img['width']}x{img['height']})"
+            )
 
 
 def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[int], keypoints: bool) -> None:
     # msgspec already enforced the field types and required fields, and JSON numbers are finite.
     expected = 3 * len(KEYPOINT_NAMES)
+    seen: set[int] = set()
     for ann in annotations:
+        if ann["id"] in seen:  # the ids join person_keypoints to instances: a repeat lists an object twice
+            raise CocoFormatError(
+                f"{path}: annotation id {ann['id']} is used twice (annotation ids must be unique within a file)"
+            )
+        seen.add(ann["id"])
         if ann["image_id"] not in image_ids:
             raise CocoFormatError(f"{path}: annotation id {ann['id']} points at unknown image id {ann['image_id']}")
         if len(ann["bbox"]) != 4:
@@ -208,6 +279,9 @@ def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[in
             )
         if keypoints and len(ann.get("keypoints") or ()) != expected:
             kps = ann.get("keypoints")
+            if kps is None and not any("keypoints" in a for a in annotations):
+                wrong = _not_this_task("instances", "person_keypoints")
+                raise CocoFormatError(f"{path}: {wrong} (no annotation has keypoints)")
             got = "no keypoints" if kps is None else f"{len(kps)} keypoint numbers"
             raise CocoFormatError(
                 f"{path}: annotation id {ann['id']} has {got} (expected 51: x, y, visibility for 17 keypoints)"
@@ -254,6 +328,11 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
     paths = {kind: annotation_file(root, split, kind) for kind in ANNOTATION_KINDS}
 
     inst = _decode(paths["instances"], "instances")
+    if inst.categories and all("keypoints" in cat for cat in inst.categories):  # would load, minus every object
+        raise CocoFormatError(
+            f"{paths['instances']}: {_not_this_task('person_keypoints', 'instances')} (its categories list keypoint "
+            "names; the instances file has every object category)"
+        )
     _check_images(paths["instances"], inst.images)
     image_ids = {img["id"] for img in inst.images}
     _check_instances(paths["instances"], inst.annotations, image_ids, keypoints=False)

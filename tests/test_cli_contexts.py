@@ -128,6 +128,18 @@ BROKEN = {
     "zero width": (*_set("instances", "images", 0, "width", 0), "width 0", False),
     "negative box": (*_set("instances", "annotations", 3, "bbox", [5, 5, -2, 9]), "negative width", True),
     "not COCO": ("captions", lambda data: data.update(annotations="x"), "not in COCO's schema", False),
+    "image listed twice": (
+        "instances",
+        lambda data: data["images"].append({**data["images"][0], "width": 7}),
+        "is listed twice with different records",
+        False,
+    ),  # fmt: skip
+    "annotation id twice": (
+        "person_keypoints",
+        lambda data: data["annotations"].append(data["annotations"][0]),
+        "is used twice",
+        True,
+    ),  # fmt: skip
 }
 
 
@@ -155,6 +167,18 @@ def test_invalid_json_missing_file_and_unknown_split(coco_copy, capsys):
     missing_root = str(coco_copy / "nowhere")
     code = main(["contexts", "--coco-root", missing_root, "--split", "val2014"])
     assert_one_line_error(code, capsys.readouterr().err, missing_root, "does not exist")
+
+
+def test_compressed_or_misplaced_annotations_through_the_real_cli(coco_copy):
+    import gzip
+
+    path = annotation_file(coco_copy, "train2017", "captions")
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    proc = run_cli("contexts", "--coco-root", str(coco_copy), "--split", "train2017")
+    assert_one_line_error(proc.returncode, proc.stderr, path.name, "gzip-compressed: decompress it")
+    proc = run_cli("contexts", "--coco-root", str(coco_copy / "annotations"), "--split", "val2014")
+    assert_one_line_error(proc.returncode, proc.stderr, "has no annotations/ folder", "pass its parent")
+    assert proc.stdout == ""
 
 
 def test_bad_options_are_one_line(coco_root, tmp_path, capsys):

@@ -132,3 +132,79 @@ def test_negative_box_size_and_a_file_as_root(coco_copy, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputNotFoundError, match="is not a folder"):
         load_scenes(tmp_path / "file", "train2017")
+
+
+# --- quirks of the real files and mistakes a user makes with them -------------------------------------------
+
+
+def test_an_image_listed_twice_with_different_records_is_refused(coco_copy):
+    def twice(data):
+        data["images"].append({**data["images"][3], "width": 1, "height": 1})
+
+    path = _rewrite(coco_copy, "instances", twice)
+    image_id = json.loads(path.read_text())["images"][3]["id"]
+    with pytest.raises(CocoFormatError, match=rf"instances_train2017.json: image id {image_id} is listed twice"):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_an_image_listed_twice_alike_loads_once(coco_copy):
+    before = load_scenes(coco_copy, "train2017")
+    _rewrite(coco_copy, "instances", lambda data: data["images"].append(dict(data["images"][3])))
+    assert load_scenes(coco_copy, "train2017") == before
+
+
+@pytest.mark.parametrize("kind", ["instances", "person_keypoints"])
+def test_an_annotation_id_used_twice_is_refused(coco_copy, kind):
+    # annotation ids join person_keypoints to instances: a repeated id would list an object twice or lose keypoints
+    path = _rewrite(coco_copy, kind, lambda data: data["annotations"].append(dict(data["annotations"][3])))
+    ann_id = json.loads(path.read_text())["annotations"][3]["id"]
+    with pytest.raises(CocoFormatError, match=rf"{path.name}: annotation id {ann_id} is used twice"):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_a_person_keypoints_file_in_place_of_the_instances_file_is_refused(coco_copy):
+    # it loads without a schema error, but every object other than people would be silently missing
+    keypoints = annotation_file(coco_copy, "train2017", "person_keypoints")
+    annotation_file(coco_copy, "train2017", "instances").write_bytes(keypoints.read_bytes())
+    with pytest.raises(CocoFormatError, match=r"instances_train2017.json: .*person_keypoints file"):
+        load_scenes(coco_copy, "train2017")
+
+
+@pytest.mark.parametrize(
+    ("kind", "impostor", "task"),
+    [("person_keypoints", "instances", "instances"), ("captions", "instances", "instances"),
+     ("instances", "captions", "captions")],
+)  # fmt: skip
+def test_a_file_of_another_coco_task_is_named(coco_copy, kind, impostor, task):
+    source = annotation_file(coco_copy, "train2017", impostor)
+    annotation_file(coco_copy, "train2017", kind).write_bytes(source.read_bytes())
+    with pytest.raises(CocoFormatError, match=rf"{kind}_train2017.json: .*looks like a{'n' if task[0] == 'i' else ''} "
+                       rf"{task} file"):  # fmt: skip
+        load_scenes(coco_copy, "train2017")
+
+
+def test_compressed_annotation_files_say_so(coco_copy):
+    import gzip
+    import zipfile
+
+    path = annotation_file(coco_copy, "train2017", "instances")
+    raw = path.read_bytes()
+    path.write_bytes(gzip.compress(raw))
+    with pytest.raises(CocoFormatError, match=r"instances_train2017.json: .*gzip.*decompress"):
+        load_scenes(coco_copy, "train2017")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("instances_train2017.json", raw)
+    with pytest.raises(CocoFormatError, match=r"instances_train2017.json: .*zip archive"):
+        load_scenes(coco_copy, "train2017")
+    path.unlink()
+    (path.parent / (path.name + ".gz")).write_bytes(gzip.compress(raw))
+    with pytest.raises(InputNotFoundError, match=r"instances_train2017.json is missing .*instances_train2017.json.gz"):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_a_root_without_annotations_folder_says_so(coco_root, tmp_path):
+    with pytest.raises(InputNotFoundError, match=rf"COCO root {tmp_path} has no annotations/ folder"):
+        load_scenes(tmp_path, "train2017")
+    # a common slip: the annotations folder itself given as the root
+    with pytest.raises(InputNotFoundError, match=r"has no annotations/ folder.*pass its parent"):
+        load_scenes(coco_root / "annotations", "train2017")
