@@ -103,3 +103,24 @@ def test_fixture_script_writes_a_tree_and_rejects_bad_input(tmp_path):
         bad = run(str(tmp_path / "other"), *args)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr and "error:" in bad.stderr.splitlines()[-1]
     assert not (tmp_path / "other").exists() and not (tmp_path / "x").exists()
+
+
+def test_one_image_in_a_hundred_has_no_annotations_at_all(tmp_path):
+    # as in COCO (train2017: 1,021 of 118,287 images): listed in every file, captioned, but no instance at all
+    from keypoint_instruct.coco import load_scenes
+    from keypoint_instruct.context import format_context, select_scenes
+
+    root = write_coco_tree(tmp_path, "val2017", 200, seed=1, draw_images=False)
+    inst, kps, caps = (_load(root, "val2017", k) for k in ("instances", "person_keypoints", "captions"))
+    ids = [img["id"] for img in inst["images"]]
+    bare = set(ids) - {a["image_id"] for a in inst["annotations"]}
+    assert bare == {ids[98], ids[198]}
+    assert not bare & {a["image_id"] for a in kps["annotations"]}
+    assert [img["id"] for img in kps["images"]] == ids  # the keypoints file still lists every image
+    scenes = load_scenes(root, "val2017")
+    for image_id in bare:
+        scene = scenes[image_id]
+        assert scene.instances == () and len(scene.captions) >= 5
+        assert format_context(scene) == "\n".join(" ".join(c.split()) for c in scene.captions)
+    assert bare <= {s.image_id for s in select_scenes(scenes, min_persons=0)}
+    assert not bare & {s.image_id for s in select_scenes(scenes)}
