@@ -215,11 +215,13 @@ def _leg_posture(joints: dict, side: str) -> str | None:
 
 def _posture(joints: dict, bbox: tuple, lean: float | None) -> str | None:
     _, _, w, h = bbox
-    if lean is not None and lean >= 60:
-        return "lying" if w >= 0.9 * h else None  # a horizontal torso in a tall box is bending over
-    if lean is not None and lean > 45:
-        return None
     legs = [p for p in (_leg_posture(joints, side) for side in SIDES) if p]
+    if lean is not None and lean > 45:
+        if "standing" in legs:  # straight legs down from the hips: bending over, not lying
+            return "standing"
+        if lean >= 60:
+            return "lying" if w >= 0.9 * h else None  # a horizontal torso in a tall box is bending over
+        return None
     if "standing" in legs and (lean is not None or h >= w):
         return "standing"
     if lean is None:  # without a torso, level thighs may belong to someone lying down

@@ -331,3 +331,16 @@ def test_sitting_on_the_ground_hugging_the_knees_is_not_a_crouch():
     squat = hug | {"left_hip": (95, 175), "right_hip": (93, 175), "left_knee": (145, 160),
                    "right_knee": (143, 160), "left_ankle": (120, 205), "right_ankle": (118, 205)}  # fmt: skip
     assert facts_of(squat, (85, 85, 80, 125)).posture == "crouching"
+
+
+def test_bending_over_on_straight_legs_is_not_lying():
+    # Side view: torso level (touching the toes) in a squarish box, but the legs stand straight under the hips.
+    bent = {"nose": (205, 175), "left_eye": (200, 170), "left_ear": (190, 165), "left_shoulder": (175, 152),
+            "right_shoulder": (173, 150), "left_hip": (100, 150), "right_hip": (98, 150), "left_knee": (102, 200),
+            "right_knee": (100, 200), "left_ankle": (104, 250), "right_ankle": (102, 250)}  # fmt: skip
+    facts = facts_of(bent, (90, 140, 125, 115))
+    assert facts.posture == "standing" and facts.lean_degrees == 90
+    assert "torso tilted about 90 degrees from vertical" in posefacts.describe(facts)
+    plank = {"left_shoulder": (190, 180), "right_shoulder": (188, 178), "left_hip": (110, 190),
+             "right_hip": (108, 188), "left_knee": (60, 198), "left_ankle": (10, 205)}  # fmt: skip
+    assert facts_of(plank, (5, 165, 215, 70)).posture == "lying"  # legs level too: a horizontal body
