@@ -213,13 +213,15 @@ class CostEstimate:
 
 def estimate_requests(requests: Iterable[TeacherRequest]) -> CostEstimate:
     """The ``--dry-run`` estimate of sending ``requests`` (already-cached ones should be left out by the caller)."""
+    from keypoint_instruct.teacher import max_output_tokens
+
     estimate = CostEstimate(token_method=token_counter().method)
     seen_prefixes: set[tuple] = set()
     for request in requests:
         body = request.body
         model = str(body.get("model", ""))
         messages = body.get("messages", [])
-        one = estimate_request(messages, int(body.get("max_tokens") or 0), expected_output_tokens(request.task))
+        one = estimate_request(messages, max_output_tokens(body), expected_output_tokens(request.task))
         prefix = (model, tuple((m.get("role"), str(m.get("content"))) for m in messages[:-1]))
         cached = cacheable_tokens(one.prefix_tokens) if prefix in seen_prefixes else 0
         seen_prefixes.add(prefix)

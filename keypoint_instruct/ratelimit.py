@@ -12,13 +12,13 @@ import logging
 import math
 import time
 
-from keypoint_instruct.teacher import RateLimits, TeacherRequest
+from keypoint_instruct.teacher import RateLimits, TeacherRequest, max_output_tokens
 
 log = logging.getLogger(__name__)
 
 
 def estimate_request_tokens(request: TeacherRequest) -> int:
-    """What a request counts against a TPM limit: a character estimate of the prompt plus max_tokens.
+    """What a request counts against a TPM limit: a character estimate of the prompt plus its output limit.
 
     Providers debit the limit before answering, from an estimate of this kind; the response headers correct it.
     """
@@ -28,7 +28,7 @@ def estimate_request_tokens(request: TeacherRequest) -> int:
         if isinstance(content, list):
             content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
         prompt += math.ceil(len(content or "") / 4) + 4
-    return prompt + int(request.body.get("max_tokens") or 0)
+    return prompt + max_output_tokens(request.body)
 
 
 class _Bucket:

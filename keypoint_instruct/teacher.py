@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from keypoint_instruct.errors import TeacherCallError, TeacherError
 
@@ -30,26 +31,58 @@ API_KEY_ENV = "OPENAI_API_KEY"
 # Sent to local OpenAI-compatible servers (vLLM, transformers serve) that ignore authentication.
 LOCAL_DUMMY_KEY = "sk-local-no-key"
 
+# OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 and its snapshots, also behind a "provider/" prefix; not the
+# gpt-5 chat models): they refuse max_tokens and any temperature but the default.
+_REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)*(?:o\d+(?:-[\w.-]+)?|gpt-5(?![\w.-]*-chat)[\w.-]*)$")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """True for OpenAI reasoning models, which take ``max_completion_tokens`` and no ``temperature``."""
+    return bool(_REASONING_MODEL.match(model.strip().lower()))
+
+
+def max_output_tokens(body: dict) -> int:
+    """The output-token limit of a chat body, under either name (``max_tokens`` or ``max_completion_tokens``)."""
+    return int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Model and sampling settings of every teacher request: the one place they are defined."""
+    """Model and sampling settings of every teacher request: the one place they are defined.
+
+    A reasoning model (:func:`is_reasoning_model`) gets ``max_completion_tokens = reasoning_max_tokens`` and no
+    temperature: it refuses both ``max_tokens`` and a temperature other than 1, and its hidden reasoning tokens come
+    out of the same limit, so 1024 would leave most answers cut short (finish_reason ``length``) with no text.
+    """
 
     model: str = DEFAULT_MODEL
     temperature: float = 0.2
     max_tokens: int = 1024
     seed: int = 42
+    reasoning_max_tokens: int = 16384
 
     def __post_init__(self) -> None:
         if not self.model:
             raise TeacherError("the teacher model name is empty; pass --model, e.g. --model gpt-4o-2024-08-06")
         if not 0.0 <= self.temperature <= 2.0:
             raise TeacherError(f"temperature {self.temperature} is out of range; expected 0.0 to 2.0")
-        if self.max_tokens < 1:
-            raise TeacherError(f"max_tokens {self.max_tokens} must be at least 1")
+        if self.max_tokens < 1 or self.reasoning_max_tokens < 1:
+            raise TeacherError(f"max_tokens {self.max_tokens} and reasoning_max_tokens must be at least 1")
 
     def body(self, messages: list[dict]) -> dict:
-        """The canonical chat body for ``messages``: everything that decides the answer, nothing else."""
+        """The canonical chat body for ``messages``: everything that decides the answer, nothing else.
+
+        It is sent as it is (and written as it is into Batch API files), so it uses the parameter names the model
+        takes. For the chat models it is unchanged (``model, messages, temperature, max_tokens, seed``), so the
+        cache keys of their answers stay the same.
+        """
+        if is_reasoning_model(self.model):
+            return {
+                "model": self.model,
+                "messages": messages,
+                "max_completion_tokens": self.reasoning_max_tokens,
+                "seed": self.seed,
+            }
         return {
             "model": self.model,
             "messages": messages,
@@ -234,6 +267,28 @@ def resolve_api_key(base_url: str | None, *, offline_hint: bool = True) -> str:
     )
 
 
+_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+
+
+def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
+    """``base_url``, ``default_query`` and ``default_headers`` for the OpenAI client from a ``--base-url``.
+
+    The client appends ``/chat/completions`` to the base URL's path as text, query included, so a query
+    (Azure's ``?api-version=...``) is taken off the URL and sent with every request instead. Azure OpenAI reads an
+    API key from its ``api-key`` header, not from ``Authorization: Bearer``: for its hosts the key goes in both.
+    """
+    options: dict[str, Any] = {"base_url": base_url}
+    if not base_url:
+        return options
+    parts = urlsplit(base_url.strip())
+    if parts.query:
+        options["base_url"] = urlunsplit(parts._replace(query="", fragment=""))
+        options["default_query"] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if (parts.hostname or "").endswith(_AZURE_HOSTS):
+        options["default_headers"] = {"api-key": api_key}
+    return options
+
+
 class OpenAITeacher:
     """Sends one chat completion to an OpenAI-compatible endpoint with the official async client.
 
@@ -257,7 +312,7 @@ class OpenAITeacher:
         key = api_key or resolve_api_key(base_url)
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._client = openai.AsyncOpenAI(
-            base_url=base_url,
+            **client_options(base_url, key),
             api_key=key,
             max_retries=0,
             timeout=timeout_s,
@@ -294,22 +349,52 @@ class OpenAITeacher:
         return _completion(response, request, limits)
 
 
+_warned_no_usage: set[str] = set()
+
+
 def _completion(response: Any, request: TeacherRequest, limits: RateLimits | None) -> Completion:
     choices = getattr(response, "choices", None)
     if not choices:
-        raise TeacherCallError("response without choices", retryable=True, rate_limits=limits)
+        error = getattr(response, "error", None)  # some proxies answer an error with status 200
+        said = error.get("message") if isinstance(error, dict) else error
+        reason = "response without choices" + (f": {redact(str(said).splitlines()[0][:200])}" if said else "")
+        raise TeacherCallError(reason, retryable=True, rate_limits=limits)
     choice = choices[0]
+    text = getattr(choice.message, "content", None) or ""
+    finish_reason = choice.finish_reason or "unknown"
+    refusal = getattr(choice.message, "refusal", None)
+    if not text and refusal:  # OpenAI's refusal: content null, the refusal in its own field, finish_reason "stop"
+        text, finish_reason = str(refusal), "refusal"
+    model = getattr(response, "model", None) or request.body.get("model", "")
     usage = getattr(response, "usage", None)
+    if usage is None:
+        prompt_tokens, completion_tokens = _count_locally(request, text, model)
+    else:
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
     details = getattr(usage, "prompt_tokens_details", None)
     return Completion(
-        text=(choice.message.content if choice.message else None) or "",
-        finish_reason=choice.finish_reason or "unknown",
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        text=text,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
         cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
-        model=getattr(response, "model", None) or request.body.get("model", ""),
+        model=model,
         rate_limits=limits,
     )
+
+
+def _count_locally(request: TeacherRequest, text: str, model: str) -> tuple[int, int]:
+    """Prompt and completion tokens counted here (o200k) for an answer that came without ``usage``.
+
+    Some servers leave ``usage`` out; counting 0 would price a paid answer at $0 and let ``--max-cost`` be passed.
+    """
+    from keypoint_instruct.pricing import count_message_tokens, token_counter
+
+    if model not in _warned_no_usage:
+        _warned_no_usage.add(model)
+        log.warning("the endpoint's answers for %s carry no token usage; counting tokens here with o200k", model)
+    return count_message_tokens(request.body.get("messages", [])), token_counter().count(text)
 
 
 def error_message(err: Any) -> str:
@@ -322,15 +407,46 @@ def error_message(err: Any) -> str:
     return str(getattr(err, "message", err))
 
 
+# An exhausted account, in the words of OpenAI (also relayed by proxies such as LiteLLM), DeepSeek and OpenRouter.
+_NO_CREDIT = re.compile(
+    r"insufficient[_ ](?:quota|balance|credits?|funds)|exceeded your current quota|credit balance is too low", re.I
+)
+# A parameter of the body that the model or server does not take (OpenAI's reasoning models, Azure's older API
+# versions, LiteLLM without drop_params, Mistral's strict schema): every request would be refused the same way.
+_UNSUPPORTED = re.compile(
+    r"unsupported (?:parameter|value)|unrecognized request argument|extra inputs are not permitted"
+    r"|does not support (?:the )?param",
+    re.I,
+)
+
+
 def _status_error(err: Any, model: str) -> TeacherCallError:
     status = err.status_code
     headers = err.response.headers if err.response is not None else None
     limits = rate_limits_from_headers(headers)
-    code = getattr(err, "code", None) or ""
+    code = str(getattr(err, "code", None) or "")
+    error_type = str(getattr(err, "type", None) or "")
     message = redact(error_message(err).split("\n")[0][:200])
     reason = f"HTTP {status}" + (f" {code}" if code else "")
-    if status == 429 and code == "insufficient_quota":
-        return TeacherCallError(f"{reason}: the account has no quota left", retryable=False, fatal=True)
+    if status == 402 or (status == 429 and ("insufficient_quota" in (code, error_type) or _NO_CREDIT.search(message))):
+        # Not a rate limit: no wait brings credit back, so the run stops instead of retrying every request.
+        return TeacherCallError(
+            f"{reason}: the account has no quota or credit left ({message}); add credit or raise the limit, then "
+            "rerun",
+            retryable=False,
+            fatal=True,
+        )
+    if status in (400, 422) and (
+        code in ("unsupported_parameter", "unsupported_value") or _UNSUPPORTED.search(message)
+    ):
+        param = getattr(err, "param", None)
+        return TeacherCallError(
+            f"{reason}: the endpoint refuses a setting of the request for model {model!r}"
+            + (f" ({param})" if param else "")
+            + f": {message}",
+            retryable=False,
+            fatal=True,
+        )
     if status in (401, 403):
         # The provider's message may echo part of the key: it is redacted above.
         return TeacherCallError(

@@ -22,10 +22,13 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
                                   # hold_creates_s: every batch creation is answered that late (a client killed
                                   # meanwhile never learns the batch id); make_held=False: a held creation makes
                                   # no batch and ends in a 500 (the provider never got to it)
-    server.set_access(models=None, api_key=None)
+    server.set_access(models=None, api_key=None, reasoning_models=())
                                   # models: the only model names chat and batch lines accept (others: 404
                                   # model_not_found); api_key: the only Bearer key accepted (others: 401
-                                  # invalid_api_key, whose message echoes the key masked, as OpenAI does)
+                                  # invalid_api_key, whose message echoes the key masked, as OpenAI does);
+                                  # reasoning_models: names answered as OpenAI's o-series and gpt-5 answer: 400
+                                  # unsupported_parameter for max_tokens (they take max_completion_tokens) and
+                                  # 400 unsupported_value for a temperature other than 1
     server.complete_batches()     # finish every pending batch now
     server.forget_batch(batch_id) # the provider no longer knows the batch: 404 on every request about it
     server.end_batches(status, answered=0.5, errors=None)
@@ -40,7 +43,11 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
 Faults (``FAULT_KINDS``): ``"429"`` (with ``retry-after`` and ``retry-after-ms``), ``"500"``, ``"drop"`` (the
 connection is closed with no answer), ``"stall"`` (waits ``stall_s`` seconds, then answers normally), ``"non_json"``
 (status 200 with a body that is not JSON), ``"length"`` (a cut answer with ``finish_reason: "length"``) and
-``"content_filter"``.
+``"content_filter"``. ``EXTRA_FAULTS`` are real providers' answers that the seeded rate never picks unless they
+are named in ``kinds``: ``"insufficient_quota"`` (429 with code insufficient_quota: the account has no credit),
+``"payment_required"`` (402, as DeepSeek and OpenRouter say it), ``"context_length"`` (400
+context_length_exceeded), ``"no_usage"`` (an answer without ``usage``), ``"refusal"`` (``content`` null and the
+``refusal`` field set) and ``"null_finish"`` (``finish_reason`` null). ``LogEntry.query`` is the URL's query string.
 
 Rate limits: with ``rpm``/``tpm`` set, every chat answer carries ``x-ratelimit-limit|remaining|reset-requests|tokens``
 headers. The limits are token buckets refilled continuously at rpm/60 and tpm/60 per second, holding at most
@@ -81,12 +88,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "drop", "stall", "non_json", "length", "content_filter")
+EXTRA_FAULTS = ("insufficient_quota", "payment_required", "context_length", "no_usage", "refusal", "null_finish")
 Responder = Callable[[dict], str]
 
 _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    402: "Payment Required",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -106,6 +115,7 @@ class LogEntry:
     status: int = 0  # 0: the connection was dropped with no answer
     fault: str | None = None
     tokens: int = 0  # what the request cost against the TPM limit
+    query: str = ""  # the URL's query string, e.g. "api-version=2024-10-21"
 
 
 # --------------------------------------------------------------------------- default answers
@@ -277,9 +287,10 @@ class FakeOpenAI:
         retry_after_s: float = 0.1,
     ) -> None:
         kinds = tuple(kinds)
-        unknown = [k for k in kinds + tuple(k for k in (script or ()) if k) if k not in FAULT_KINDS]
+        known = FAULT_KINDS + EXTRA_FAULTS
+        unknown = [k for k in kinds + tuple(k for k in (script or ()) if k) if k not in known]
         if unknown:
-            raise ValueError(f"unknown fault kinds {unknown}; expected some of {FAULT_KINDS}")
+            raise ValueError(f"unknown fault kinds {unknown}; expected some of {known}")
         with self._lock:
             self._fault_rate, self._fault_kinds = rate, kinds
             self._fault_rng = random.Random(seed)
@@ -310,9 +321,12 @@ class FakeOpenAI:
         self._drop_creates = drop_creates  # the next N batch creations succeed but their answer is lost
         self._hold_creates_s, self._make_held = hold_creates_s, make_held
 
-    def set_access(self, models: Iterable[str] | None = None, api_key: str | None = None) -> None:
+    def set_access(
+        self, models: Iterable[str] | None = None, api_key: str | None = None, reasoning_models: Iterable[str] = ()
+    ) -> None:
         self._models = set(models) if models is not None else None
         self._api_key = api_key
+        self._reasoning_models = set(reasoning_models)
 
     # ----------------------------------------------------------------- log
     def log(self) -> list[LogEntry]:
@@ -398,7 +412,8 @@ class FakeOpenAI:
                     raw = await self._read_chunked(reader)
                 else:
                     raw = await reader.readexactly(int(headers.get("content-length", 0) or 0))
-                answer = await self._dispatch(method, target.split("?", 1)[0], headers, raw)
+                path, _, query = target.partition("?")
+                answer = await self._dispatch(method, path, headers, raw, query)
                 if answer is None:  # dropped connection
                     writer.transport.abort()
                     return
@@ -432,8 +447,8 @@ class FakeOpenAI:
             parts.append(await reader.readexactly(size))
             await reader.readexactly(2)
 
-    async def _dispatch(self, method: str, path: str, headers: dict, raw: bytes):
-        entry = LogEntry(time=time.time(), method=method, path=path, body=None)
+    async def _dispatch(self, method: str, path: str, headers: dict, raw: bytes, query: str = ""):
+        entry = LogEntry(time=time.time(), method=method, path=path, body=None, query=query)
         try:
             if self._api_key is not None and headers.get("authorization") != f"Bearer {self._api_key}":
                 answer = _refuse_key(headers.get("authorization", ""))
@@ -480,6 +495,8 @@ class FakeOpenAI:
             text, finish = text[: max(1, len(text) // 2)], "length"
         elif fault == "content_filter":
             text, finish = "", "content_filter"
+        elif fault == "refusal":
+            text = "I'm sorry, but I can't help with that request."
         prompt_tokens = estimate_tokens(messages)
         completion_tokens = math.ceil(len(text) / 4)
         prefix_tokens = estimate_tokens(messages[:-1])
@@ -491,6 +508,9 @@ class FakeOpenAI:
             self._prefixes.add(prefix_key)
             self._counter += 1
             number = self._counter
+        message = {"role": "assistant", "content": text, "refusal": None}
+        if fault == "refusal":
+            message.update(content=None, refusal=text)
         completion = {
             "id": f"chatcmpl-fake{number}",
             "object": "chat.completion",
@@ -500,9 +520,9 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": finish,
+                    "finish_reason": None if fault == "null_finish" else finish,
                 }
             ],
             "usage": {
@@ -513,6 +533,8 @@ class FakeOpenAI:
                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
             },
         }
+        if fault == "no_usage":
+            del completion["usage"]
         return completion, completion_tokens
 
     def _limit_headers(self) -> dict:
@@ -555,8 +577,26 @@ class FakeOpenAI:
             return None
         return _error(404, f"The model `{model}` does not exist or you do not have access to it.", "model_not_found")
 
+    def _refused_parameters(self, body: dict):
+        """What OpenAI's reasoning models answer to the parameters they do not take."""
+        if body.get("model") not in self._reasoning_models:
+            return None
+        if "max_tokens" in body:
+            message = (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead."
+            )
+            return _error(400, message, "unsupported_parameter", param="max_tokens")
+        if body.get("temperature", 1) != 1:
+            message = (
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                "Only the default (1) value is supported."
+            )
+            return _error(400, message, "unsupported_value", param="temperature")
+        return None
+
     async def _chat(self, body: dict, entry: LogEntry):
-        refused = self._unknown_model(body) or self._admit(body, entry)
+        refused = self._unknown_model(body) or self._refused_parameters(body) or self._admit(body, entry)
         if refused:
             return refused
         fault = entry.fault = self._next_fault(body)
@@ -574,6 +614,17 @@ class FakeOpenAI:
             await asyncio.sleep(self._stall_s)
         if fault == "non_json":
             return 200, {"content-type": "application/json"}, b"<html><body>502 Bad Gateway</body></html>"
+        if fault == "insufficient_quota":
+            message = "You exceeded your current quota, please check your plan and billing details."
+            return _error(429, message, "insufficient_quota")
+        if fault == "payment_required":
+            return _error(402, "Insufficient Balance", "invalid_request_error")
+        if fault == "context_length":
+            message = (
+                "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 "
+                "tokens. Please reduce the length of the messages."
+            )
+            return _error(400, message, "context_length_exceeded", param="messages")
         completion, completion_tokens = self._make_completion(body, fault)
         if not body.get("max_tokens"):  # TPM debit of the real answer when max_tokens was not given
             with self._lock:
@@ -816,8 +867,9 @@ def _refuse_key(authorization: str):
     )
 
 
-def _error(status: int, message: str, code: str, headers: dict | None = None):
-    body = {"error": {"message": message, "type": code, "param": None, "code": code}}
+def _error(status: int, message: str, code: str, headers: dict | None = None, param: str | None = None):
+    error_type = "invalid_request_error" if code.startswith(("unsupported_", "context_length")) else code
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
     return status, dict(headers or {}), json.dumps(body).encode()
 
 

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import httpx2
+import openai
 import pytest
 
+from keypoint_instruct.cli import main
 from keypoint_instruct.errors import TeacherCallError, TeacherError
+from keypoint_instruct.pricing import count_message_tokens
+from keypoint_instruct.ratelimit import estimate_request_tokens
 from keypoint_instruct.teacher import (
     LOCAL_DUMMY_KEY,
     GenerationSettings,
     OpenAITeacher,
     TeacherRequest,
+    _status_error,
+    client_options,
+    is_reasoning_model,
+    max_output_tokens,
     parse_duration,
     rate_limits_from_headers,
     resolve_api_key,
@@ -29,7 +39,7 @@ def chat_request(image_id: int, settings: GenerationSettings | None = None) -> T
 
 def complete(server, request, **kwargs):
     async def go():
-        teacher = OpenAITeacher(base_url=server.base_url, **kwargs)
+        teacher = OpenAITeacher(**{"base_url": server.base_url, **kwargs})
         try:
             return await teacher.complete(request)
         finally:
@@ -106,3 +116,136 @@ def test_cut_answers_keep_their_finish_reason(fake_openai):
     fake_openai.set_faults(script=["length", "content_filter"])
     assert complete(fake_openai, chat_request(1)).finish_reason == "length"
     assert complete(fake_openai, chat_request(2)).finish_reason == "content_filter"
+
+
+# --------------------------------------------------------------------------- what real providers answer
+
+
+@pytest.mark.parametrize("model", ["o3", "o4-mini-2025-04-16", "gpt-5", "gpt-5-mini", "openai/gpt-5"])
+def test_reasoning_models_get_max_completion_tokens_and_no_temperature(fake_openai, model):
+    fake_openai.set_access(reasoning_models={model})
+    settings = GenerationSettings(model=model)
+    request = chat_request(1, settings)
+    assert is_reasoning_model(model) and set(request.body) == {"model", "messages", "max_completion_tokens", "seed"}
+    completion = complete(fake_openai, request)
+    assert completion.finish_reason == "stop" and completion.text
+    (entry,) = fake_openai.chat_log()
+    assert entry.body == request.body and entry.status == 200
+    # Their hidden reasoning comes out of the same limit: it is not the chat models' 1024.
+    assert max_output_tokens(request.body) == settings.reasoning_max_tokens > settings.max_tokens
+    assert estimate_request_tokens(request) > settings.reasoning_max_tokens  # the TPM debit counts it
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-4o-2024-08-06", "gpt-4.1", "gpt-4o-mini", "gpt-5-chat-latest", "Qwen/Qwen2-7B"]
+)
+def test_chat_models_keep_the_body_their_cached_answers_are_keyed_by(model):
+    body = chat_request(1, GenerationSettings(model=model)).body
+    assert not is_reasoning_model(model)
+    assert set(body) == {"model", "messages", "temperature", "max_tokens", "seed"}
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.2, 1024, 42)
+
+
+def test_a_refused_parameter_stops_the_run_at_once(fake_openai, coco_root, tmp_path, capsys):
+    # An Azure deployment or proxy alias of a reasoning model: its name does not say so, the endpoint does.
+    fake_openai.set_access(reasoning_models={"my-reasoner"})
+    argv = ["generate", "--task", "all", "--coco-root", str(coco_root), "--split", "val2014"]
+    argv += ["--cache", str(tmp_path / "c.sqlite"), "--base-url", fake_openai.base_url, "--model", "my-reasoner"]
+    code = main([*argv, "--concurrency", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith(("INFO ", "DEBUG "))]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "HTTP 400 unsupported_parameter" in lines[0] and "'my-reasoner'" in lines[0] and "max_tokens" in lines[0]
+    assert len(fake_openai.chat_log()) == 1  # not one refusal per request
+
+
+@pytest.mark.parametrize("fault", ["insufficient_quota", "payment_required"])
+def test_an_exhausted_account_is_fatal_not_a_rate_limit(fake_openai, fault):
+    fake_openai.set_faults(script=[fault])
+    with pytest.raises(TeacherCallError) as caught:
+        complete(fake_openai, chat_request(1))
+    assert caught.value.fatal and not caught.value.retryable
+    assert "no quota or credit" in caught.value.reason
+
+
+def _http_error(status: int, error: dict) -> openai.APIStatusError:
+    """The SDK's own error for ``status`` with ``{"error": error}`` as the body, as it raises it."""
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    response = httpx2.Response(status, json={"error": error}, request=request)
+    return openai.AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1")._make_status_error_from_response(response)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "fatal", "retryable"),
+    [
+        # LiteLLM relays OpenAI's quota error under its own code
+        (429, {"message": "litellm.RateLimitError: OpenAIException - You exceeded your current quota, please check "
+               "your plan and billing details.", "type": "throttling_error", "code": "429"}, True, False),
+        (429, {"message": "quota", "type": "insufficient_quota", "code": None}, True, False),
+        # Azure's rate limit names the pricing tier: it is a rate limit, retried
+        (429, {"message": "Requests to the ChatCompletions_Create Operation have exceeded token rate limit of your "
+               "current OpenAI S0 pricing tier. Please retry after 1 second.", "code": "429"}, False, True),
+        (400, {"message": "Unrecognized request argument supplied: seed", "code": None}, True, False),  # Azure
+        (400, {"message": "litellm.UnsupportedParamsError: anthropic does not support parameters: {'seed': 42}",
+               "code": "400"}, True, False),
+        (422, {"message": "Extra inputs are not permitted", "type": "invalid_request_error"}, True, False),
+        (400, {"message": "Unsupported value: 'messages[0].role' does not support 'system' with this model.",
+               "param": "messages[0].role", "code": "unsupported_value"}, True, False),
+        # one request too long: only that request fails
+        (400, {"message": "This model's maximum context length is 128000 tokens.", "code": "context_length_exceeded",
+               "param": "messages"}, False, False),
+        (400, {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+               "policy.", "code": "content_filter"}, False, False),
+    ],
+)  # fmt: skip
+def test_provider_errors_are_classified(status, error, fatal, retryable):
+    err = _status_error(_http_error(status, error), "gpt-4o")
+    assert (err.fatal, err.retryable) == (fatal, retryable), err.reason
+
+
+def test_a_too_long_request_fails_alone(fake_openai, coco_root, tmp_path, capsys):
+    fake_openai.set_faults(script=["context_length"])
+    argv = ["generate", "--task", "conversation", "--coco-root", str(coco_root), "--split", "val2014", "--limit", "3"]
+    argv += ["--cache", str(tmp_path / "c.sqlite"), "--base-url", fake_openai.base_url, "--concurrency", "1"]
+    assert main([*argv, "--no-progress"]) == 1  # one request given up, the run went on
+    out = capsys.readouterr().out
+    assert "2 answered" in out and "1 gave up" in out, out
+    assert len(fake_openai.chat_log()) == 3  # the refused one was not retried
+
+
+@pytest.mark.parametrize(
+    ("suffix", "query"),
+    [("", ""), ("/", ""), ("?api-version=2024-10-21", "api-version=2024-10-21"), ("/?api-version=v", "api-version=v")],
+)
+def test_base_url_forms(fake_openai, suffix, query):
+    teacher_url = fake_openai.base_url + suffix
+    assert complete(fake_openai, chat_request(1), base_url=teacher_url).finish_reason == "stop"
+    (entry,) = fake_openai.chat_log()
+    assert (entry.path, entry.query, entry.status) == ("/v1/chat/completions", query, 200)
+
+
+def test_azure_hosts_get_the_key_in_their_own_header():
+    azure = client_options("https://res.openai.azure.com/openai/v1?api-version=preview", "k123")
+    assert azure == {
+        "base_url": "https://res.openai.azure.com/openai/v1",
+        "default_query": {"api-version": "preview"},
+        "default_headers": {"api-key": "k123"},
+    }
+    assert client_options("http://127.0.0.1:8000/v1", "k123") == {"base_url": "http://127.0.0.1:8000/v1"}
+
+
+def test_a_refusal_is_kept_as_a_refusal(fake_openai):
+    fake_openai.set_faults(script=["refusal"])
+    completion = complete(fake_openai, chat_request(1))
+    assert completion.finish_reason == "refusal" and completion.text.startswith("I'm sorry")
+
+
+def test_an_answer_without_usage_is_counted_here(fake_openai, caplog):
+    fake_openai.set_faults(script=["no_usage", "null_finish"])
+    request = chat_request(1)
+    with caplog.at_level(logging.WARNING, logger="keypoint_instruct.teacher"):
+        completion = complete(fake_openai, request)
+    assert completion.prompt_tokens == count_message_tokens(request.body["messages"])
+    assert completion.completion_tokens > 0 and completion.finish_reason == "stop"
+    assert any("no token usage" in r.getMessage() for r in caplog.records)
+    assert complete(fake_openai, chat_request(2)).finish_reason == "unknown"  # null: neither complete nor cut
