@@ -144,7 +144,8 @@ class _Writer:
             key = "crowd" if n else "crowd_only"
         else:
             key = "none" if not n else "one" if n == 1 else "many"
-        return self.pick(self.table["count"][key], n=_number(n), N=_cap(_number(n)))
+        people = "person" if n == 1 else "people"
+        return self.pick(self.table["count"][key], n=_number(n), N=_cap(_number(n)), people=people)
 
     def name(self, facts: PersonFacts) -> str:
         return self.names[facts.number]
@@ -291,7 +292,8 @@ class _Writer:
         main = self.focus[0].posture if self.focus else None
         answer = " ".join(sentences + notes + [advice.get(main or "default", advice["default"])])
         one = len(self.facts) == 1
-        values = {"who": "the person" if one else "the people", "be": "is" if one else "are", "their": "their"}
+        values = {"who": "the person" if one else "the people", "be": "is" if one else "are", "their": "their",
+                  "body": "body" if one else "bodies"}  # fmt: skip
         return self.pick(self.table["questions"]["reasoning"], **values), answer
 
 

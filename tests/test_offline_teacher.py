@@ -169,3 +169,22 @@ def test_a_hand_up_at_the_head_is_said_as_such_not_as_a_raised_arm():
         assert not re.search(r"arm is raised|above shoulder|higher than the shoulder", described), described
     answer = parse_pairs(respond(s, "complex_reasoning"))[0].answer
     assert "phone" in answer and "Lifting a hand over the head" not in answer
+
+
+def test_counts_and_wordings_agree_with_what_the_pose_shows():
+    crowd = person({}, bbox=(0, 0, 300, 100), ident=9, crowd=True)
+    hug = {"nose": (125, 95), "left_eye": (121, 91), "left_ear": (110, 93), "left_shoulder": (105, 120),
+           "right_shoulder": (103, 120), "left_hip": (100, 200), "right_hip": (98, 200), "left_knee": (140, 150),
+           "right_knee": (138, 150), "left_ankle": (150, 205), "right_ankle": (148, 205)}  # fmt: skip
+    texts = []
+    for image_id in range(12):  # every wording the phrase tables offer
+        one_in_a_crowd = dataclasses.replace(scene(person(STANDING), crowd), image_id=image_id)
+        texts += [respond(one_in_a_crowd, task) for task in TASKS]
+        sitting_on_the_ground = dataclasses.replace(scene(person(hug, (90, 85, 80, 125)), crowd), image_id=image_id)
+        texts += [respond(sitting_on_the_ground, task) for task in TASKS]  # thighs raised, not level
+        two = dataclasses.replace(scene(person(STANDING), person(STANDING, (400, 20, 110, 235), 2)), image_id=image_id)
+        texts.append(respond(two, "complex_reasoning"))
+    text = " ".join(texts)
+    assert "one people" not in text and "one person can be made out" in text
+    assert "thighs roughly level" not in text and "sitting" in text
+    assert "people hold their body " not in text and "people hold their bodies " in text
