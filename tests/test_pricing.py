@@ -35,6 +35,20 @@ def test_pinned_gpt4o_prices_and_date():
     assert price_for("llama-3-70b") is None and price_for("offline-posefacts").input == 0.0
 
 
+def test_a_snapshot_priced_apart_from_its_alias():
+    # gpt-4o-2024-05-13 kept GPT-4o's launch price and has no cached-input discount: not the alias's $2.50/$10
+    price = price_for("gpt-4o-2024-05-13")
+    assert (price.input, price.cached_input, price.output, price.batch_discount) == (5.00, 5.00, 15.00, 0.5)
+
+
+def test_reasoning_model_requests_count_their_output_limit():
+    settings = GenerationSettings(model="gpt-5")
+    messages = [{"role": "user", "content": "A man skis."}]
+    request = TeacherRequest("conversation", 1, "val2014", "v1", settings.body(messages))
+    estimate = estimate_requests([request])
+    assert estimate.max_output_tokens == settings.reasoning_max_tokens and estimate.output_tokens > 0
+
+
 def test_completion_cost_by_hand():
     # 800 uncached input at $2.50, 200 cached at $1.25, 500 output at $10.00, per 1M tokens
     got = completion_cost("gpt-4o-2024-08-06", prompt_tokens=1000, completion_tokens=500, cached_tokens=200)
