@@ -216,7 +216,9 @@ def _task_of(data: bytes) -> str | None:
         return "captions"
     if "segments_info" in first:
         return "panoptic"
-    if sniff.categories and all(isinstance(c, dict) and "keypoints" in c for c in sniff.categories):
+    if "keypoints" in first or (
+        sniff.categories and all(isinstance(c, dict) and "keypoints" in c for c in sniff.categories)
+    ):
         return "person_keypoints"
     return "instances" if "category_id" in first else None
 

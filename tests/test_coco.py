@@ -208,3 +208,15 @@ def test_a_root_without_annotations_folder_says_so(coco_root, tmp_path):
     # a common slip: the annotations folder itself given as the root
     with pytest.raises(InputNotFoundError, match=r"has no annotations/ folder.*pass its parent"):
         load_scenes(coco_root / "annotations", "train2017")
+
+
+def test_a_type_error_in_a_keypoints_file_is_not_blamed_on_its_task(coco_copy):
+    def break_it(data):  # categories without keypoint names (a re-saved file), and one bad annotation
+        for cat in data["categories"]:
+            cat.pop("keypoints")
+        data["annotations"][1]["bbox"] = "wide"
+
+    path = _rewrite(coco_copy, "person_keypoints", break_it)
+    ann_id = json.loads(path.read_text())["annotations"][1]["id"]
+    with pytest.raises(CocoFormatError, match=rf"{path.name}: annotation id {ann_id} is not in COCO's schema"):
+        load_scenes(coco_copy, "train2017")
