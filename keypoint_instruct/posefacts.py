@@ -287,8 +287,9 @@ def _hands(instance: Instance, joints: dict, others: list[Instance], scale: floa
         best = None
         for obj in others:
             x, y, w, h = obj.bbox
-            if x <= px and y <= py and x + w >= px + pw and y + h >= py + ph:
-                continue  # the object's box holds the whole person: background, not something in hand
+            overlap = max(0.0, min(x + w, px + pw) - max(x, px)) * max(0.0, min(y + h, py + ph) - max(y, py))
+            if w * h >= pw * ph and overlap >= (2 / 3) * pw * ph:
+                continue  # a bigger box behind most of the person (a bus, a couch): background, not in hand
             inside = x <= wrist[0] <= x + w and y <= wrist[1] <= y + h
             near = x - margin <= wrist[0] <= x + w + margin and y - margin <= wrist[1] <= y + h + margin
             if inside or near:

@@ -344,3 +344,13 @@ def test_bending_over_on_straight_legs_is_not_lying():
     plank = {"left_shoulder": (190, 180), "right_shoulder": (188, 178), "left_hip": (110, 190),
              "right_hip": (108, 188), "left_knee": (60, 198), "left_ankle": (10, 205)}  # fmt: skip
     assert facts_of(plank, (5, 165, 215, 70)).posture == "lying"  # legs level too: a horizontal body
+
+
+def test_a_big_object_behind_most_of_the_person_is_not_in_hand():
+    # A bus behind the person covers most of their box (not all: the feet stand below it): a wrist over the bus is
+    # no hand at the bus. A racket and a chair the hand is at still count.
+    bus = thing("bus", (20, 0, 400, 200), 101)
+    facts = person_facts(scene(person(STANDING), bus, thing("tennis racket", (150, 100, 30, 30), 102)), 1)
+    assert facts.hands == (HandContact("left", "tennis racket", "at"),)
+    chair = thing("chair", (70, 140, 60, 120), 103)  # the right wrist (80, 150) rests on its back
+    assert person_facts(scene(person(STANDING), chair), 1).hands == (HandContact("right", "chair", "at"),)
