@@ -80,6 +80,7 @@ class PersonFacts:
     facing: str | None = None  # "the camera" | "away from the camera" | "left" | "right"
     raised: tuple[tuple[str, str], ...] = ()  # (side, "the shoulder" | "the head")
     hand_at_head: tuple[str, ...] = ()  # sides whose wrist is up by the face with the elbow not raised
+    arms: str | None = None  # "arms crossed" | "hands on the hips" (front or back view)
     angles: tuple[JointAngle, ...] = ()
     lean_degrees: int | None = None  # torso from vertical, rounded to tens
     lean_direction: str | None = None  # "forward" | "backward" | "sideways" | None (unknown)
@@ -251,6 +252,26 @@ def _raised(joints: dict, scale: float) -> tuple[tuple[tuple[str, str], ...], tu
     return tuple(out), tuple(at_head)
 
 
+def _arms(joints: dict, scale: float) -> str | None:
+    """ "arms crossed" (each wrist past the body's midline at chest height) or "hands on the hips" (wrists at the
+    hips, elbows out wider than the shoulders), for a body seen from the front or the back; else None."""
+    ls, rs = _pt(joints, "left_shoulder"), _pt(joints, "right_shoulder")
+    if not (ls and rs) or abs(ls[0] - rs[0]) < 0.3 * scale:  # side view: the midline cannot be told
+        return None
+    mid = (ls[0] + rs[0]) / 2
+    crossed = on_hips = True
+    for side in SIDES:
+        shoulder, elbow, wrist, hip = (_pt(joints, f"{side}_{p}") for p in ("shoulder", "elbow", "wrist", "hip"))
+        if not (elbow and wrist):
+            return None
+        out = 1.0 if shoulder[0] > mid else -1.0  # image x direction away from the midline on this side
+        chest_high = shoulder[1] < wrist[1] and (hip is None or wrist[1] < hip[1])
+        crossed = crossed and (wrist[0] - mid) * out < -0.1 * scale and chest_high
+        elbow_out = (elbow[0] - shoulder[0]) * out >= 0.2 * scale
+        on_hips = on_hips and hip is not None and _dist(wrist, hip) <= 0.3 * scale and elbow_out
+    return "arms crossed" if crossed else "hands on the hips" if on_hips else None
+
+
 def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
     la, ra = _pt(joints, "left_ankle"), _pt(joints, "right_ankle")
     if not (la and ra):
@@ -371,6 +392,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         facing=facing,
         raised=raised,
         hand_at_head=at_head,
+        arms=_arms(joints, scale) if upright else None,
         angles=tuple(angles),
         lean_degrees=None if lean is None or posture == "lying" else _tens(lean),
         lean_direction=lean_direction,
@@ -402,6 +424,7 @@ def describe(facts: PersonFacts) -> str:
         parts.append("both hands up at the head")
     else:
         parts += [f"{side} hand up at the head" for side in facts.hand_at_head]
+    parts += [p for p in (facts.arms,) if p]
     parts += [a.words for a in facts.angles if "elbow" in a.joint]
     if facts.lean_degrees is not None:
         if facts.lean_degrees < 10:

@@ -354,3 +354,19 @@ def test_a_big_object_behind_most_of_the_person_is_not_in_hand():
     assert facts.hands == (HandContact("left", "tennis racket", "at"),)
     chair = thing("chair", (70, 140, 60, 120), 103)  # the right wrist (80, 150) rests on its back
     assert person_facts(scene(person(STANDING), chair), 1).hands == (HandContact("right", "chair", "at"),)
+
+
+def test_arms_crossed_and_hands_on_the_hips():
+    crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (85, 95),
+                          "right_wrist": (115, 95)}  # fmt: skip
+    facts = facts_of(crossed)
+    assert facts.arms == "arms crossed" and "camera): arms crossed; left elbow" in posefacts.describe(facts)
+    back = {name: (200 - x, y) for name, (x, y) in crossed.items() if name not in FACE}  # the same, from behind
+    assert facts_of(back).facing == "away from the camera" and facts_of(back).arms == "arms crossed"
+    akimbo = STANDING | {"left_elbow": (145, 110), "right_elbow": (55, 110), "left_wrist": (116, 146),
+                         "right_wrist": (84, 146)}  # fmt: skip
+    assert facts_of(akimbo).arms == "hands on the hips"
+    hanging = STANDING | {"left_wrist": (122, 148), "left_elbow": (121, 110), "right_wrist": (78, 148)}
+    holding_a_cup = STANDING | {"left_wrist": (106, 100), "right_wrist": (94, 100), "left_elbow": (124, 120),
+                                "right_elbow": (76, 120)}  # fmt: skip
+    assert facts_of(STANDING).arms is None and facts_of(hanging).arms is None and facts_of(holding_a_cup).arms is None
