@@ -176,6 +176,8 @@ class _Writer:
             out.append(self.pick(self.table["hand_head"]["both"]))
         else:
             out += [self.pick(self.table["hand_head"]["one"], side=side) for side in f.hand_at_head]
+        if f.arms:
+            out.append(self.pick(self.table["arms_pose"][f.arms]))
         return out + self.joints(f, "elbow")
 
     def joints(self, f: PersonFacts, joint: str) -> list[str]:
@@ -269,6 +271,7 @@ class _Writer:
             "wide" if f.stance == "feet wide apart" else None,
             "raised_head" if "the head" in raised else "raised_shoulder" if raised else None,
             "hand_head" if f.hand_at_head else None,
+            {"arms crossed": "crossed", "hands on the hips": "akimbo"}.get(f.arms or ""),
             "lifted" if f.lifted_leg else None,
             f.lean_direction if f.lean_direction in ("forward", "backward") else None,
             "away" if f.facing == "away from the camera" else None,

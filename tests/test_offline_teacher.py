@@ -188,3 +188,20 @@ def test_counts_and_wordings_agree_with_what_the_pose_shows():
     assert "one people" not in text and "one person can be made out" in text
     assert "thighs roughly level" not in text and "sitting" in text
     assert "people hold their body " not in text and "people hold their bodies " in text
+
+
+def test_crossed_arms_and_hands_on_hips_are_said_and_read():
+    crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (85, 95),
+                          "right_wrist": (115, 95)}  # fmt: skip
+    akimbo = STANDING | {"left_elbow": (145, 110), "right_elbow": (55, 110), "left_wrist": (116, 146),
+                         "right_wrist": (84, 146)}  # fmt: skip
+    from keypoint_instruct.offline_teacher import phrases
+
+    for joints, words, reading in (
+        (crossed, "arms are (?:crossed|folded)", "crossed"),
+        (akimbo, "on (?:the|their) hips", "akimbo"),
+    ):
+        for image_id in range(4):
+            s = dataclasses.replace(scene(person(joints)), image_id=image_id)
+            assert re.search(words, respond(s, "detailed_description"))
+            assert phrases()["reading"][reading] in parse_pairs(respond(s, "complex_reasoning"))[0].answer
