@@ -436,7 +436,7 @@ def _status_error(err: Any, model: str) -> TeacherCallError:
             retryable=False,
             fatal=True,
         )
-    if status in (400, 422) and (
+    if (status in (400, 422) or status >= 500) and (
         code in ("unsupported_parameter", "unsupported_value") or _UNSUPPORTED.search(message)
     ):
         param = getattr(err, "param", None)
@@ -463,6 +463,9 @@ def _status_error(err: Any, model: str) -> TeacherCallError:
         )
     if status in (408, 409, 429) or status >= 500:
         return TeacherCallError(
-            reason, retryable=True, retry_after_s=retry_after_from_headers(headers), rate_limits=limits
+            reason + (f": {message}" if status >= 500 and message else ""),
+            retryable=True,
+            retry_after_s=retry_after_from_headers(headers),
+            rate_limits=limits,
         )
     return TeacherCallError(f"{reason}: {message}", retryable=False, rate_limits=limits)

@@ -189,6 +189,10 @@ def _http_error(status: int, error: dict) -> openai.APIStatusError:
         (400, {"message": "litellm.UnsupportedParamsError: anthropic does not support parameters: {'seed': 42}",
                "code": "400"}, True, False),
         (422, {"message": "Extra inputs are not permitted", "type": "invalid_request_error"}, True, False),
+        # older LiteLLM proxies answer an unsupported parameter with a 500
+        (500, {"message": "ollama does not support parameters: {'seed': 1}, for model=llama3:latest. To drop these, "
+               "set `litellm.drop_params=True`", "type": None, "code": 500}, True, False),
+        (500, {"message": "The server had an error while processing your request.", "code": None}, False, True),
         (400, {"message": "Unsupported value: 'messages[0].role' does not support 'system' with this model.",
                "param": "messages[0].role", "code": "unsupported_value"}, True, False),
         # one request too long: only that request fails
@@ -201,6 +205,8 @@ def _http_error(status: int, error: dict) -> openai.APIStatusError:
 def test_provider_errors_are_classified(status, error, fatal, retryable):
     err = _status_error(_http_error(status, error), "gpt-4o")
     assert (err.fatal, err.retryable) == (fatal, retryable), err.reason
+    if status != 429:  # the provider's words are kept (a rate limit's are not needed)
+        assert error["message"].split(":")[-1].strip()[:30] in err.reason
 
 
 def test_a_too_long_request_fails_alone(fake_openai, coco_root, tmp_path, capsys):
