@@ -6,7 +6,8 @@
 Writes a synthetic split (annotations only) to a temporary folder, loads it, then times (a) ``facts_block`` over
 every scene (what ``--context paper+facts`` adds to a context build) and (b) the offline teacher's three responses
 per scene (what ``generate --teacher offline --task all`` spends outside the engine and cache). Prints scenes/s,
-persons/s and the share of persons with each posture and facing, to show how often the rules commit to a fact.
+persons/s and the share of persons with each posture, facing and arm pose, to show how often the rules commit to a
+fact.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ def main() -> None:
     words = sum(len(respond(s, task).split()) for s in scenes for task in TASKS)
     teacher_s = time.perf_counter() - start
 
-    postures, facing = collections.Counter(), collections.Counter()
+    postures, facing, arms = collections.Counter(), collections.Counter(), collections.Counter()
     for s in scenes:
         for f in scene_facts(s):
             postures[f.posture or "unstated"] += 1
             facing[f.facing or "unstated"] += 1
+            arms.update([f.arms] if f.arms else [])
+            arms.update(["a hand up at the head"] if f.hand_at_head else [])
+            arms.update(["an arm raised"] if f.raised else [])
 
     print(f"scenes: {len(scenes)}  persons: {persons}")
     print(f"facts_block: {facts_s:.2f} s  ({len(scenes) / facts_s:.0f} scenes/s, {persons / facts_s:.0f} persons/s)")
@@ -52,6 +56,7 @@ def main() -> None:
           f"{words / (len(scenes) * 3):.0f} words per response)")  # fmt: skip
     print("posture:", ", ".join(f"{k} {v / persons:.0%}" for k, v in postures.most_common()))
     print("facing:", ", ".join(f"{k} {v / persons:.0%}" for k, v in facing.most_common()))
+    print("arms:", ", ".join(f"{k} {v / persons:.0%}" for k, v in arms.most_common()) or "nothing stated")
 
 
 if __name__ == "__main__":
