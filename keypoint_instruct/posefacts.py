@@ -356,7 +356,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
     if not joints:
         return base
     torso = _torso(joints)
-    scale = _dist(*torso) if torso and _dist(*torso) > 1e-6 else instance.bbox[3] / 3
+    scale = _dist(*torso) if torso and _dist(*torso) > 1e-6 else max(instance.bbox[2:]) / 3  # lying: the width
     if scale < MIN_SCALE_PX:  # too small to measure: only where the person is
         return dataclasses.replace(base, relations=_relations(number, persons))
     lean = _from_down(torso[1], torso[0]) if torso else None

@@ -370,3 +370,9 @@ def test_arms_crossed_and_hands_on_the_hips():
     holding_a_cup = STANDING | {"left_wrist": (106, 100), "right_wrist": (94, 100), "left_elbow": (124, 120),
                                 "right_elbow": (76, 120)}  # fmt: skip
     assert facts_of(STANDING).arms is None and facts_of(hanging).arms is None and facts_of(holding_a_cup).arms is None
+
+
+def test_a_long_lying_person_without_a_torso_is_not_taken_for_a_tiny_one():
+    legs = {"left_hip": (100, 200), "left_knee": (220, 205), "left_ankle": (340, 200)}
+    facts = facts_of(legs, bbox=(90, 185, 260, 40))  # 260 px long, 40 px tall: no torso to measure the scale
+    assert JointAngle("left knee", 180) in facts.angles
