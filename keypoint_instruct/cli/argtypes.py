@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -23,11 +24,11 @@ def count(minimum: int) -> Callable[[str], int]:
 
 
 def positive_float(text: str) -> float:
-    """A number above zero (seconds, rates)."""
+    """A finite number above zero (seconds, rates, dollars): ``inf`` would overflow a timer or a timestamp later."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    if not (value > 0 and math.isfinite(value)):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
     return value
