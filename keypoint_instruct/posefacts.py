@@ -81,6 +81,7 @@ class PersonFacts:
     raised: tuple[tuple[str, str], ...] = ()  # (side, "the shoulder" | "the head")
     hand_at_head: tuple[str, ...] = ()  # sides whose wrist is up by the face with the elbow not raised
     arms: str | None = None  # "arms crossed" | "hands on the hips" (front or back view)
+    held_out: tuple[str, ...] = ()  # sides whose straight arm is stretched out level (pointing, reaching, T-pose)
     angles: tuple[JointAngle, ...] = ()
     lean_degrees: int | None = None  # torso from vertical, rounded to tens
     lean_direction: str | None = None  # "forward" | "backward" | "sideways" | None (unknown)
@@ -272,6 +273,19 @@ def _arms(joints: dict, scale: float) -> str | None:
     return "arms crossed" if crossed else "hands on the hips" if on_hips else None
 
 
+def _held_out(joints: dict, scale: float, raised: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """Sides whose arm is straight and level with the shoulder, stretched well away from the body."""
+    out = []
+    for side in SIDES:
+        shoulder, elbow, wrist = (_pt(joints, f"{side}_{p}") for p in ("shoulder", "elbow", "wrist"))
+        if side in dict(raised) or not (shoulder and elbow and wrist) or _dist(shoulder, wrist) < 0.6 * scale:
+            continue
+        angle, direction = limb_angle(shoulder, elbow, wrist, 0.25 * scale), _from_down(shoulder, wrist)
+        if angle is not None and angle >= 150 and direction is not None and 70 <= direction <= 110:
+            out.append(side)
+    return tuple(out)
+
+
 def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
     la, ra = _pt(joints, "left_ankle"), _pt(joints, "right_ankle")
     if not (la and ra):
@@ -393,6 +407,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         raised=raised,
         hand_at_head=at_head,
         arms=_arms(joints, scale) if upright else None,
+        held_out=_held_out(joints, scale, raised) if upright else (),
         angles=tuple(angles),
         lean_degrees=None if lean is None or posture == "lying" else _tens(lean),
         lean_direction=lean_direction,
@@ -425,6 +440,10 @@ def describe(facts: PersonFacts) -> str:
     else:
         parts += [f"{side} hand up at the head" for side in facts.hand_at_head]
     parts += [p for p in (facts.arms,) if p]
+    if len(facts.held_out) == 2:
+        parts.append("both arms held out level")
+    else:
+        parts += [f"{side} arm held out level" for side in facts.held_out]
     parts += [a.words for a in facts.angles if "elbow" in a.joint]
     if facts.lean_degrees is not None:
         if facts.lean_degrees < 10:

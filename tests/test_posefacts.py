@@ -376,3 +376,15 @@ def test_a_long_lying_person_without_a_torso_is_not_taken_for_a_tiny_one():
     legs = {"left_hip": (100, 200), "left_knee": (220, 205), "left_ankle": (340, 200)}
     facts = facts_of(legs, bbox=(90, 185, 260, 40))  # 260 px long, 40 px tall: no torso to measure the scale
     assert JointAngle("left knee", 180) in facts.angles
+
+
+def test_an_arm_stretched_out_level_is_stated():
+    pointing = STANDING | {"right_elbow": (45, 72), "right_wrist": (10, 74)}  # towards the picture's left
+    facts = facts_of(pointing, bbox=(5, 20, 165, 235))
+    assert facts.held_out == ("right",) and facts.raised == ()
+    assert "right arm held out level" in posefacts.describe(facts)
+    t_pose = pointing | {"left_elbow": (155, 70), "left_wrist": (190, 68)}
+    assert "both arms held out level" in posefacts.describe(facts_of(t_pose, bbox=(5, 20, 190, 235)))
+    assert facts_of(STANDING).held_out == ()  # hanging and bent arms are not held out
+    bent_level = STANDING | {"right_elbow": (50, 70), "right_wrist": (50, 40)}  # upper arm level, forearm up
+    assert facts_of(bent_level).held_out == ()
