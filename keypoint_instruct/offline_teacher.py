@@ -178,6 +178,10 @@ class _Writer:
             out += [self.pick(self.table["hand_head"]["one"], side=side) for side in f.hand_at_head]
         if f.arms:
             out.append(self.pick(self.table["arms_pose"][f.arms]))
+        if len(f.held_out) == 2:
+            out.append(self.pick(self.table["held_out"]["both"]))
+        else:
+            out += [self.pick(self.table["held_out"]["one"], side=side) for side in f.held_out]
         return out + self.joints(f, "elbow")
 
     def joints(self, f: PersonFacts, joint: str) -> list[str]:
@@ -272,6 +276,7 @@ class _Writer:
             "raised_head" if "the head" in raised else "raised_shoulder" if raised else None,
             "hand_head" if f.hand_at_head else None,
             {"arms crossed": "crossed", "hands on the hips": "akimbo"}.get(f.arms or ""),
+            "held_out" if f.held_out else None,
             "lifted" if f.lifted_leg else None,
             f.lean_direction if f.lean_direction in ("forward", "backward") else None,
             "away" if f.facing == "away from the camera" else None,

@@ -190,16 +190,18 @@ def test_counts_and_wordings_agree_with_what_the_pose_shows():
     assert "people hold their body " not in text and "people hold their bodies " in text
 
 
-def test_crossed_arms_and_hands_on_hips_are_said_and_read():
+def test_crossed_arms_hands_on_hips_and_an_arm_held_out_are_said_and_read():
     crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (85, 95),
                           "right_wrist": (115, 95)}  # fmt: skip
     akimbo = STANDING | {"left_elbow": (145, 110), "right_elbow": (55, 110), "left_wrist": (116, 146),
                          "right_wrist": (84, 146)}  # fmt: skip
     from keypoint_instruct.offline_teacher import phrases
 
+    pointing = STANDING | {"right_elbow": (45, 72), "right_wrist": (10, 74)}
     for joints, words, reading in (
         (crossed, "arms are (?:crossed|folded)", "crossed"),
         (akimbo, "on (?:the|their) hips", "akimbo"),
+        (pointing, "right arm (?:is )?(?:stretched|held) out", "held_out"),
     ):
         for image_id in range(4):
             s = dataclasses.replace(scene(person(joints)), image_id=image_id)
