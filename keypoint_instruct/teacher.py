@@ -270,13 +270,20 @@ def resolve_api_key(base_url: str | None, *, offline_hint: bool = True) -> str:
 _AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
 
 
+def is_azure(base_url: str | None) -> bool:
+    """True for an Azure OpenAI host, which takes the key in its ``api-key`` header only."""
+    return bool(base_url) and (urlsplit(base_url.strip()).hostname or "").endswith(_AZURE_HOSTS)
+
+
 def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
     """``base_url``, ``default_query`` and ``default_headers`` for the OpenAI client from a ``--base-url``.
 
     The client appends ``/chat/completions`` to the base URL's path as text, query included, so a query
     (Azure's ``?api-version=...``) is taken off the URL and sent with every request instead. Azure OpenAI reads an
-    API key from its ``api-key`` header, not from ``Authorization: Bearer``: for its hosts the key goes in both.
+    API key from its ``api-key`` header (``Authorization: Bearer`` is for Entra ID tokens, and both at once is a 400):
+    for its hosts the key goes in ``api-key``, and :class:`OpenAITeacher` drops the Bearer header of each request.
     """
+
     options: dict[str, Any] = {"base_url": base_url}
     if not base_url:
         return options
@@ -284,7 +291,7 @@ def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
     if parts.query:
         options["base_url"] = urlunsplit(parts._replace(query="", fragment=""))
         options["default_query"] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if (parts.hostname or "").endswith(_AZURE_HOSTS):
+    if is_azure(base_url):
         options["default_headers"] = {"api-key": api_key}
     return options
 
@@ -311,6 +318,8 @@ class OpenAITeacher:
         self.base_url = base_url
         key = api_key or resolve_api_key(base_url)
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # The SDK accepts a request without its Bearer header only when the request itself omits it.
+        self._extra_headers = {"Authorization": openai.Omit()} if is_azure(base_url) else None
         self._client = openai.AsyncOpenAI(
             **client_options(base_url, key),
             api_key=key,
@@ -329,7 +338,9 @@ class OpenAITeacher:
         import openai
 
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(**request.body)
+            raw = await self._client.chat.completions.with_raw_response.create(
+                **request.body, extra_headers=self._extra_headers
+            )
         except openai.APIStatusError as err:
             raise _status_error(err, str(request.body.get("model", ""))) from None
         except openai.APITimeoutError:

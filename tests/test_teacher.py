@@ -231,12 +231,14 @@ def test_base_url_forms(fake_openai, suffix, query):
 
 
 def test_azure_hosts_get_the_key_in_their_own_header():
-    azure = client_options("https://res.openai.azure.com/openai/v1?api-version=preview", "k123")
-    assert azure == {
-        "base_url": "https://res.openai.azure.com/openai/v1",
-        "default_query": {"api-version": "preview"},
-        "default_headers": {"api-key": "k123"},
-    }
+    url = "https://res.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21"
+    teacher = OpenAITeacher(base_url=url, api_key="k123")
+    options = openai._models.FinalRequestOptions(
+        method="post", url="/chat/completions", headers=teacher._extra_headers
+    )
+    request = teacher._client._build_request(options)  # what the SDK would send
+    assert str(request.url) == url.replace("?", "/chat/completions?")
+    assert request.headers["api-key"] == "k123" and "authorization" not in request.headers  # both at once: a 400
     assert client_options("http://127.0.0.1:8000/v1", "k123") == {"base_url": "http://127.0.0.1:8000/v1"}
 
 
