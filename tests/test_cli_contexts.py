@@ -80,6 +80,19 @@ def test_forked_workers_write_the_same_lines_in_the_same_order(coco_root, tmp_pa
         assert len(files["1", mode].splitlines()) == len(load_scenes(coco_root, "val2014"))
 
 
+def test_a_large_selection_without_workers_picks_its_workers_itself(coco_root, tmp_path, monkeypatch):
+    # the default --workers is chosen from the CPU count for selections of PARALLEL_FROM images or more (every
+    # real train2017 run): that path must run, and write what one worker writes
+    import keypoint_instruct.cli.contexts as contexts
+
+    monkeypatch.setattr(contexts, "_CHUNK", 5)
+    base = ["contexts", "--coco-root", str(coco_root), "--split", "val2014", "--min-persons", "0"]
+    assert main([*base, "--workers", "1", "--out", str(tmp_path / "one.jsonl")]) == 0
+    monkeypatch.setattr(contexts, "PARALLEL_FROM", 10)
+    assert main([*base, "--out", str(tmp_path / "auto.jsonl")]) == 0
+    assert (tmp_path / "auto.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+
+
 def test_show_writes_a_png_at_least_the_image_size(coco_root, tmp_path):
     scene = select_scenes(load_scenes(coco_root, "train2017"), min_keypoints=8)[0]
     out = tmp_path / "fig.png"

@@ -109,7 +109,7 @@ def run_contexts(args: argparse.Namespace) -> int:
             args.min_keypoints,
         )
     del scenes
-    workers = args.workers or (min(os.cpucount() or 1, 4) if len(chosen) >= PARALLEL_FROM else 1)
+    workers = args.workers or (min(os.cpu_count() or 1, 4) if len(chosen) >= PARALLEL_FROM else 1)
     out = _open_out(args.out) if args.out else sys.stdout.buffer
     try:
         with tqdm(total=len(chosen), desc="contexts", unit="img", file=sys.stderr, mininterval=0.5) as bar:
