@@ -209,11 +209,12 @@ class CostEstimate:
     token_method: str = ""
     models: list[str] = field(default_factory=list)
     unpriced_models: list[str] = field(default_factory=list)
+    reasoning_models: list[str] = field(default_factory=list)  # bill hidden reasoning tokens as output
 
 
 def estimate_requests(requests: Iterable[TeacherRequest]) -> CostEstimate:
     """The ``--dry-run`` estimate of sending ``requests`` (already-cached ones should be left out by the caller)."""
-    from keypoint_instruct.teacher import max_output_tokens
+    from keypoint_instruct.teacher import is_reasoning_model, max_output_tokens
 
     estimate = CostEstimate(token_method=token_counter().method)
     seen_prefixes: set[tuple] = set()
@@ -238,6 +239,8 @@ def estimate_requests(requests: Iterable[TeacherRequest]) -> CostEstimate:
             estimate.models.append(model)
             if price_for(model) is None:
                 estimate.unpriced_models.append(model)
+            if is_reasoning_model(model):
+                estimate.reasoning_models.append(model)
     return estimate
 
 
@@ -259,6 +262,11 @@ def format_estimate(estimate: CostEstimate) -> str:
             )
     if estimate.unpriced_models:
         lines.append(f"no price known for {', '.join(estimate.unpriced_models)}: counted as $0")
+    if estimate.reasoning_models:
+        lines.append(
+            f"{', '.join(estimate.reasoning_models)} also bill hidden reasoning tokens as output, not counted in the "
+            "expected output above: the cost can be several times higher, up to max_completion_tokens per request"
+        )
     lines.append(
         f"estimated cost sync: ${estimate.sync_usd:,.2f} without prompt-cache hits, "
         f"${estimate.sync_cached_usd:,.2f} if every repeated prefix hits the cache"
