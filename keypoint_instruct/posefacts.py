@@ -254,7 +254,7 @@ def _raised(joints: dict, scale: float) -> tuple[tuple[tuple[str, str], ...], tu
 
 
 def _arms(joints: dict, scale: float) -> str | None:
-    """ "arms crossed" (each wrist past the body's midline at chest height) or "hands on the hips" (wrists at the
+    """ "arms crossed" (each wrist well past the body's midline at chest height) or "hands on the hips" (wrists at the
     hips, elbows out wider than the shoulders), for a body seen from the front or the back; else None."""
     ls, rs = _pt(joints, "left_shoulder"), _pt(joints, "right_shoulder")
     if not (ls and rs) or abs(ls[0] - rs[0]) < 0.3 * scale:  # side view: the midline cannot be told
@@ -267,7 +267,7 @@ def _arms(joints: dict, scale: float) -> str | None:
             return None
         out = 1.0 if shoulder[0] > mid else -1.0  # image x direction away from the midline on this side
         chest_high = shoulder[1] < wrist[1] and (hip is None or wrist[1] < hip[1])
-        crossed = crossed and (wrist[0] - mid) * out < -0.1 * scale and chest_high
+        crossed = crossed and (wrist[0] - mid) * out < -0.2 * scale and chest_high
         elbow_out = (elbow[0] - shoulder[0]) * out >= 0.2 * scale
         on_hips = on_hips and hip is not None and _dist(wrist, hip) <= 0.3 * scale and elbow_out
     return "arms crossed" if crossed else "hands on the hips" if on_hips else None

@@ -191,8 +191,8 @@ def test_counts_and_wordings_agree_with_what_the_pose_shows():
 
 
 def test_crossed_arms_hands_on_hips_and_an_arm_held_out_are_said_and_read():
-    crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (85, 95),
-                          "right_wrist": (115, 95)}  # fmt: skip
+    crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (80, 95),
+                          "right_wrist": (120, 95)}  # fmt: skip
     akimbo = STANDING | {"left_elbow": (145, 110), "right_elbow": (55, 110), "left_wrist": (116, 146),
                          "right_wrist": (84, 146)}  # fmt: skip
     from keypoint_instruct.offline_teacher import phrases

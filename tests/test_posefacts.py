@@ -357,8 +357,8 @@ def test_a_big_object_behind_most_of_the_person_is_not_in_hand():
 
 
 def test_arms_crossed_and_hands_on_the_hips():
-    crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (85, 95),
-                          "right_wrist": (115, 95)}  # fmt: skip
+    crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (80, 95),
+                          "right_wrist": (120, 95)}  # fmt: skip
     facts = facts_of(crossed)
     assert facts.arms == "arms crossed" and "camera): arms crossed; left elbow" in posefacts.describe(facts)
     back = {name: (200 - x, y) for name, (x, y) in crossed.items() if name not in FACE}  # the same, from behind
@@ -370,6 +370,8 @@ def test_arms_crossed_and_hands_on_the_hips():
     holding_a_cup = STANDING | {"left_wrist": (106, 100), "right_wrist": (94, 100), "left_elbow": (124, 120),
                                 "right_elbow": (76, 120)}  # fmt: skip
     assert facts_of(STANDING).arms is None and facts_of(hanging).arms is None and facts_of(holding_a_cup).arms is None
+    club_grip = holding_a_cup | {"left_wrist": (91, 125), "right_wrist": (109, 128)}  # hands together, a bit past
+    assert facts_of(club_grip).arms is None
 
 
 def test_a_long_lying_person_without_a_torso_is_not_taken_for_a_tiny_one():
