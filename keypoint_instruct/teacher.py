@@ -187,11 +187,12 @@ def redact(text: str) -> str:
     return _KEY_LIKE.sub("<redacted key>", text)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+# Go's duration format, which OpenAI's reset headers use: below a millisecond it writes µs (or us) and ns.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|\u00b5s|\u03bcs|ns|h|m|s)")
 
 
 def parse_duration(value: str | None) -> float | None:
-    """OpenAI's reset durations ("1s", "6m0s", "20ms", "1h2m3.5s") or plain seconds -> seconds."""
+    """OpenAI's reset durations ("1s", "6m0s", "20ms", "1h2m3.5s", "850µs") or plain seconds -> seconds."""
     if value is None:
         return None
     value = value.strip()
@@ -202,7 +203,7 @@ def parse_duration(value: str | None) -> float | None:
     parts = _DURATION_PART.findall(value)
     if not parts or "".join(n + u for n, u in parts) != value:
         return None
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ns": 1e-9}
     return sum(float(number) * scale[unit] for number, unit in parts)
 
 

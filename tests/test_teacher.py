@@ -52,6 +52,8 @@ def test_parsers():
     assert parse_duration("6m0s") == 360 and parse_duration("20ms") == pytest.approx(0.02)
     assert parse_duration("1h2m3.5s") == pytest.approx(3723.5) and parse_duration("2.5") == 2.5
     assert parse_duration("soon") is None and parse_duration(None) is None
+    assert parse_duration("850\u00b5s") == pytest.approx(0.00085) and parse_duration("1m0.5s") == 60.5
+    assert parse_duration("120us") == pytest.approx(0.00012) and parse_duration("300ns") == pytest.approx(3e-7)
     limits = rate_limits_from_headers(
         {
             "x-ratelimit-limit-requests": "500",
