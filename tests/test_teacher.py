@@ -148,17 +148,28 @@ def test_chat_models_keep_the_body_their_cached_answers_are_keyed_by(model):
     assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.2, 1024, 42)
 
 
-def test_a_refused_parameter_stops_the_run_at_once(fake_openai, coco_root, tmp_path, capsys):
-    # An Azure deployment or proxy alias of a reasoning model: its name does not say so, the endpoint does.
+@pytest.mark.parametrize(
+    ("model", "fault", "expected"),
+    [
+        # an Azure deployment or proxy alias of a reasoning model: its name does not say so, the endpoint does
+        ("my-reasoner", None, ("HTTP 400 unsupported_parameter", "'my-reasoner'", "max_tokens")),
+        ("gpt-4o-2024-08-06", "insufficient_quota", ("HTTP 429 insufficient_quota", "no quota or credit")),
+        ("gpt-4o-2024-08-06", "payment_required", ("HTTP 402", "no quota or credit", "Insufficient Balance")),
+    ],
+)
+def test_an_error_every_request_would_get_stops_the_run_at_once(
+    fake_openai, coco_root, tmp_path, capsys, model, fault, expected
+):
     fake_openai.set_access(reasoning_models={"my-reasoner"})
+    fake_openai.set_faults(rule=lambda body: fault)
     argv = ["generate", "--task", "all", "--coco-root", str(coco_root), "--split", "val2014"]
-    argv += ["--cache", str(tmp_path / "c.sqlite"), "--base-url", fake_openai.base_url, "--model", "my-reasoner"]
+    argv += ["--cache", str(tmp_path / "c.sqlite"), "--base-url", fake_openai.base_url, "--model", model]
     code = main([*argv, "--concurrency", "1", "--no-progress"])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if not line.startswith(("INFO ", "DEBUG "))]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert "HTTP 400 unsupported_parameter" in lines[0] and "'my-reasoner'" in lines[0] and "max_tokens" in lines[0]
-    assert len(fake_openai.chat_log()) == 1  # not one refusal per request
+    assert all(part in lines[0] for part in expected), lines[0]
+    assert len(fake_openai.chat_log()) == 1  # not one refusal per request, nor a retry
 
 
 @pytest.mark.parametrize("fault", ["insufficient_quota", "payment_required"])
