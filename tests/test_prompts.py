@@ -141,6 +141,25 @@ def test_few_shot_examples_follow_the_rules(task):
             assert answer.startswith("Answer:\n") and len(answer) > len("Answer:\n") + 20
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_few_shot_answers_pass_the_real_parser_and_filters_whole(task):
+    """What the teacher is shown to write becomes training samples untouched: every pair parsed and kept."""
+    from keypoint_instruct import quality
+    from keypoint_instruct.parse import parse_description, parse_pairs
+
+    for _, response in load_prompt(task).examples:
+        if task == "detailed_description":
+            assert parse_description(response) == response and quality.pair_reason(None, response) is None
+            continue
+        pairs = parse_pairs(response)
+        assert len(pairs) == response.count("Question:\n") and (len(pairs) == 1) == (task == "complex_reasoning")
+        for pair in pairs:
+            assert quality.pair_reason(pair.question, pair.answer) is None, pair
+            assert pair.question in response and pair.answer in response  # verbatim, nothing cut
+        normalized = {quality.normalize_question(p.question) for p in pairs}
+        assert len(normalized) == len(pairs)  # no question the repeated-question filter would drop
+
+
 def test_the_body_parts_are_coco_keypoint_names():
     from keypoint_instruct.coco import KEYPOINT_NAMES
 
