@@ -257,7 +257,16 @@ def _check_images(path: Path, images: list[_Image]) -> None:
             )
 
 
-def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[int], keypoints: bool) -> None:
+def _unknown_image(path: Path, ann: dict[str, Any], images_file: Path) -> CocoFormatError:
+    return CocoFormatError(
+        f"{path}: annotation id {ann['id']} points at unknown image id {ann['image_id']} "
+        f"(not among the images of {images_file.name})"
+    )
+
+
+def _check_instances(
+    path: Path, annotations: list[_Instance], image_ids: set[int], images_file: Path, keypoints: bool
+) -> None:
     # msgspec already enforced the field types and required fields, and JSON numbers are finite.
     expected = 3 * len(KEYPOINT_NAMES)
     seen: set[int] = set()
@@ -268,7 +277,7 @@ def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[in
             )
         seen.add(ann["id"])
         if ann["image_id"] not in image_ids:
-            raise CocoFormatError(f"{path}: annotation id {ann['id']} points at unknown image id {ann['image_id']}")
+            raise _unknown_image(path, ann, images_file)
         if len(ann["bbox"]) != 4:
             raise CocoFormatError(
                 f"{path}: annotation id {ann['id']} has a bbox of {len(ann['bbox'])} numbers "
@@ -290,10 +299,10 @@ def _check_instances(path: Path, annotations: list[_Instance], image_ids: set[in
             )
 
 
-def _check_captions(path: Path, annotations: list[_Caption], image_ids: set[int]) -> None:
+def _check_captions(path: Path, annotations: list[_Caption], image_ids: set[int], images_file: Path) -> None:
     for ann in annotations:
         if ann["image_id"] not in image_ids:
-            raise CocoFormatError(f"{path}: annotation id {ann['id']} points at unknown image id {ann['image_id']}")
+            raise _unknown_image(path, ann, images_file)
 
 
 def _index(dataset: dict[str, Any]):
@@ -337,7 +346,7 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
         )
     _check_images(paths["instances"], inst.images)
     image_ids = {img["id"] for img in inst.images}
-    _check_instances(paths["instances"], inst.annotations, image_ids, keypoints=False)
+    _check_instances(paths["instances"], inst.annotations, image_ids, paths["instances"], keypoints=False)
     categories = {cat["id"]: cat["name"] for cat in inst.categories}
     person_ids = {cat_id for cat_id, name in categories.items() if name == "person"}
     for ann in inst.annotations:
@@ -349,12 +358,12 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
     del inst
 
     kps = _decode(paths["person_keypoints"], "person_keypoints")
-    _check_instances(paths["person_keypoints"], kps.annotations, image_ids, keypoints=True)
+    _check_instances(paths["person_keypoints"], kps.annotations, image_ids, paths["instances"], keypoints=True)
     keypoints_by_id = {ann["id"]: ann["keypoints"] for ann in kps.annotations}
     del kps
 
     caps = _decode(paths["captions"], "captions")
-    _check_captions(paths["captions"], caps.annotations, image_ids)
+    _check_captions(paths["captions"], caps.annotations, image_ids, paths["instances"])
     captions = _index({"images": [], "annotations": caps.annotations})  # its images repeat the instances file's
     del caps
 

@@ -220,3 +220,30 @@ def test_a_type_error_in_a_keypoints_file_is_not_blamed_on_its_task(coco_copy):
     ann_id = json.loads(path.read_text())["annotations"][1]["id"]
     with pytest.raises(CocoFormatError, match=rf"{path.name}: annotation id {ann_id} is not in COCO's schema"):
         load_scenes(coco_copy, "train2017")
+
+
+def test_captions_of_an_image_the_instances_file_lacks_name_that_file(coco_copy):
+    # the captions file lists the image itself: the message must say which file does not
+    def extra_image(data):
+        data["images"].append({**data["images"][0], "id": 999, "file_name": "000000000999.jpg"})
+        data["annotations"].append({"image_id": 999, "id": 77777, "caption": "A man."})
+
+    _rewrite(coco_copy, "captions", extra_image)
+    with pytest.raises(
+        CocoFormatError,
+        match=r"captions_train2017.json: annotation id 77777 points at unknown image id 999 "
+        r"\(not among the images of instances_train2017.json\)",
+    ):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_an_image_without_captions_keeps_its_objects(coco_copy):
+    scenes = load_scenes(coco_copy, "train2017")
+    image_id = next(s.image_id for s in scenes.values() if s.instances)
+    _rewrite(
+        coco_copy,
+        "captions",
+        lambda d: d.update(annotations=[a for a in d["annotations"] if a["image_id"] != image_id]),
+    )
+    again = load_scenes(coco_copy, "train2017")
+    assert again[image_id].captions == () and again[image_id].instances == scenes[image_id].instances
