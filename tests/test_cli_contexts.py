@@ -64,6 +64,21 @@ def test_contexts_options_and_out_file(coco_root, tmp_path, capsys, caplog):
     assert capsys.readouterr().out == ""
 
 
+def test_unicode_and_stray_whitespace_in_captions_reach_the_jsonl_intact(coco_copy, tmp_path):
+    path = annotation_file(coco_copy, "train2017", "captions")
+    data = json.loads(path.read_text())
+    first = data["annotations"][0]
+    first["caption"] = " Un skieur à Zürich\u00a0– “en piste”\n\n "
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "ctx.jsonl"
+    code = main(
+        ["contexts", "--coco-root", str(coco_copy), "--split", "train2017", "--min-persons", "0", "--out", str(out)]
+    )
+    assert code == 0
+    rows = {row["image_id"]: row for row in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert "Un skieur à Zürich – “en piste”" in rows[first["image_id"]]["context"].splitlines()
+
+
 def test_forked_workers_write_the_same_lines_in_the_same_order(coco_root, tmp_path, monkeypatch):
     import keypoint_instruct.cli.contexts as contexts
 

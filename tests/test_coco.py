@@ -105,6 +105,24 @@ def test_segmentation_is_not_needed(coco_copy):
     assert len(load_scenes(coco_copy, "train2017")) == 24
 
 
+@pytest.mark.parametrize(
+    "segmentation",
+    [{"counts": "Ph`04k8;N3M1O1N2N1O100O1N3M", "size": [480, 640]}, {"counts": [272, 2, 4, 4], "size": [480, 640]},
+     [[10.5, 10.0, 20.0, 10.0, 20.0, 30.25]], []],
+    ids=["rle-string", "rle-list", "polygon", "empty"],
+)  # fmt: skip
+def test_every_segmentation_shape_of_the_real_files_is_skipped(coco_copy, segmentation):
+    # crowds carry RLE (uncompressed counts in instances files, compressed strings elsewhere), objects polygons
+    def reshape(data):
+        for ann in data["annotations"]:
+            ann["segmentation"] = segmentation
+
+    before = load_scenes(coco_copy, "train2017")
+    _rewrite(coco_copy, "instances", reshape)
+    _rewrite(coco_copy, "person_keypoints", reshape)
+    assert load_scenes(coco_copy, "train2017") == before
+
+
 def test_keypoints_attach_to_person_annotations_only(coco_copy, caplog):
     instances = json.loads(annotation_file(coco_copy, "train2017", "instances").read_text())
     person_cat = next(c["id"] for c in instances["categories"] if c["name"] == "person")
