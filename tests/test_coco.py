@@ -223,6 +223,9 @@ def test_compressed_annotation_files_say_so(coco_copy):
 def test_a_root_without_annotations_folder_says_so(coco_root, tmp_path):
     with pytest.raises(InputNotFoundError, match=rf"COCO root {tmp_path} has no annotations/ folder"):
         load_scenes(tmp_path, "train2017")
+    (tmp_path / "annotations_trainval2017.zip").write_bytes(b"PK\x03\x04")  # the download, not yet extracted
+    with pytest.raises(InputNotFoundError, match=r"no annotations/ folder .*; extract annotations_trainval2017.zip"):
+        load_scenes(tmp_path, "train2017")
     # a common slip: the annotations folder itself given as the root
     with pytest.raises(InputNotFoundError, match=r"has no annotations/ folder.*pass its parent"):
         load_scenes(coco_root / "annotations", "train2017")
