@@ -211,8 +211,10 @@ class Claims:
 
     def _keep_alive(self, stop: threading.Event) -> None:
         db = sqlite3.connect(self.cache.path, timeout=60.0, isolation_level=None)
+        # A longer wait than threading.TIMEOUT_MAX (a lease of 1e12 s) is an OverflowError, not a long wait.
+        every_s = min(self.lease_s / 4, threading.TIMEOUT_MAX)
         try:
-            while not stop.wait(self.lease_s / 4):
+            while not stop.wait(every_s):
                 if not self._claimed_any:
                     continue
                 try:

@@ -281,3 +281,15 @@ def test_a_read_only_cache_is_one_line_and_nothing_is_sent(fake_openai, coco_roo
     assert code == 2 and "Traceback" not in err and len(lines) == 1, err
     assert f"{path}" in lines[0] and "readonly database" in lines[0]
     assert fake_openai.log() == []  # nothing uploaded or sent: it could not have been recorded
+
+
+def test_an_absurdly_long_lease_keeps_its_renewal_thread_alive(fake_openai, coco_root, tmp_path, capsys, monkeypatch):
+    """A quarter of ``--claim-lease 1e12`` is past what a thread can wait (threading.TIMEOUT_MAX): the keep-alive
+    thread died with an OverflowError traceback as the run started. The wait is capped; the run sends and ends."""
+    crashed = []
+    monkeypatch.setattr("threading.excepthook", lambda hook: crashed.append(hook.exc_type))
+    argv = ["generate", "--task", "conversation", "--coco-root", str(coco_root), "--split", "val2014"]
+    argv += ["--cache", str(tmp_path / "c.sqlite"), "--limit", "2", "--base-url", fake_openai.base_url]
+    assert main([*argv, "--no-progress", "--claim-lease", "1e12"]) == 0
+    assert "2 answered" in capsys.readouterr().out and crashed == []
+    assert claim_rows(tmp_path / "c.sqlite") == []  # released at the end as usual
