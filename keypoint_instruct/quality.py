@@ -21,7 +21,7 @@ EMPTY = "empty"  # blank response text
 UNPARSEABLE = "unparseable"  # no Question/Answer structure where one was expected
 COORDINATE_LEAKAGE = "coordinate_leakage"  # normalised numbers, number lists or "x=" values reach the text
 NAMES_SOURCE = "names_source"  # the text talks about captions, boxes, keypoints or coordinates
-REFUSAL = "refusal"  # "I'm sorry", "as an AI", "cannot be determined", ...
+REFUSAL = "refusal"  # "I'm sorry", "as an AI", "cannot be determined", ...; or the provider's refusal field
 REPEATED_QUESTION = "repeated_question"  # the same question was already kept for this image and task
 SUPERSEDED = "superseded"  # another response for the same image and task is used (the newest complete one)
 EXTRA_PAIR = "extra_pair"  # a complex reasoning response's pairs after the first (one question per image is kept)
@@ -46,7 +46,7 @@ REASON_DESCRIPTIONS = {
     UNPARSEABLE: "no usable `Question:`/`Answer:` structure",
     COORDINATE_LEAKAGE: "coordinates in the text: normalised numbers (0.42), number lists ([..], (245, 130)), x=, v=",
     NAMES_SOURCE: "the text names its source (captions, bounding boxes, keypoints, coordinates)",
-    REFUSAL: "a refusal or a non-answer",
+    REFUSAL: "a refusal or a non-answer (also the provider's own refusal, finish_reason `refusal`)",
     REPEATED_QUESTION: "a question asked twice in one response (same image and task)",
     SUPERSEDED: "another response for the same image and task is used: the newest one not cut short",
     EXTRA_PAIR: "a complex reasoning response's questions after its first (one question per image is kept)",
@@ -81,11 +81,14 @@ def load_rules() -> FilterRules:
     )
 
 
-_CUT_SHORT = {"length": TRUNCATED, "content_filter": CONTENT_FILTER}
+# A refusal in the provider's refusal field (content null) is stored by the teacher with finish_reason "refusal":
+# the whole response is a refusal, whatever its words, and like an answer cut short it never replaces a complete one.
+_CUT_SHORT = {"length": TRUNCATED, "content_filter": CONTENT_FILTER, "refusal": REFUSAL}
 
 
 def response_reason(finish_reason: str) -> str | None:
-    """Why an answer the teacher did not finish is dropped (``truncated``, ``content_filter``), else None."""
+    """Why an answer the teacher did not finish is dropped (``truncated``, ``content_filter``, ``refusal``), else
+    None."""
     return _CUT_SHORT.get(finish_reason)
 
 

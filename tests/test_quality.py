@@ -65,6 +65,13 @@ def test_truncation_is_a_response_reason():
     assert quality.response_reason("content_filter") == quality.CONTENT_FILTER
 
 
+def test_a_provider_refusal_is_a_response_reason():
+    """OpenAI's refusal field (content null) is stored as its text with finish_reason ``refusal`` by the teacher:
+    the whole response is a refusal, whatever its words."""
+    assert quality.response_reason("refusal") == quality.REFUSAL
+    assert "finish_reason `refusal`" in quality.REASON_DESCRIPTIONS[quality.REFUSAL]
+
+
 def test_question_normalisation():
     assert quality.normalize_question("What is he doing?") == quality.normalize_question("  what is HE doing ")
     assert quality.normalize_question("What is he doing?") != quality.normalize_question("What is she doing?")

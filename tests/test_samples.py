@@ -176,3 +176,24 @@ def test_a_newer_cut_answer_does_not_replace_an_older_complete_one(scenes, coco_
     rows, stats = rows_of(responses, scenes, coco_root)
     assert [row["response_key"] for row in rows] == ["a"]
     assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.SUPERSEDED: 1}
+
+
+def test_a_provider_refusal_is_dropped_and_never_replaces_an_older_complete_answer(scenes, coco_root):
+    """A refusal in the provider's own field (finish_reason ``refusal``) is no answer, whatever its words: alone it is
+    counted as a refusal; newer than a complete answer (a rerun with another prompt version), it does not replace
+    it."""
+    first, second = list(scenes)[:2]
+    policy = "Describing people's bodies in this way is not something this service provides."  # no refusal phrase
+    assert quality.pair_reason(None, policy) is None  # the words alone would pass the filters
+    old = "A man stands on one leg."
+    responses = [
+        response("detailed_description", first, old, key="a", created_at="2026-11-01T00:00:00+00:00"),
+        response(
+            "detailed_description", first, policy, key="b", finish_reason="refusal",
+            created_at="2026-11-02T00:00:00+00:00",
+        ),
+        response("detailed_description", second, policy, finish_reason="refusal"),
+    ]  # fmt: skip
+    rows, stats = rows_of(responses, scenes, coco_root)
+    assert [row["response_key"] for row in rows] == ["a"]
+    assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.SUPERSEDED: 1, quality.REFUSAL: 1}
