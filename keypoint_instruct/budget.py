@@ -1,14 +1,15 @@
 """A spend cap (``--max-cost``): what a run has paid plus the worst case of what it has in flight never passes it.
 
-The worst case of a request is its prompt tokens (o200k, as OpenAI bills GPT-4o) plus ``max_tokens`` of output, at
-the model's synchronous price without prompt-cache discount (:mod:`keypoint_instruct.pricing`). Before a request is
+The worst case of a request is its prompt tokens (o200k, as OpenAI bills GPT-4o) plus its output limit
+(``max_tokens``, or ``max_completion_tokens`` for a reasoning model, whose hidden reasoning it also covers), at the
+model's synchronous price without prompt-cache discount (:mod:`keypoint_instruct.pricing`). Before a request is
 sent, :meth:`Budget.reserve` checks ``spent + reserved + worst case <= cap``; when the answer arrives its
 reservation is replaced by what it really cost (the caller adds that to ``spent``). A failed attempt that the
 endpoint answered with an HTTP error costs nothing; one abandoned without an answer (timeout, dropped connection,
 unreadable body) may still be billed, so its worst case stays counted. Should an endpoint count more prompt tokens
 than o200k does, later reservations are scaled up by the largest ratio seen.
 
-A budget for a model the pricing table does not know, or for a request without ``max_tokens``, cannot be enforced:
+A budget for a model the pricing table does not know, or for a request without an output limit, cannot be enforced:
 :func:`check_enforceable` refuses it with one line. So is a cap below the worst case of the first request to send:
 nothing could be sent under it (:func:`below_one_request`, exit status 2 like any usage error); a cap reached
 part-way is not an error (the caller exits 1).
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 
 from keypoint_instruct import pricing
 from keypoint_instruct.errors import UsageError
-from keypoint_instruct.teacher import TeacherRequest
+from keypoint_instruct.teacher import TeacherRequest, max_output_tokens
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,11 @@ def check_enforceable(requests: Iterable[TeacherRequest], cap_usd: float, *, opt
         raise UsageError(f"{option} {cap_usd} must be a positive number of dollars")
     models = set()
     for request in requests:
-        if not int(request.body.get("max_tokens") or 0):
-            raise UsageError(f"{option} needs max_tokens in every request; request {request.key[:12]} has none")
+        if not max_output_tokens(request.body):
+            raise UsageError(
+                f"{option} needs an output limit (max_tokens or max_completion_tokens) in every request; request "
+                f"{request.key[:12]} has none"
+            )
         models.add(str(request.body.get("model", "")))
     unpriced = sorted(m for m in models if pricing.price_for(m) is None)
     if unpriced:
@@ -53,13 +57,13 @@ def below_one_request(cap_usd: float, worst_usd: float, *, batch: bool = False) 
 
 
 def worst_case_tokens(request: TeacherRequest) -> tuple[int, int]:
-    """(prompt tokens, max output tokens) of a request."""
+    """(prompt tokens, max output tokens) of a request; the output limit under either name."""
     body = request.body
-    return pricing.count_message_tokens(body.get("messages", [])), int(body.get("max_tokens") or 0)
+    return pricing.count_message_tokens(body.get("messages", [])), max_output_tokens(body)
 
 
 def worst_case_usd(request: TeacherRequest, *, batch: bool = False) -> float:
-    """The most a request can cost: every prompt token uncached plus max_tokens of output."""
+    """The most a request can cost: every prompt token uncached plus its output limit."""
     prompt, output = worst_case_tokens(request)
     model = str(request.body.get("model", ""))
     return pricing.completion_cost(model, prompt_tokens=prompt, completion_tokens=output, batch=batch)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from keypoint_instruct.budget import Budget, worst_case_usd
+from keypoint_instruct.budget import Budget, worst_case_tokens, worst_case_usd
 from keypoint_instruct.cache import ResponseCache
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
@@ -176,3 +176,30 @@ def test_the_cap_message_counts_what_abandoned_attempts_may_have_cost(fake_opena
     assert possibly, err
     assert float(possibly[1]) == pytest.approx(sum(worst_case_usd(r) for r in requests[:2]), abs=1e-4)
     assert spent + float(possibly[1]) <= worst * 3.5
+
+
+def test_a_reasoning_model_is_capped_by_its_max_completion_tokens(fake_openai, coco_root, tmp_path, capsys):
+    """o4-mini takes max_completion_tokens, not max_tokens (its hidden reasoning comes out of the same limit): the cap
+    reads the output limit under either name and counts all of it, for generate and batch submit alike."""
+    model = "o4-mini"
+    fake_openai.set_access(reasoning_models={model})
+    requests = selected(coco_root, 2, model=model)
+    assert "max_tokens" not in requests[0].body
+    assert worst_case_tokens(requests[0])[1] == GenerationSettings(model=model).reasoning_max_tokens
+    worst = [worst_case_usd(r) for r in requests]
+    argv = [*selection(coco_root, tmp_path / "c.sqlite", 2), "--base-url", fake_openai.base_url, "--model", model]
+    line = one_line(capsys, main(["generate", *argv, "--no-progress", "--max-cost", str(min(worst) * 0.9)]))
+    assert f"is below the worst case of the first request to send (${worst[0]:.4f}" in line
+    assert fake_openai.log() == []
+    # room for the worst case of one request in flight: one at a time, every request is sent, under the cap
+    cap = max(worst) * 1.5
+    assert main(["generate", *argv, "--no-progress", "--concurrency", "1", "--max-cost", str(cap)]) == 0
+    assert "6 answered" in capsys.readouterr().out
+    assert [e.status for e in fake_openai.chat_log()] == [200] * 6
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        assert 0 < cache.stats().cost_usd < cap
+    batch_worst = [worst_case_usd(r, batch=True) for r in requests]
+    argv = ["batch", "submit", *selection(coco_root, tmp_path / "b.sqlite", 2), "--base-url", fake_openai.base_url]
+    argv += ["--model", model, "--out-dir", str(tmp_path / "files")]
+    assert main([*argv, "--max-cost", str(sum(batch_worst[:4]) + batch_worst[4] / 2)]) == 1
+    assert "submitted 4 requests in 1 batch" in capsys.readouterr().out
