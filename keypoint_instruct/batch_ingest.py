@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.pricing import completion_cost
-from keypoint_instruct.teacher import Completion, TeacherRequest, redact
+from keypoint_instruct.teacher import Completion, TeacherRequest, answer_text, count_locally, redact
 
 if TYPE_CHECKING:
     from keypoint_instruct.batch import CollectResult
@@ -20,16 +20,25 @@ if TYPE_CHECKING:
 
 
 def _completion(body: dict, request: TeacherRequest) -> Completion:
+    """An output line's answer, read as the teacher reads an online one (a refusal, a missing ``usage``)."""
     choice = body["choices"][0]
-    usage = body.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
+    message = choice.get("message") or {}
+    text, finish_reason = answer_text(message.get("content"), message.get("refusal"), choice.get("finish_reason"))
+    model = str(body.get("model") or request.body.get("model", ""))
+    usage = body.get("usage")
+    if usage is None:
+        prompt_tokens, completion_tokens = count_locally(request, text, model)
+    else:
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+    details = (usage or {}).get("prompt_tokens_details") or {}
     return Completion(
-        text=(choice.get("message") or {}).get("content") or "",
-        finish_reason=choice.get("finish_reason") or "unknown",
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        text=text,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
         cached_tokens=int(details.get("cached_tokens") or 0),
-        model=str(body.get("model") or request.body.get("model", "")),
+        model=model,
     )
 
 
@@ -78,7 +87,7 @@ def ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, resul
         if response.get("status_code") == 200 and not line.get("error"):
             try:
                 completion = _completion(response["body"], request)
-            except (KeyError, IndexError, TypeError, ValueError) as err:
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as err:
                 reason = f"batch {batch.id}: malformed answer ({type(err).__name__}: {err})"
             else:
                 cost = completion_cost(

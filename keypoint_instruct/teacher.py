@@ -372,15 +372,13 @@ def _completion(response: Any, request: TeacherRequest, limits: RateLimits | Non
         reason = "response without choices" + (f": {redact(str(said).splitlines()[0][:200])}" if said else "")
         raise TeacherCallError(reason, retryable=True, rate_limits=limits)
     choice = choices[0]
-    text = getattr(choice.message, "content", None) or ""
-    finish_reason = choice.finish_reason or "unknown"
-    refusal = getattr(choice.message, "refusal", None)
-    if not text and refusal:  # OpenAI's refusal: content null, the refusal in its own field, finish_reason "stop"
-        text, finish_reason = str(refusal), "refusal"
+    text, finish_reason = answer_text(
+        getattr(choice.message, "content", None), getattr(choice.message, "refusal", None), choice.finish_reason
+    )
     model = getattr(response, "model", None) or request.body.get("model", "")
     usage = getattr(response, "usage", None)
     if usage is None:
-        prompt_tokens, completion_tokens = _count_locally(request, text, model)
+        prompt_tokens, completion_tokens = count_locally(request, text, model)
     else:
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -396,10 +394,23 @@ def _completion(response: Any, request: TeacherRequest, limits: RateLimits | Non
     )
 
 
-def _count_locally(request: TeacherRequest, text: str, model: str) -> tuple[int, int]:
+def answer_text(content: str | None, refusal: str | None, finish_reason: str | None) -> tuple[str, str]:
+    """(text, finish reason) of an answer's choice, online or in a Batch API output line.
+
+    OpenAI's refusal comes with content null, the refusal in its own field and finish_reason "stop": it is kept as
+    the text with finish_reason ``refusal`` (never an empty complete answer). A null finish reason is ``unknown``.
+    """
+    text = content or ""
+    if not text and refusal:
+        return str(refusal), "refusal"
+    return text, finish_reason or "unknown"
+
+
+def count_locally(request: TeacherRequest, text: str, model: str) -> tuple[int, int]:
     """Prompt and completion tokens counted here (o200k) for an answer that came without ``usage``.
 
     Some servers leave ``usage`` out; counting 0 would price a paid answer at $0 and let ``--max-cost`` be passed.
+    The first such answer of each model is warned about (online and Batch API answers alike).
     """
     from keypoint_instruct.pricing import count_message_tokens, token_counter
 

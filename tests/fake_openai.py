@@ -16,12 +16,14 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
     server.set_latency(seconds)   # added before every chat answer
     server.set_limits(rpm=None, tpm=None, window_s=1.0)   # token buckets; 429 + Retry-After when empty
     server.set_batch(delay_s=None, error_rate=0.0, error_ids=(), drop_creates=0, hold_creates_s=0.0,
-                     make_held=True)
+                     make_held=True, line_faults=None)
                                   # delay None: complete only on complete_batches(); drop_creates: the next N
                                   # batch creations are made but their answer is lost (a dropped connection);
                                   # hold_creates_s: every batch creation is answered that late (a client killed
                                   # meanwhile never learns the batch id); make_held=False: a held creation makes
-                                  # no batch and ends in a 500 (the provider never got to it)
+                                  # no batch and ends in a 500 (the provider never got to it); line_faults:
+                                  # {custom_id: kind} answers that line's output as a chat answer with that fault
+                                  # ("length", "content_filter", "refusal", "no_usage", "null_finish")
     server.set_access(models=None, api_key=None, reasoning_models=())
                                   # models: the only model names chat and batch lines accept (others: 404
                                   # model_not_found); api_key: the only Bearer key accepted (others: 401
@@ -315,7 +317,9 @@ class FakeOpenAI:
         drop_creates: int = 0,
         hold_creates_s: float = 0.0,
         make_held: bool = True,
+        line_faults: dict[str, str] | None = None,
     ) -> None:
+        self._batch_line_faults = dict(line_faults or {})
         self._batch_delay, self._batch_error_rate = delay_s, error_rate
         self._batch_error_ids, self._batch_rng = set(error_ids), random.Random(seed)
         self._drop_creates = drop_creates  # the next N batch creations succeed but their answer is lost
@@ -827,7 +831,7 @@ class FakeOpenAI:
                     }
                 )
             else:
-                completion, _ = self._make_completion(item["body"])
+                completion, _ = self._make_completion(item["body"], self._batch_line_faults.get(custom_id))
                 outputs.append(
                     {
                         "id": f"batch_{request_id}",

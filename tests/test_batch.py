@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from openai import OpenAI
@@ -15,7 +16,7 @@ from keypoint_instruct.cli import main
 from keypoint_instruct.coco import load_scenes
 from keypoint_instruct.context import select_scenes
 from keypoint_instruct.errors import TeacherError
-from keypoint_instruct.pricing import completion_cost
+from keypoint_instruct.pricing import completion_cost, count_message_tokens, token_counter
 from keypoint_instruct.teacher import GenerationSettings, build_requests, request_key
 
 SPLIT = "val2014"
@@ -293,3 +294,35 @@ def test_submit_skips_what_another_run_is_sending_and_releases_what_it_recorded(
         assert lines == [r.key for r in requests[1:]]
         owners = [row[0] for row in cache.db.execute("SELECT owner FROM claims")]
         assert owners == [sending.owner]  # the submit's own claims went with the batch record
+
+
+def test_a_refusal_and_answers_without_usage_in_a_batch_are_kept_like_online_ones(
+    fake_openai, scenes, tmp_path, caplog, monkeypatch
+):
+    """Output lines as the teacher reads online answers: a refusal (content null, the refusal field set) is stored as
+    its text with finish_reason refusal, not as an empty complete answer; an answer without usage is counted here
+    (o200k) and priced at the Batch rate, not stored at $0, with one warning for the model."""
+    monkeypatch.setattr("keypoint_instruct.teacher._warned_no_usage", set())
+    requests = make_requests(scenes)
+    refused, uncounted = requests[0], requests[1:3]
+    faults = {refused.key: "refusal", **{r.key: "no_usage" for r in uncounted}}
+    fake_openai.set_batch(line_faults=faults)
+    client = client_for(fake_openai)
+    with ResponseCache(tmp_path / "c.db", create=True) as cache:
+        batch.submit(client, requests, cache, tmp_path / "files")
+        fake_openai.complete_batches()
+        with caplog.at_level(logging.WARNING, logger="keypoint_instruct.teacher"):
+            assert batch.collect(client, cache).added == len(requests)
+        stored = cache.get(refused.key)
+        assert (stored.finish_reason, stored.text) == ("refusal", "I'm sorry, but I can't help with that request.")
+        for request in uncounted:
+            stored = cache.get(request.key)
+            prompt = count_message_tokens(request.body["messages"])
+            assert (stored.prompt_tokens, stored.completion_tokens) == (prompt, token_counter().count(stored.text))
+            model = request.body["model"]
+            expected = completion_cost(
+                model, prompt_tokens=prompt, completion_tokens=stored.completion_tokens, batch=True
+            )
+            assert stored.cost_usd == pytest.approx(expected) and stored.cost_usd > 0
+    warnings = [r.getMessage() for r in caplog.records if "no token usage" in r.getMessage()]
+    assert len(warnings) == 1, warnings
