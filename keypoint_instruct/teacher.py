@@ -41,6 +41,35 @@ def is_reasoning_model(model: str) -> bool:
     return bool(_REASONING_MODEL.match(model.strip().lower()))
 
 
+REASONING_MAX_TOKENS = 16384  # a reasoning model's output limit: its hidden reasoning comes out of it too
+
+
+def chat_body(
+    model: str,
+    messages: list[dict],
+    *,
+    temperature: float,
+    max_tokens: int,
+    seed: int | None = None,
+    reasoning_max_tokens: int = REASONING_MAX_TOKENS,
+) -> dict:
+    """A chat body with the parameter names ``model`` takes (teacher, judge and benchmark answers alike).
+
+    A chat model gets ``temperature`` and ``max_tokens``; a reasoning model (:func:`is_reasoning_model`) gets
+    ``max_completion_tokens = reasoning_max_tokens`` and no temperature: it refuses both ``max_tokens`` and a
+    temperature other than 1. ``seed`` is sent when given.
+    """
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if is_reasoning_model(model):
+        body["max_completion_tokens"] = reasoning_max_tokens
+    else:
+        body["temperature"] = temperature
+        body["max_tokens"] = max_tokens
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
 def max_output_tokens(body: dict) -> int:
     """The output-token limit of a chat body, under either name (``max_tokens`` or ``max_completion_tokens``)."""
     return int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
@@ -59,7 +88,7 @@ class GenerationSettings:
     temperature: float = 0.2
     max_tokens: int = 1024
     seed: int = 42
-    reasoning_max_tokens: int = 16384
+    reasoning_max_tokens: int = REASONING_MAX_TOKENS
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -76,20 +105,14 @@ class GenerationSettings:
         takes. For the chat models it is unchanged (``model, messages, temperature, max_tokens, seed``), so the
         cache keys of their answers stay the same.
         """
-        if is_reasoning_model(self.model):
-            return {
-                "model": self.model,
-                "messages": messages,
-                "max_completion_tokens": self.reasoning_max_tokens,
-                "seed": self.seed,
-            }
-        return {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-        }
+        return chat_body(
+            self.model,
+            messages,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            reasoning_max_tokens=self.reasoning_max_tokens,
+        )
 
 
 def canonical_json(body: dict) -> str:
@@ -297,6 +320,16 @@ def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
     return options
 
 
+def request_headers(base_url: str | None) -> dict[str, Any] | None:
+    """``extra_headers`` for every request to ``base_url``: an Azure host's omit the Bearer header (see above)."""
+    if not is_azure(base_url):
+        return None
+    import openai
+
+    # The SDK accepts a request without its Bearer header only when the request itself omits it.
+    return {"Authorization": openai.Omit()}
+
+
 class OpenAITeacher:
     """Sends one chat completion to an OpenAI-compatible endpoint with the official async client.
 
@@ -319,8 +352,7 @@ class OpenAITeacher:
         self.base_url = base_url
         key = api_key or resolve_api_key(base_url)
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        # The SDK accepts a request without its Bearer header only when the request itself omits it.
-        self._extra_headers = {"Authorization": openai.Omit()} if is_azure(base_url) else None
+        self._extra_headers = request_headers(base_url)
         self._client = openai.AsyncOpenAI(
             **client_options(base_url, key),
             api_key=key,

@@ -207,3 +207,32 @@ def test_hf_backend_can_prompt_with_llava_15s_template(tmp_path, tiny_llava_dir,
     openai = ["--model", "m", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"]
     assert answer(tmp_path, *openai, "--chat-template", str(template)) == 2
     assert "--chat-template" in capsys.readouterr().err
+
+
+def test_openai_backend_takes_a_reasoning_model_and_a_base_url_with_a_query(tmp_path, fake_openai, capsys):
+    """The teacher's rules: a reasoning model gets max_completion_tokens and no temperature, and a --base-url query
+    (Azure's api-version) is sent as a query, not glued into the path (a 404 on every question)."""
+    bench = load_bench(make_bench(tmp_path / "bench"))
+    fake_openai.set_responder(echo_responder)
+    fake_openai.set_access(reasoning_models={"o4-mini"})
+    url = fake_openai.base_url + "?api-version=2024-10-21"
+    assert answer(tmp_path, "--model", "o4-mini", "--backend", "openai", "--base-url", url) == 0
+    assert f"answered {len(bench.questions)} question(s) now" in capsys.readouterr().out
+    entries = fake_openai.chat_log()
+    assert len(entries) == len(bench.questions) and {e.status for e in entries} == {200}
+    assert {(e.path, e.query) for e in entries} == {("/v1/chat/completions", "api-version=2024-10-21")}
+    assert all(set(e.body) == {"model", "messages", "max_completion_tokens"} for e in entries)
+
+
+def test_openai_backend_sends_an_azure_key_in_its_own_header():
+    """Azure takes the key in api-key alone (a Bearer header as well is a 400): the request the SDK would send."""
+    import openai
+
+    from keypoint_instruct.bench.answer import openai_client
+
+    url = "https://res.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21"
+    client, headers = openai_client(url, "k123")
+    options = openai._models.FinalRequestOptions(method="post", url="/chat/completions", headers=headers)
+    request = client._build_request(options)
+    assert str(request.url) == url.replace("?", "/chat/completions?")
+    assert request.headers["api-key"] == "k123" and "authorization" not in request.headers

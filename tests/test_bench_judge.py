@@ -280,3 +280,17 @@ def test_a_result_names_the_build_of_the_benchmark_it_was_judged_on(bench_and_an
     assert judge(tmp_path, fake_openai) == 0
     result = read_result(tmp_path / "result.json")
     assert result.bench_fingerprint == load_bench(tmp_path / "bench").fingerprint != ""
+
+
+def test_a_reasoning_judge_gets_its_own_body_and_judges(bench_and_answers, fake_openai, capsys):
+    """o4-mini as the judge: max_completion_tokens and no temperature (the teacher's rules); max_tokens or
+    temperature 0 would be a 400 on every judge request."""
+    tmp_path = bench_and_answers
+    fake_openai.set_responder(scripted_judge)
+    fake_openai.set_access(reasoning_models={"o4-mini"})
+    assert judge(tmp_path, fake_openai, "answers.jsonl", "result.json", "--judge-model", "o4-mini") == 0
+    assert "judged 5, excluded 1" in capsys.readouterr().out
+    entries = fake_openai.chat_log()
+    assert len(entries) == 8 and {e.status for e in entries} == {200}
+    assert all(set(e.body) == {"model", "messages", "max_completion_tokens", "seed"} for e in entries)
+    assert {e.body["seed"] for e in entries} == {JUDGE_SEED}

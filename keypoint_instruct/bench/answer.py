@@ -3,7 +3,8 @@
 ``hf``: any ``transformers`` image-text-to-text model (LLaVA-1.5, our fine-tuned checkpoints) with batched greedy
 decoding, left padding, the model's own chat template and training's image preprocessing (pad to square with the
 CLIP mean colour, then the model's processor). ``openai``: the image file as a base64 data URL in a chat request to
-an OpenAI-compatible endpoint (vLLM, ``transformers serve``, a hosted model), temperature 0.
+an OpenAI-compatible endpoint (vLLM, ``transformers serve``, a hosted model, Azure OpenAI), temperature 0; the
+client and body follow the teacher's rules (:func:`keypoint_instruct.teacher.client_options`, ``chat_body``).
 
 Both append each finished batch to the answers file at once; a rerun skips the questions already answered there.
 """
@@ -144,6 +145,17 @@ def image_data_url(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
+def openai_client(base_url: str | None, api_key: str):
+    """The client for ``base_url`` as the teacher builds its own (a query such as Azure's ``api-version`` sent with
+    every request, Azure's ``api-key`` header), and the ``extra_headers`` every request must send."""
+    import openai
+
+    from keypoint_instruct.teacher import client_options, request_headers
+
+    client = openai.OpenAI(**client_options(base_url, api_key), api_key=api_key, max_retries=3, timeout=600)
+    return client, request_headers(base_url)
+
+
 def answer_openai(
     bench: Bench,
     out: Path,
@@ -160,9 +172,9 @@ def answer_openai(
         return 0
     import openai
 
-    from keypoint_instruct.teacher import resolve_api_key
+    from keypoint_instruct.teacher import answer_text, chat_body, resolve_api_key
 
-    client = openai.OpenAI(base_url=base_url, api_key=resolve_api_key(base_url), max_retries=3, timeout=600)
+    client, headers = openai_client(base_url, resolve_api_key(base_url))
 
     def ask(question: Question) -> str:
         content = [
@@ -170,13 +182,11 @@ def answer_openai(
             {"type": "text", "text": question.text},
         ]
         try:
-            response = client.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": content}],
-                temperature=0.0,
-                max_tokens=max_new_tokens,
-            )
-            return (response.choices[0].message.content or "").strip()
+            body = chat_body(model, [{"role": "user", "content": content}], temperature=0.0, max_tokens=max_new_tokens)
+            response = client.chat.completions.create(**body, extra_headers=headers)
+            message = response.choices[0].message
+            text, _ = answer_text(message.content, getattr(message, "refusal", None), None)
+            return text.strip()
         except (openai.APIError, ValueError, IndexError, AttributeError) as err:  # ValueError: a reply not JSON
             first = str(err).splitlines()[0][:200] if str(err) else ""
             raise BenchmarkError(

@@ -219,19 +219,15 @@ def run_judge(
 ) -> JudgeResult:
     """Judge every answered question through the engine and cache; retry unreadable replies once, then exclude."""
     from keypoint_instruct.bench.calls import complete_all
-    from keypoint_instruct.teacher import TeacherRequest
+    from keypoint_instruct.teacher import GenerationSettings, TeacherRequest
 
     rubrics = load_rubrics()
     model = answer_model(answers)
+    # The teacher's body rules: a reasoning judge gets max_completion_tokens and no temperature.
+    settings = GenerationSettings(model=judge_model, temperature=0.0, max_tokens=max_tokens, seed=seed)
 
     def request(question, messages) -> TeacherRequest:
-        body = {
-            "model": judge_model,
-            "messages": messages,
-            "temperature": 0.0,
-            "max_tokens": max_tokens,
-            "seed": seed,
-        }
+        body = settings.body(messages)
         context = bench.contexts[question.image_id]
         return TeacherRequest(
             task=f"judge/{question.category}",
