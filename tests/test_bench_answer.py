@@ -236,3 +236,16 @@ def test_openai_backend_sends_an_azure_key_in_its_own_header():
     request = client._build_request(options)
     assert str(request.url) == url.replace("?", "/chat/completions?")
     assert request.headers["api-key"] == "k123" and "authorization" not in request.headers
+
+
+def test_openai_backend_keeps_a_refusal_as_the_models_answer(tmp_path, fake_openai, capsys):
+    """A refusal in the provider's refusal field (content null) is what the model answered: it is written (and judged
+    low), not an empty answer."""
+    bench = load_bench(make_bench(tmp_path / "bench"))
+    fake_openai.set_responder(echo_responder)
+    fake_openai.set_faults(script=["refusal"])
+    args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url, "--batch-size", "1"]
+    assert answer(tmp_path, *args) == 0
+    answers = load_answers(tmp_path / "a.jsonl", bench)
+    assert answers[bench.questions[0].question_id].text == "I'm sorry, but I can't help with that request."
+    assert all(answers[q.question_id].text.startswith(q.text) for q in bench.questions[1:])
