@@ -210,6 +210,28 @@ def test_facts_mode_adds_the_pose_notes_sentence_and_blocks():
     assert len(versions) == len(TASKS) * len(CONTEXT_MODES)
 
 
+def test_the_pose_notes_sentence_says_which_frame_each_left_and_right_is_in():
+    """The notes mix the person's own sides (body parts) with the picture's (places, facing, people side by side):
+    the sentence the teacher reads says which is which, for every marker the notes use, and the system message it
+    follows says the same."""
+    paper, facts = load_prompt("conversation"), load_prompt("conversation", "paper+facts")
+    notes = facts.system[len(paper.system) :]
+    assert "person's own side" in notes and "as the viewer sees the image" in notes
+    blocks = " ".join(
+        notes_of[len(plain) :]
+        for task in TASKS
+        for (notes_of, _), (plain, _) in zip(
+            load_prompt(task, "paper+facts").examples, load_prompt(task).examples, strict=True
+        )
+    )
+    assert "of the picture" in blocks and "Person 2 in the picture" in blocks  # what the sentence is about
+    for marker in ("of the picture", "in the picture", "facing the picture's", "in front of", "behind"):
+        assert marker in notes, marker
+    for marker in re.findall(r"of the picture|in the picture|the picture's|in front of|behind", blocks):
+        assert marker in notes, marker
+    assert "Left and right are the person's own sides, not the sides of the picture." in paper.system
+
+
 def test_version_is_a_hash_of_the_template_files(tmp_path, monkeypatch):
     copy = tmp_path / "prompts"
     shutil.copytree(Path(prompts.__file__).parent / "prompts", copy)
