@@ -52,7 +52,7 @@ def below_one_request(cap_usd: float, worst_usd: float, *, batch: bool = False) 
     verb, done, price = ("submit", "submitted", "the Batch price") if batch else ("send", "sent", "the model's price")
     return UsageError(
         f"--max-cost ${cap_usd:g} is below the worst case of the first request to {verb} (${worst_usd:.4f} at "
-        f"{price}: all its prompt tokens plus max_tokens of output); nothing {done}: rerun with a higher --max-cost"
+        f"{price}: all its prompt tokens plus its output limit); nothing {done}: rerun with a higher --max-cost"
     )
 
 

@@ -190,6 +190,7 @@ def test_a_reasoning_model_is_capped_by_its_max_completion_tokens(fake_openai, c
     argv = [*selection(coco_root, tmp_path / "c.sqlite", 2), "--base-url", fake_openai.base_url, "--model", model]
     line = one_line(capsys, main(["generate", *argv, "--no-progress", "--max-cost", str(min(worst) * 0.9)]))
     assert f"is below the worst case of the first request to send (${worst[0]:.4f}" in line
+    assert "plus its output limit" in line  # max_completion_tokens here: not "max_tokens", which it has none of
     assert fake_openai.log() == []
     # room for the worst case of one request in flight: one at a time, every request is sent, under the cap
     cap = max(worst) * 1.5
