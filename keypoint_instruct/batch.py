@@ -257,8 +257,8 @@ def submit(
 ) -> SubmitResult:
     """Upload the requests not answered, not pending and not claimed as batches; see the module docstring.
 
-    ``max_cost_usd``: take the requests in order while the worst case of those taken (every prompt token plus
-    ``max_tokens`` of output, at the Batch price) stays within it; the rest are left out (``over_cap``) for a later
+    ``max_cost_usd``: take the requests in order while the worst case of those taken (every prompt token plus the
+    output limit, at the Batch price) stays within it; the rest are left out (``over_cap``) for a later
     submit. Nothing fits, or a model without a price: :class:`UsageError`.
     """
     result = SubmitResult()

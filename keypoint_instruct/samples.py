@@ -209,7 +209,7 @@ def iter_rows(
             )
         if len(group) > 1:
             stats.dropped[(task, quality.SUPERSEDED)] += len(group) - 1
-        # the newest complete answer; a newer one cut short (length, content filter) never replaces it
+        # the newest complete answer; a newer one cut short (length, content filter, refusal) never replaces it
         newest = max(
             group, key=lambda r: (quality.response_reason(r.finish_reason) is None, r.created_at or "", r.key)
         )

@@ -113,7 +113,11 @@ def register(subparsers) -> None:
         help="questions per generate() call (hf) or requests in flight (openai) (default: %(default)s)",
     )
     p.add_argument(
-        "--max-new-tokens", type=count(1), default=512, help="longest answer in tokens (default: %(default)s)"
+        "--max-new-tokens",
+        type=count(1),
+        default=512,
+        help="longest answer in tokens (default: %(default)s); an OpenAI reasoning model gets the teacher's "
+        "max_completion_tokens instead, since its hidden reasoning shares that limit",
     )
     p.add_argument(
         "--chat-template",

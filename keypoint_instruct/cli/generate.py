@@ -109,7 +109,7 @@ def register(subparsers) -> None:
         "--tpm",
         type=positive_float,
         default=None,
-        help="tokens per minute allowed, counting prompt + max_tokens (default: as for --rpm)",
+        help="tokens per minute allowed, counting prompt + output limit (default: as for --rpm)",
     )
     gen.add_argument(
         "--max-attempts",
@@ -126,7 +126,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="USD",
         help="spend cap of this run in dollars: a request is sent only while the money spent so far plus the worst "
-        "case of every request in flight (all prompt tokens plus max_tokens of output, at the model's price) stays "
+        "case of every request in flight (all prompt tokens plus the output limit, at the model's price) stays "
         "within it. At the cap nothing more is sent, the requests in flight are saved, and the run exits with "
         "status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or sent again. A cap below "
         "the worst case of the first request to send, or a model without a price in pricing.json: one line, "
@@ -159,7 +159,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="USD",
         help="the most this submit may commit, in dollars at the Batch price: requests are taken in selection "
-        "order while the worst case of those taken (all prompt tokens plus max_tokens of output) stays within it; "
+        "order while the worst case of those taken (all prompt tokens plus the output limit) stays within it; "
         "the rest are left for a later submit and the exit status is 1. The bill is what the answers really use, "
         "usually well under the worst case. A cap below the worst case of the first request to submit, or a model "
         "without a price in pricing.json: one line, nothing submitted, exit 2",
