@@ -67,6 +67,5 @@ for model in tiny-llava tiny-llava-kpi; do
 done
 $KI bench report "$OUT/result_tiny-llava.json" "$OUT/result_tiny-llava-kpi.json" --baseline tiny-llava \
   --out "$OUT/hpaub_report"
-cat "$OUT/hpaub_report"/*.md
 
 step "done: everything is in $OUT"
