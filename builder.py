@@ -196,6 +196,8 @@ _FOLDER_ENTRIES = {"README.md", *CONFIG_NAMES}
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file or a folder of other files (first: --overwrite would not help), then a
+    dataset folder without --overwrite."""
     from keypoint_instruct.errors import DatasetBuildError
 
     if out.exists() and not out.is_dir():
@@ -203,13 +205,16 @@ def _check_out(out: Path, overwrite: bool) -> None:
     entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
     if not entries:
         return
-    if not overwrite:
-        raise DatasetBuildError(f"--out {out} is not empty; pass --overwrite to replace the dataset folder in it")
     foreign = sorted(entries - _FOLDER_ENTRIES)
     if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        package = " (a Python package: a folder of code)" if "__init__.py" in entries else ""
         raise DatasetBuildError(
-            f"--out {out} holds {', '.join(foreign[:3])}, which a dataset folder does not; refusing to overwrite it"
+            f"--out {out} is not a dataset folder written by `keypoint-instruct build`: it holds {shown}{package}; "
+            "pick a new or empty folder for --out"
         )
+    if not overwrite:
+        raise DatasetBuildError(f"--out {out} is not empty; pass --overwrite to replace the dataset folder in it")
 
 
 def _write_shards(table, folder: Path, *, max_shard_bytes: int, row_group_size: int) -> list[Path]:

@@ -140,13 +140,30 @@ def test_non_empty_out_needs_overwrite_and_overwrite_replaces(coco_root, filter_
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    one_line_error(capsys, main(build_args(coco_root, filter_cache, out)), "--overwrite")
-    one_line_error(capsys, main(build_args(coco_root, filter_cache, out, "--overwrite")), "notes.txt")
+    for extra in ((), ("--overwrite",)):
+        err = one_line_error(capsys, main(build_args(coco_root, filter_cache, out, *extra)), "notes.txt")
+        assert "--overwrite" not in err, err
     assert (out / "notes.txt").read_text() == "mine"
     (out / "notes.txt").unlink()
     assert main(build_args(coco_root, filter_cache, out)) == 0
+    one_line_error(capsys, main(build_args(coco_root, filter_cache, out, version="1.0.1")), "--overwrite")
     assert main(build_args(coco_root, filter_cache, out, "--overwrite", version="1.0.1")) == 0
     assert "(v1.0.1)" in (out / "README.md").read_text()
+
+
+def test_out_that_is_not_a_dataset_folder_says_so_first(coco_root, filter_cache, tmp_path, capsys, monkeypatch):
+    """`--out keypoint_instruct` from the repository root: the package folder is named, --overwrite never offered."""
+    monkeypatch.chdir(tmp_path)
+    package = tmp_path / "keypoint_instruct"
+    package.mkdir()
+    for name in ("__init__.py", "builder.py", "cli"):
+        (package / name).write_text("")
+    for extra in ((), ("--overwrite",)):
+        err = one_line_error(
+            capsys, main(build_args(coco_root, filter_cache, "keypoint_instruct", *extra)), "__init__.py"
+        )
+        assert "--overwrite" not in err and "not a dataset folder" in err and "package" in err, err
+    assert sorted(p.name for p in package.iterdir()) == ["__init__.py", "builder.py", "cli"]
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0-rc1", "01.0.0"])
