@@ -9,8 +9,10 @@ has passed. Before a request is sent its key is claimed in the cache file (:mod:
 of the queue at a time): keys another live run on the same file is sending are skipped and counted
 (``RunSummary.claimed_elsewhere``), so two runs never pay for one key. With a spend cap
 (``EngineSettings.max_cost_usd``, :mod:`keypoint_instruct.budget`) a request is sent only when the money spent so
-far plus the worst case of everything in flight, itself included, stays within the cap; otherwise nothing more is
-sent, the requests in flight finish and are saved, and the summary says ``capped``.
+far plus the worst case of everything in flight, itself included, stays within the cap; a request that does not fit
+waits for the requests in flight (their real cost, usually far below the worst case, replaces it) and tries again.
+Only when nothing is in flight and the next request still does not fit is nothing more sent: the summary says
+``capped``.
 
 A run stops early, with one :class:`TeacherError` line, on an error that every request would hit (a refused key, an
 unknown model, an exhausted quota) and when the first request to exhaust its attempts does so before the endpoint
@@ -201,6 +203,7 @@ async def run_requests(
     capped = False  # set at the spend cap: send nothing more, let the requests in flight finish
     in_flight = 0
     drained = asyncio.Event()
+    settled = asyncio.Event()  # set (and replaced) whenever an attempt in flight ends: the budget may have room
     timers: set[asyncio.Task] = set()
     jitter = random.Random()
     progress = _Progress(len(todo), settings.progress, summary)
@@ -241,6 +244,11 @@ async def run_requests(
     def drop(key: str) -> None:
         mine.discard(key)
         claims.release([key])
+
+    def wake_budget_waiters() -> None:
+        nonlocal settled
+        settled.set()
+        settled = asyncio.Event()
 
     def resolve() -> None:
         nonlocal remaining
@@ -294,13 +302,17 @@ async def run_requests(
                 resolve()
                 continue
             number = summary.attempts + 1
-            if budget is not None and not budget.reserve(number, request, summary.cost_usd):
-                capped = summary.capped = True
-                log.info("spend cap $%.4f reached: sending nothing more", settings.max_cost_usd)
-                if in_flight == 0:
+            while budget is not None and not budget.reserve(number, request, summary.cost_usd):
+                if in_flight == 0:  # nothing left to settle: the cap is reached
+                    capped = summary.capped = True
+                    log.info("spend cap $%.4f reached: sending nothing more", settings.max_cost_usd)
                     all_done.set()
-                return
-            summary.attempts = number
+                    return
+                await settled.wait()  # an attempt in flight ends: its real cost replaces its worst case
+                if fatal or stopping or capped:
+                    return
+                number = summary.attempts + 1
+            summary.attempts = number  # no await between reserve and here: attempt numbers stay unique
             sent = time.monotonic()
             in_flight += 1
             try:
@@ -321,8 +333,7 @@ async def run_requests(
                 in_flight -= 1
                 if stopping and in_flight == 0:
                     drained.set()
-                if capped and in_flight == 0:  # the last answer in flight is saved before the run ends (no await)
-                    all_done.set()
+                wake_budget_waiters()  # they run after this attempt's cost is recorded (no await until then)
             latency = time.monotonic() - sent
             limiter.observe(completion.rate_limits)
             if budget is not None:

@@ -204,3 +204,28 @@ def test_a_reasoning_model_is_capped_by_its_max_completion_tokens(fake_openai, c
     argv += ["--model", model, "--out-dir", str(tmp_path / "files")]
     assert main([*argv, "--max-cost", str(sum(batch_worst[:4]) + batch_worst[4] / 2)]) == 1
     assert "submitted 4 requests in 1 batch" in capsys.readouterr().out
+
+
+def test_a_high_concurrency_run_spends_up_to_the_cap_like_a_serial_one(fake_openai, coco_root, tmp_path, capsys):
+    """A request that does not fit beside the worst cases in flight waits for them (their real cost replaces the
+    worst case) instead of stopping the run: 32 at a time reach about the spend of one at a time, both under the
+    cap."""
+    requests = selected(coco_root, 18)  # 54 requests
+    worst = [worst_case_usd(r) for r in requests]
+    cap = round(0.15 * sum(worst), 4)  # room for many more answers than worst cases, not for all 54
+    spent = {}
+    for concurrency in (1, 32):
+        cache_path = tmp_path / f"c{concurrency}.sqlite"
+        argv = ["generate", *selection(coco_root, cache_path, 18), "--base-url", fake_openai.base_url]
+        code = main([*argv, "--no-progress", "--concurrency", str(concurrency), "--max-cost", str(cap)])
+        out, err = capsys.readouterr()
+        with ResponseCache(cache_path) as cache:
+            spent[concurrency] = cache.stats().cost_usd
+        assert spent[concurrency] <= cap
+        if code == 1:  # stopped at the cap: only when the next request could not fit with nothing in flight
+            assert "stopped at the cost cap" in out, err
+            assert spent[concurrency] + max(worst) > cap
+        else:
+            assert code == 0 and "54 answered" in out, err
+    assert spent[1] + max(worst) > cap  # the cap bit
+    assert spent[32] >= 0.5 * spent[1], spent

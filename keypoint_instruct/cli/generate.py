@@ -127,10 +127,11 @@ def register(subparsers) -> None:
         metavar="USD",
         help="spend cap of this run in dollars: a request is sent only while the money spent so far plus the worst "
         "case of every request in flight (all prompt tokens plus the output limit, at the model's price) stays "
-        "within it. At the cap nothing more is sent, the requests in flight are saved, and the run exits with "
-        "status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or sent again. A cap below "
-        "the worst case of the first request to send, or a model without a price in pricing.json: one line, "
-        "nothing sent, exit 2",
+        "within it; a request that does not fit waits for those in flight to end (their real cost replaces their "
+        "worst case). When nothing is in flight and the next request still does not fit, nothing more is sent and "
+        "the run exits with status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or "
+        "sent again. A cap below the worst case of the first request to send, or a model without a price in "
+        "pricing.json: one line, nothing sent, exit 2",
     )
     add_claim_option(gen)
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
