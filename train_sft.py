@@ -7,7 +7,8 @@ The paper's run (Table 2; DeepSpeed ZeRO-3; two A100s):
 
 ``--coco_root`` is the COCO root the dataset's image paths are relative to (train2017/<file_name>); a dataset built
 with ``--embed-images`` needs none. ``--dataset_name`` takes a Hub id (with ``--dataset_revision v1.0.0``) or the
-folder written by ``keypoint-instruct build``.
+folder written by ``keypoint-instruct build``. Recipes name ``chat_template_path`` relative to the repository: a
+relative path not found from the current folder is read from the folder of this script (the log says which was used).
 Ablations swap the recipe (config_conversation.yaml, config_detailed_description.yaml, config_complex_reasoning.yaml).
 The tiny model of the tests and the demo trains on a CPU, plainly or under ZeRO-3:
 
@@ -55,6 +56,7 @@ from keypoint_instruct.training import (
     image_transform,
     load_checkpoint_weights,
     load_sft_dataset,
+    resolve_chat_template_path,
     resolve_resume,
 )
 
@@ -65,6 +67,12 @@ warnings.filterwarnings(
     "ignore", message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated"
 )
 
+REPO = Path(__file__).resolve().parent  # recipes name files (chat templates) relative to it
+CHAT_TEMPLATE_HELP = (
+    "Jinja chat template file (.jinja/.j2), e.g. recipes/chat_templates/llava-1.5.jinja. A relative path is read "
+    "from the current folder; when it is not there, from the repository (the folder of train_sft.py), as recipes "
+    "name it; the log says which file was used."
+)
 DATASET_CONFIGS = ("conversation", "detailed_description", "complex_reasoning", "all")
 
 
@@ -149,6 +157,7 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args) -> tup
     )
     image_files = check_images(dataset, script_args.coco_root)
     check_image_placeholders(dataset)
+    training_args.chat_template_path = resolve_chat_template_path(training_args.chat_template_path, REPO)
     check_chat_template(training_args.chat_template_path, model, assistant_only_loss=training_args.assistant_only_loss)
     if not training_args.assistant_only_loss:
         logger.warning("assistant_only_loss is off: prompts and image tokens will be trained, unlike LLaVA-1.5")
@@ -293,6 +302,7 @@ def parse_args(argv: list[str] | None = None) -> tuple:
     args = sys.argv[1:] if argv is None else list(argv)
     recipe_name = Path(args[args.index("--config") + 1]).name if "--config" in args[:-1] else "recipe"
     parser = OneLineParser((ScriptArguments, SFTConfig, ModelConfig))
+    parser._option_string_actions["--chat_template_path"].help = CHAT_TEMPLATE_HELP
     try:
         return tuple(parser.parse_args_and_config(args))
     except KeypointInstructError:

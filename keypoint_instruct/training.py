@@ -35,6 +35,8 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
             f"dataset_revision {revision} applies to a Hub repo, but {name} is a local folder (it has no revisions): "
             "pass the Hub repo id, or drop dataset_revision and point dataset_name at the version's folder"
         )
+    if path.is_dir():
+        _check_dataset_folder(name)
     try:
         available = get_dataset_config_names(name, revision=revision)
     except (DatasetNotFoundError, OSError, ValueError) as err:
@@ -70,6 +72,29 @@ def load_sft_dataset(name: str, configs: Sequence[str], *, revision: str | None 
         raise TrainingConfigError(f"dataset {name} ({', '.join(configs)}, split {split}) has no rows")
     logger.info("training on %d rows of %s (%s)", len(dataset), name, ", ".join(configs))
     return dataset
+
+
+def _check_dataset_folder(name: str) -> None:
+    """Refuse a local folder whose README.md lists no ``configs:`` (datasets says 'No (supported) data files')."""
+    folder = Path(name)
+    try:
+        card = (folder / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        card = ""
+    front = card.split("\n---", 1)[0] if card.startswith("---") else ""
+    if re.search(r"^configs:", front, flags=re.MULTILINE):
+        return
+    what = "no README.md" if not (folder / "README.md").is_file() else "its README.md lists no `configs:`"
+    collides = ""
+    if (folder / "__init__.py").is_file():
+        collides = (
+            f"; {name} here is a Python package (the project's code, from the repository root): the name collides "
+            "with it, so give the dataset folder's path or the Hub repo id as ORG/NAME"
+        )
+    raise TrainingConfigError(
+        f"dataset_name {name} is a folder but not a dataset folder written by `keypoint-instruct build` ({what}; "
+        f"expected <config>/train-*.parquet + README.md){collides}"
+    )
 
 
 def _load_config(name: str, config: str, *, revision: str | None, split: str, local: bool):
@@ -432,6 +457,39 @@ def _folder_chat_template(folder: Path) -> str | None:
     return None
 
 
+def resolve_chat_template_path(template_path: str | None, repo_dir: str | Path) -> str | None:
+    """The chat template file to use: ``template_path`` as given, or, when a relative path is not found from the
+    current folder, the same path under ``repo_dir`` (recipes name templates relative to the repository).
+
+    Raises when neither exists (saying where it looked) or when the file is not a .jinja/.j2 template.
+    """
+    if template_path is None:
+        return None
+    path = Path(template_path)
+    if not path.exists() and not path.is_absolute():
+        in_repo = Path(repo_dir) / path
+        if not in_repo.exists():
+            raise TrainingConfigError(
+                f"chat_template_path {template_path} does not exist relative to the current folder {Path.cwd()} "
+                f"nor to the repository {repo_dir}: run from the repository root or give an absolute path"
+            )
+        logger.info(
+            "chat_template_path %s is not in the current folder %s; using %s from the repository",
+            template_path,
+            Path.cwd(),
+            in_repo,
+        )
+        path = in_repo
+    elif not path.exists():
+        raise TrainingConfigError(f"chat_template_path {template_path} does not exist")
+    if not path.is_file() or path.suffix not in (".jinja", ".j2"):
+        raise TrainingConfigError(
+            f"chat_template_path {template_path} is not a .jinja file: expected a template such as "
+            "recipes/chat_templates/llava-1.5.jinja"
+        )
+    return str(path)
+
+
 def check_chat_template(template_path: str | None, model: str, *, assistant_only_loss: bool) -> None:
     """Raise before training when no chat template would be used, or one that trains nothing.
 
@@ -443,7 +501,7 @@ def check_chat_template(template_path: str | None, model: str, *, assistant_only
         if not path.is_file() or path.suffix not in (".jinja", ".j2"):
             raise TrainingConfigError(
                 f"chat_template_path {template_path} is not a .jinja file: expected a template such as "
-                "recipes/chat_templates/llava-1.5.jinja (relative paths are read from the current folder)"
+                "recipes/chat_templates/llava-1.5.jinja (resolve it first with resolve_chat_template_path)"
             )
         template, source = path.read_text(encoding="utf-8"), f"chat_template_path {template_path}"
     elif Path(model).is_dir():

@@ -257,8 +257,37 @@ def test_zero3_launch_trains_and_saves_canonical_full_weights(num_processes, tin
 
 def test_missing_chat_template_fails_before_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
     argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--chat_template_path", str(tmp_path / "x.jinja"))
-    _assert_one_line_error(run(argv), capsys.readouterr().err, "chat_template_path", "x.jinja")
+    _assert_one_line_error(run(argv), capsys.readouterr().err, "chat_template_path", "x.jinja", "does not exist")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_recipe_run_from_another_folder_finds_its_chat_template_in_the_repository(
+    tiny_llava_dir, sft_dataset, tmp_path, capsys, caplog, monkeypatch
+):
+    """Recipes name recipes/chat_templates/llava-1.5.jinja relative to the repository, not to the current folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with caplog.at_level("INFO"):
+        assert run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--check_only")) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+    used = [r.getMessage() for r in caplog.records if "chat_template_path" in r.getMessage()]
+    assert len(used) == 1 and str(REPO / "recipes/chat_templates/llava-1.5.jinja") in used[0], used
+    assert str(elsewhere) in used[0]
+
+
+def test_a_chat_template_found_nowhere_says_where_it_was_looked_for(
+    tiny_llava_dir, sft_dataset, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--check_only")
+    code = run([*argv, "--chat_template_path", "recipes/chat_templates/llava-9.jinja"])
+    err = capsys.readouterr().err
+    _assert_one_line_error(code, err, "does not exist", str(tmp_path), str(REPO), "absolute path")
+    assert "not a .jinja file" not in err
+    (tmp_path / "template.txt").write_text("{{ messages }}")
+    code = run([*argv, "--chat_template_path", "template.txt"])
+    _assert_one_line_error(code, capsys.readouterr().err, "template.txt is not a .jinja file")
 
 
 def test_check_only_validates_without_loading_or_training(tiny_llava_dir, sft_dataset, tmp_path, capsys):
@@ -278,6 +307,25 @@ def test_check_only_validates_without_loading_or_training(tiny_llava_dir, sft_da
 def test_a_revision_of_a_local_folder_is_refused(tiny_llava_dir, sft_dataset, tmp_path, capsys):
     code = run(_argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--dataset_revision", "v1.0.0", "--check_only"))
     _assert_one_line_error(code, capsys.readouterr().err, "dataset_revision v1.0.0", "local folder")
+
+
+@pytest.mark.parametrize("package", [False, True])
+def test_a_folder_that_is_not_a_dataset_folder_says_so(
+    tiny_llava_dir, sft_dataset, tmp_path, capsys, monkeypatch, package
+):
+    """`--dataset_name keypoint_instruct` from the repository root found the package folder: 'No data files found'."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "keypoint_instruct"
+    folder.mkdir()
+    (folder / ("__init__.py" if package else "notes.txt")).write_text("")
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--check_only")
+    argv[argv.index("--dataset_name") + 1] = "keypoint_instruct"
+    code = run(argv)
+    err = capsys.readouterr().err
+    needle = "keypoint_instruct is a folder but not a dataset folder"
+    _assert_one_line_error(code, err, needle, "keypoint-instruct build")
+    assert "No (supported) data files" not in err
+    assert ("collides" in err) is package, err
 
 
 def test_a_model_folder_without_config_is_refused_before_the_data(tiny_llava_dir, sft_dataset, tmp_path, capsys):
