@@ -5,9 +5,13 @@ Functions (the CLI ``keypoint-instruct batch submit|status|collect`` wires them;
 :class:`keypoint_instruct.cache.ResponseCache`)::
 
     submit(client, requests, cache, out_dir, *, max_requests=50_000, max_bytes=200_000_000, claim_lease_s=120,
-           max_cost_usd=None) -> SubmitResult
-    status(client, cache) -> StatusReport
-    collect(client, cache) -> CollectResult
+           max_cost_usd=None, base_url=None) -> SubmitResult
+    status(client, cache, *, client_for=None) -> StatusReport
+    collect(client, cache, *, client_for=None) -> CollectResult
+
+``submit`` records ``base_url`` (the endpoint ``client`` talks to, None for the default; never the key) with each
+batch; ``status`` and ``collect`` ask about a batch through ``client_for(row)`` (a batch's cache row, its
+``base_url`` included) when given, else through ``client``.
 
 ``submit`` leaves out requests already answered in the cache, waiting in an uncollected batch or being sent by
 another live run on the same cache (:mod:`keypoint_instruct.claims`); it claims the rest until their batch is
@@ -119,6 +123,8 @@ class StatusReport:
         lines = []
         for r in self.rows:
             counts = f"{r['completed']}/{r['total']} done, {r['failed']} failed"
+            if r["completed"] is None:  # collected before its counts were recorded (cache schema 3)
+                counts = f"{_count(r['total'], 'request')}"
             if r["status"] == FORGOTTEN:
                 counts = f"{_count(r['total'], 'request')}, none pending (the unanswered may be sent again)"
             elif r["status"] == SUBMITTING:
@@ -165,7 +171,18 @@ def _api_error(what: str, err: Exception) -> TeacherError:
     if isinstance(err, openai.APIStatusError):
         return TeacherError(f"Batch API: {what} was refused with HTTP {err.status_code}: {redact(error_message(err))}")
     message = getattr(err, "message", str(err))
+    if isinstance(err, openai.APIConnectionError):  # name the endpoint tried: a recorded one may be long gone
+        message = f"{message.rstrip('.')} (tried {_endpoint_of(err)})"
     return TeacherError(f"Batch API: {what} failed: {type(err).__name__}: {redact(message)}")
+
+
+def _endpoint_of(err: Exception) -> str:
+    """The scheme, host and path of the request that failed, without its query."""
+    try:
+        url = err.request.url  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - no request attached
+        return "an unknown URL"
+    return str(url.copy_with(query=None))
 
 
 def _api(what: str, call, *args, **kwargs):
@@ -254,6 +271,7 @@ def submit(
     max_bytes: int = MAX_BYTES_PER_FILE,
     claim_lease_s: float = DEFAULT_LEASE_S,
     max_cost_usd: float | None = None,
+    base_url: str | None = None,
 ) -> SubmitResult:
     """Upload the requests not answered, not pending and not claimed as batches; see the module docstring.
 
@@ -275,7 +293,7 @@ def submit(
         if todo and max_cost_usd is not None:
             todo = _within(todo, max_cost_usd, result)
         if todo:
-            _submit_claimed(client, todo, cache, out_dir, max_requests, max_bytes, claims.owner, result)
+            _submit_claimed(client, todo, cache, out_dir, max_requests, max_bytes, claims.owner, result, base_url)
     return result
 
 
@@ -303,6 +321,7 @@ def _submit_claimed(
     max_bytes: int,
     owner: str,
     result: SubmitResult,
+    base_url: str | None,
 ) -> None:
     """Write, upload and create the batches of the claimed requests; record each with its keys."""
     jobs = BatchJobs(cache)
@@ -322,7 +341,7 @@ def _submit_claimed(
         else:
             with path.open("rb") as handle:
                 uploaded = _api(f"uploading {path.name}", client.files.create, file=handle, purpose="batch")
-            provisional = jobs.record_submitting(uploaded.id, chunk)  # pending before the batch can exist
+            provisional = jobs.record_submitting(uploaded.id, chunk, base_url=base_url)  # pending from now on
             batch = _create_provisional(client, cache, provisional, uploaded.id, digest, path.name)
         jobs.record(
             batch.id,
@@ -331,6 +350,7 @@ def _submit_claimed(
             status=batch.status,
             claim_owner=owner,
             replaces=provisional,
+            base_url=base_url,
         )
         result.batch_ids.append(batch.id)
         result.submitted += len(chunk)
@@ -348,8 +368,10 @@ def _refresh(client, cache: ResponseCache, row: dict):
     return batch
 
 
-def status(client, cache: ResponseCache) -> StatusReport:
-    """The state of every batch recorded in the cache (uncollected ones are asked from the API and updated)."""
+def status(client, cache: ResponseCache, *, client_for=None) -> StatusReport:
+    """The state of every batch recorded in the cache (uncollected ones are asked from the API and updated).
+
+    A collected batch shows the provider's counts recorded when it was collected (None when not recorded)."""
     report = StatusReport(notes=resolve_submitting(client, cache))
     for row in BatchJobs(cache).rows():
         collected = row["collected_at"] is not None
@@ -358,12 +380,12 @@ def status(client, cache: ResponseCache) -> StatusReport:
         if state in (FORGOTTEN, SUBMITTING):  # the provider does not know it (any more, or yet): nothing to ask
             pass
         elif not collected:
-            batch = _refresh(client, cache, row)
+            batch = _refresh(client_for(row) if client_for else client, cache, row)
             state = batch.status
             if batch.request_counts is not None:
                 counts = batch.request_counts.model_dump()
         else:
-            counts["completed"] = counts["total"]
+            counts["completed"], counts["failed"] = row["completed"], row["failed"]
         report.rows.append({"batch_id": row["batch_id"], "status": state, "collected": collected, **counts})
     return report
 
@@ -416,13 +438,15 @@ def _forgotten_but_ended(client, batch_id: str):
     return batch if batch.status in TERMINAL else None
 
 
-def collect(client, cache: ResponseCache) -> CollectResult:
+def collect(client, cache: ResponseCache, *, client_for=None) -> CollectResult:
     """Ingest every finished, uncollected batch into the cache, exactly once; see the module docstring."""
     result = CollectResult(notes=resolve_submitting(client, cache))
     jobs = BatchJobs(cache)
+    default = client
     for row in [row for row in jobs.rows() if row["collected_at"] is None]:
         if row["status"] == SUBMITTING:  # a live submit is creating it: nothing to collect yet
             continue
+        client = client_for(row) if client_for else default
         if row["status"] == FORGOTTEN:  # its keys stay free; answers it delivered anyway are kept all the same
             batch = _forgotten_but_ended(client, row["batch_id"])
             if batch is None:
@@ -438,6 +462,8 @@ def collect(client, cache: ResponseCache) -> CollectResult:
         account_for_missing(cache, batch, lines, requests, result)
         if batch.status != "completed":
             result.unfinished.append(f"{batch.id} {batch.status}")
+        counts = batch.request_counts
+        jobs.record_counts(batch.id, counts.completed if counts else None, counts.failed if counts else None)
         jobs.update(batch.id, collected_at=datetime.now(UTC).isoformat(timespec="microseconds"))
         result.collected_batches.append(batch.id)
         log.info("collected batch %s (%s): %d lines", batch.id, batch.status, len(lines))

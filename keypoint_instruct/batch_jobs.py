@@ -11,6 +11,9 @@ id ``submitting-<input file id>``), written before the create call: its keys are
 ``batch submit`` killed before it learns the batch id leaves them pending rather than free. :meth:`BatchJobs.record`
 with ``replaces`` turns it into the real row; :meth:`BatchJobs.drop_submitting` removes one whose batch was never
 made (``batch_recover.resolve_submitting`` decides which, asking the provider).
+
+``batch_details`` (cache schema 3) keeps, per batch, the ``--base-url`` it was submitted to (never the key) and the
+provider's request counts at collect time.
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ class BatchJobs:
         status: str,
         claim_owner: str | None = None,
         replaces: str | None = None,
+        base_url: str | None = None,
     ) -> None:
         """Remember a submitted batch and which keys it carries (one transaction).
 
         ``claim_owner``: release that run's claims on the keys in the same transaction (they are pending from now on).
         ``replaces``: the provisional row of the same input file, removed in the same transaction.
+        ``base_url``: the endpoint it was submitted to (None: the default one), asked later when none is given.
         """
         now = utc_now()
         rows = [(r.key, batch_id, r.task, int(r.image_id), r.coco_split, r.prompt_version) for r in requests]
@@ -65,22 +70,28 @@ class BatchJobs:
                 (batch_id, input_file_id, status, len(rows), now, now),
             )
             self._db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,?)", rows)
+            self._db.execute(
+                "INSERT OR REPLACE INTO batch_details (batch_id, base_url) VALUES (?, ?)", (batch_id, base_url)
+            )
             if replaces is not None and replaces != batch_id:
                 self._db.execute("DELETE FROM batch_requests WHERE batch_id = ?", (replaces,))
                 self._db.execute("DELETE FROM batches WHERE batch_id = ?", (replaces,))
+                self._db.execute("DELETE FROM batch_details WHERE batch_id = ?", (replaces,))
             if claim_owner is not None:
                 self._db.executemany(
                     "DELETE FROM claims WHERE key = ? AND owner = ?", [(row[0], claim_owner) for row in rows]
                 )
 
-    def record_submitting(self, input_file_id: str, requests: Iterable[TeacherRequest]) -> str:
+    def record_submitting(
+        self, input_file_id: str, requests: Iterable[TeacherRequest], *, base_url: str | None = None
+    ) -> str:
         """Record the keys of a batch about to be created from ``input_file_id`` (pending from now on); its row id.
 
         The caller keeps its claims on the keys until :meth:`record` replaces this row: a live claim tells
         ``batch_recover.resolve_submitting`` that the batch is still being created, not left behind by a killed submit.
         """
         batch_id = f"{SUBMITTING}-{input_file_id}"
-        self.record(batch_id, requests, input_file_id=input_file_id, status=SUBMITTING)
+        self.record(batch_id, requests, input_file_id=input_file_id, status=SUBMITTING, base_url=base_url)
         return batch_id
 
     def submitting(self) -> list[dict]:
@@ -101,6 +112,8 @@ class BatchJobs:
             count = f"SELECT COUNT(*) FROM ({_PENDING} AND r.batch_id = ?)"
             freed = self._db.execute(count, (batch_id,)).fetchone()[0]
             cursor = self._db.execute("DELETE FROM batches WHERE batch_id = ? AND status = ?", (batch_id, SUBMITTING))
+            if cursor.rowcount:
+                self._db.execute("DELETE FROM batch_details WHERE batch_id = ?", (batch_id,))
         return freed if cursor.rowcount else 0
 
     def adopt(self, provisional_id: str, batch_id: str, status: str) -> int:
@@ -121,6 +134,9 @@ class BatchJobs:
             )
             self._db.execute("UPDATE batch_requests SET batch_id = ? WHERE batch_id = ?", (batch_id, provisional_id))
             self._db.execute("DELETE FROM batches WHERE batch_id = ?", (provisional_id,))
+            self._db.execute(
+                "UPDATE OR REPLACE batch_details SET batch_id = ? WHERE batch_id = ?", (batch_id, provisional_id)
+            )
         return row[1]
 
     def update(self, batch_id: str, **fields: str | None) -> None:
@@ -133,9 +149,22 @@ class BatchJobs:
             f"UPDATE batches SET {sets}, updated_at = ? WHERE batch_id = ?", (*fields.values(), utc_now(), batch_id)
         )
 
+    def record_counts(self, batch_id: str, completed: int | None, failed: int | None) -> None:
+        """Keep the provider's request counts of a batch as it is collected (``batch status`` shows them later)."""
+        self._db.execute(
+            "INSERT INTO batch_details (batch_id, completed, failed) VALUES (?, ?, ?) "
+            "ON CONFLICT(batch_id) DO UPDATE SET completed = excluded.completed, failed = excluded.failed",
+            (batch_id, completed, failed),
+        )
+
     def rows(self) -> list[dict]:
-        """Every recorded batch, oldest first."""
-        cursor = self._db.execute("SELECT * FROM batches ORDER BY created_at, batch_id")
+        """Every recorded batch, oldest first, with its ``base_url`` and collected ``completed``/``failed`` counts
+        (None where not recorded: the default endpoint; not collected, or collected before cache schema 3)."""
+        details = "d.base_url, d.completed, d.failed"
+        joined = "LEFT JOIN batch_details d ON d.batch_id = b.batch_id"
+        if self.cache.schema_version < 3:  # a read-only older cache: read as it is
+            details, joined = "NULL AS base_url, NULL AS completed, NULL AS failed", ""
+        cursor = self._db.execute(f"SELECT b.*, {details} FROM batches b {joined} ORDER BY b.created_at, b.batch_id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: the claims table (keypoint_instruct/claims.py)
+SCHEMA_VERSION = 3  # 2: the claims table (keypoint_instruct/claims.py); 3: batch_details (endpoint, counts)
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
 _BUSY_TIMEOUT_S = 60.0  # how long a statement waits for another process's write lock
 
@@ -394,6 +394,13 @@ class ResponseCache:
                     ).rowcount
                     self._db.execute("INSERT OR IGNORE INTO main.batches SELECT * FROM other.batches")
                     self._db.execute("INSERT OR IGNORE INTO main.batch_requests SELECT * FROM other.batch_requests")
+                    if self._db.execute(  # a read-only older input has none
+                        "SELECT 1 FROM other.sqlite_master WHERE type = 'table' AND name = 'batch_details'"
+                    ).fetchone():
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO main.batch_details (batch_id, base_url, completed, failed) "
+                            "SELECT batch_id, base_url, completed, failed FROM other.batch_details"
+                        )
             finally:
                 self._db.execute("DETACH DATABASE other")
             log.info("merged %s: %d responses added", other, counts["added"] - before)

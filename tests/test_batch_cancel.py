@@ -151,3 +151,37 @@ def test_a_batch_forgotten_while_it_runs_can_still_be_cancelled(fake_openai, sub
     assert code == 0 and "6 answers added" in out and f"{batch_id} cancelled" in out
     code, out, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
     assert f"{batch_id}  forgotten" in out
+
+
+def test_status_after_collect_shows_the_counts_the_batch_ended_with(fake_openai, submitted, capsys):
+    cache, batch_id, _, endpoint = submitted
+    assert run(capsys, "batch", "cancel", batch_id, "--cache", str(cache), *endpoint)[0] == 0
+    code, before, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
+    counts = before.split("cancelled")[1].strip()
+    assert code == 0 and "/12 done, " in counts and not counts.startswith("12/12"), before
+    assert run(capsys, "batch", "collect", "--cache", str(cache), *endpoint)[0] == 0
+    code, after, _ = run(capsys, "batch", "status", "--cache", str(cache), *endpoint)
+    assert code == 0 and after.split("cancelled")[1].strip() == f"{counts}  collected", after
+
+
+def test_batch_commands_use_the_endpoint_the_batch_was_submitted_to(fake_openai, submitted, capsys, monkeypatch):
+    cache, batch_id, _, endpoint = submitted
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    code, out, err = run(capsys, "batch", "status", "--cache", str(cache))
+    assert code == 0 and batch_id in out and "Traceback" not in err, err
+    code, out, err = run(capsys, "batch", "cancel", batch_id, "--cache", str(cache))
+    assert code == 0 and "cancelling" in out, err
+    # an explicit --base-url wins; its connection error names the URL it tried
+    line = refused(capsys, "batch", "status", "--cache", str(cache), "--base-url", "http://127.0.0.1:9/v1")
+    assert "http://127.0.0.1:9/v1/batches/" in line and "Connection error" in line, line
+    code, out, err = run(capsys, "batch", "collect", "--cache", str(cache))
+    assert code == 0 and "collected 1 batch" in out, err
+
+
+def test_forget_uses_the_recorded_endpoint(fake_openai, submitted, capsys, monkeypatch):
+    cache, batch_id, _, _ = submitted
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    fake_openai.forget_batch(batch_id)
+    code, out, err = run(capsys, "batch", "forget", batch_id, "--cache", str(cache))
+    assert code == 0 and f"the provider at {fake_openai.base_url} no longer knows it" in out, err

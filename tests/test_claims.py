@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import pytest
 
@@ -150,9 +150,43 @@ def test_a_schema_1_cache_is_migrated_and_keeps_its_data(tmp_path):
         assert BatchJobs(cache).ids() == {"b1"}
         assert Claims(cache).claim(["k1", "k2"]).claimed == {"k2"}
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     with ResponseCache(path) as cache:  # opening it again changes nothing
         assert cache.stats().responses == 1
+
+
+def write_schema_2_cache(path) -> None:
+    """A cache as keypoint-instruct wrote it before batch_details (schema 2): a collected batch of 3 requests."""
+    schema_2 = _schema().split("-- Schema 3")[0]
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(schema_2)
+        db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 2")
+        db.execute(
+            "INSERT INTO batches (batch_id, status, n_requests, created_at, updated_at, collected_at) "
+            "VALUES ('b2', 'completed', 3, 'x', 'x', '2026-01-01T00:00:00')"
+        )
+        db.execute("INSERT INTO batch_requests VALUES ('k2', 'b2', 'conversation', 7, 'val2014', 'v1')")
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_a_schema_2_cache_keeps_its_batches_and_invents_no_counts(tmp_path, capsys, monkeypatch, locked):
+    path = tmp_path / "old.sqlite"
+    write_schema_2_cache(path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # the default endpoint's client; nothing is asked (collected)
+    with read_only(path) if locked else nullcontext():
+        assert main(["batch", "status", "--cache", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert out.strip() == "b2  completed   3 requests  collected", out  # not "3/3 done, 0 failed"
+        with ResponseCache(path) as cache:
+            [row] = BatchJobs(cache).rows()
+            assert (row["batch_id"], row["base_url"], row["completed"]) == ("b2", None, None)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == (2 if locked else 3)
+    assert main(["cache", "merge", str(tmp_path / "all.sqlite"), str(path)]) == 0
+    with ResponseCache(tmp_path / "all.sqlite") as merged:
+        assert [r["batch_id"] for r in BatchJobs(merged).rows()] == ["b2"]
 
 
 def test_a_cache_of_a_newer_schema_is_refused(tmp_path):

@@ -32,6 +32,14 @@ def base_url(text: str) -> str:
     return url
 
 
+TEACHER_BASE_URL_HELP = (
+    "OpenAI-compatible endpoint, http(s)://host[:port]/v1 (vLLM, a local server), or Azure OpenAI: "
+    "https://RESOURCE.openai.azure.com/openai/deployments/DEPLOYMENT?api-version=VERSION (the key from "
+    "OPENAI_API_KEY goes in its api-key header); a query string such as ?api-version=... is sent with every "
+    "request; default api.openai.com"
+)
+
+
 def add_base_url_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     """``--base-url`` with the shared check (default: None, meaning api.openai.com)."""
     parser.add_argument("--base-url", type=base_url, default=None, metavar="URL", help=help_text)

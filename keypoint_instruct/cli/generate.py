@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count, positive_float
-from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
+from keypoint_instruct.cli.endpoint import TEACHER_BASE_URL_HELP, add_base_url_option, quiet_http_logs
 from keypoint_instruct.errors import UsageError
 from keypoint_instruct.offline_teacher import MODEL as OFFLINE_MODEL
 
@@ -62,10 +62,21 @@ def add_claim_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
-    add_base_url_option(
-        parser, "OpenAI-compatible endpoint, http(s)://host[:port]/v1 (vLLM, a local server); default api.openai.com"
-    )
+SUBMIT_BASE_URL_HELP = (
+    "OpenAI-compatible endpoint with the Batch API, http(s)://host[:port]/v1; a query string such as "
+    "?api-version=... is sent with every request; recorded with each batch (never the key) for `batch status`, "
+    "`collect`, `cancel` and `forget`; default api.openai.com"
+)
+RECORDED_BASE_URL_HELP = (
+    "the endpoint to ask about the batches; default: for each batch, the --base-url it was submitted with "
+    "(recorded in the cache, never the key; api.openai.com when it had none, and for batches submitted before "
+    "the cache recorded it). Given, it is asked for every batch, e.g. when the server has moved"
+)
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser, help_text: str = TEACHER_BASE_URL_HELP) -> None:
+    """--base-url (with ``help_text``) and --request-timeout."""
+    add_base_url_option(parser, help_text)
     parser.add_argument(
         "--request-timeout",
         type=positive_float,
@@ -149,7 +160,7 @@ def register(subparsers) -> None:
         "the requests, with one line on stderr.",
     )
     add_selection_options(submit)
-    add_endpoint_options(submit)
+    add_endpoint_options(submit, SUBMIT_BASE_URL_HELP)
     add_claim_option(submit)
     submit.add_argument(
         "--out-dir", type=Path, default=None, help="where to keep the JSONL files (default: beside the cache)"
@@ -168,13 +179,13 @@ def register(subparsers) -> None:
     submit.set_defaults(func=cmd_batch_submit)
     status = batch_sub.add_parser("status", help="show the state of the batches recorded in a cache")
     status.add_argument("--cache", required=True, type=Path, help="the response cache the batches were submitted from")
-    add_endpoint_options(status)
+    add_endpoint_options(status, RECORDED_BASE_URL_HELP)
     status.set_defaults(func=cmd_batch_status)
     collect = batch_sub.add_parser("collect", help="download finished batches into the cache (exactly once)")
     collect.add_argument(
         "--cache", required=True, type=Path, help="the response cache the batches were submitted from"
     )
-    add_endpoint_options(collect)
+    add_endpoint_options(collect, RECORDED_BASE_URL_HELP)
     collect.set_defaults(func=cmd_batch_collect)
     cancel = batch_sub.add_parser(
         "cancel",
@@ -377,13 +388,45 @@ def _dry_run(args: argparse.Namespace, requests) -> int:
 # --------------------------------------------------------------------------- batch
 
 
-def _batch_client(args: argparse.Namespace):
+def _batch_client(args: argparse.Namespace, base_url: str | None = None):
+    """The client of ``base_url`` (default: ``--base-url``)."""
     import openai
 
-    from keypoint_instruct.teacher import resolve_api_key
+    from keypoint_instruct.teacher import client_options, resolve_api_key
 
-    key = resolve_api_key(args.base_url, offline_hint=False)
-    return openai.OpenAI(base_url=args.base_url, api_key=key, timeout=args.request_timeout)
+    url = base_url or args.base_url
+    key = resolve_api_key(url, offline_hint=False)
+    return openai.OpenAI(api_key=key, timeout=args.request_timeout, **client_options(url, key))
+
+
+class _RecordedEndpoints:
+    """The batch commands after submit: ``--base-url`` when given, else each batch's recorded one; a client per URL."""
+
+    def __init__(self, args: argparse.Namespace, cache) -> None:
+        from keypoint_instruct.batch_jobs import BatchJobs
+
+        self.args = args
+        self.jobs = BatchJobs(cache)
+        self._clients: dict[str | None, object] = {}
+
+    def url(self, row: dict | None) -> str | None:
+        if self.args.base_url is not None or row is None:
+            return self.args.base_url
+        return row["base_url"]
+
+    def client_for(self, row: dict | None):
+        url = self.url(row)
+        if url not in self._clients:
+            self._clients[url] = _batch_client(self.args, url)
+        return self._clients[url]
+
+    def default(self):
+        """For what concerns no one batch (an interrupted submit's lookups): the newest batch's endpoint."""
+        rows = self.jobs.rows()
+        return self.client_for(rows[-1] if rows else None)
+
+    def of(self, batch_id: str):
+        return self.client_for(self.jobs.row(batch_id))
 
 
 def cmd_batch_submit(args: argparse.Namespace) -> int:
@@ -404,6 +447,7 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
             out_dir,
             claim_lease_s=args.claim_lease,
             max_cost_usd=args.max_cost,
+            base_url=args.base_url,
         )
     _say_notes(result.notes)
     print(result)
@@ -420,7 +464,7 @@ def _say_notes(notes: list[str]) -> None:
 def _add_batch_id_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("batch_id", metavar="BATCH_ID", help="the batch, as `batch status` lists it")
     parser.add_argument("--cache", required=True, type=Path, help="the response cache the batch was submitted from")
-    add_endpoint_options(parser)
+    add_endpoint_options(parser, RECORDED_BASE_URL_HELP)
 
 
 def _open_batch_cache(path: Path):
@@ -440,7 +484,8 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch
 
     with _open_batch_cache(args.cache) as cache:
-        report = batch.status(_batch_client(args), cache)
+        endpoints = _RecordedEndpoints(args, cache)
+        report = batch.status(endpoints.default(), cache, client_for=endpoints.client_for)
     _say_notes(report.notes)
     print(report)
     return 0
@@ -451,7 +496,8 @@ def cmd_batch_collect(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch
 
     with _open_batch_cache(args.cache) as cache:
-        result = batch.collect(_batch_client(args), cache)
+        endpoints = _RecordedEndpoints(args, cache)
+        result = batch.collect(endpoints.default(), cache, client_for=endpoints.client_for)
     _say_notes(result.notes)
     print(result)
     return 0
@@ -462,7 +508,7 @@ def cmd_batch_cancel(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch_cancel
 
     with _open_batch_cache(args.cache) as cache:
-        print(batch_cancel.cancel(_batch_client(args), cache, args.batch_id))
+        print(batch_cancel.cancel(_RecordedEndpoints(args, cache).of(args.batch_id), cache, args.batch_id))
     return 0
 
 
@@ -471,7 +517,8 @@ def cmd_batch_forget(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch_cancel
 
     with _open_batch_cache(args.cache) as cache:
-        print(batch_cancel.forget(_batch_client(args), cache, args.batch_id, force=args.force))
+        client = _RecordedEndpoints(args, cache).of(args.batch_id)
+        print(batch_cancel.forget(client, cache, args.batch_id, force=args.force))
     return 0
 
 

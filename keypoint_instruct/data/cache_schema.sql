@@ -57,3 +57,13 @@ CREATE TABLE IF NOT EXISTS claims (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
+-- Schema 3: per batch, the --base-url it was submitted to (never the API key, NULL for the default endpoint), which
+-- `batch status|collect|cancel|forget` ask when given no --base-url, and the provider's request counts when it
+-- was collected (NULL before, and for batches collected before schema 3). Carried by `cache merge`. No semicolons
+-- in comments: cache.py splits this file on them.
+CREATE TABLE IF NOT EXISTS batch_details (
+    batch_id TEXT PRIMARY KEY,
+    base_url TEXT,
+    completed INTEGER,
+    failed INTEGER
+);
