@@ -55,6 +55,7 @@ class EngineSettings:
     burst_s: float = 1.0  # seconds of allowance a rate bucket may hold
     drain_s: float = 30.0  # after Ctrl-C: how long requests already in flight may still finish
     progress: bool = True
+    progress_label: str = "teacher"  # what the progress bar calls the endpoint (e.g. "judge")
     claim_lease_s: float = DEFAULT_LEASE_S  # how long a claim on a key lasts unless renewed (claims.py)
     max_cost_usd: float | None = None  # spend cap of the run (budget.py); None: no cap
 
@@ -124,13 +125,13 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool, summary: RunSummary) -> None:
+    def __init__(self, total: int, enabled: bool, summary: RunSummary, label: str = "teacher") -> None:
         self.summary = summary
         self.bar = None
         if enabled and total:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, unit="req", desc="teacher", dynamic_ncols=True, mininterval=0.5)
+            self.bar = tqdm(total=total, unit="req", desc=label, dynamic_ncols=True, mininterval=0.5)
 
     def update(self, done: int = 0) -> None:
         if self.bar is None:
@@ -206,7 +207,7 @@ async def run_requests(
     settled = asyncio.Event()  # set (and replaced) whenever an attempt in flight ends: the budget may have room
     timers: set[asyncio.Task] = set()
     jitter = random.Random()
-    progress = _Progress(len(todo), settings.progress, summary)
+    progress = _Progress(len(todo), settings.progress, summary, settings.progress_label)
 
     def claim_through(key: str) -> bool:
         """Claim the queue in order, a chunk at a time, until ``key`` is tried; True when this run holds it."""

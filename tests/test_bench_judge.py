@@ -294,3 +294,15 @@ def test_a_reasoning_judge_gets_its_own_body_and_judges(bench_and_answers, fake_
     assert len(entries) == 8 and {e.status for e in entries} == {200}
     assert all(set(e.body) == {"model", "messages", "max_completion_tokens", "seed"} for e in entries)
     assert {e.body["seed"] for e in entries} == {JUDGE_SEED}
+
+
+def test_the_judge_progress_bar_is_labelled_judge_and_can_be_turned_off(bench_and_answers, fake_openai, capsys):
+    tmp_path = bench_and_answers
+    fake_openai.set_responder(scripted_judge)
+    assert judge(tmp_path, fake_openai) == 0
+    err = capsys.readouterr().err
+    assert "judge:" in err and "teacher:" not in err, err
+    (tmp_path / "judge.sqlite").unlink()
+    assert judge(tmp_path, fake_openai, "answers.jsonl", "quiet.json", "--no-progress") == 0
+    err = capsys.readouterr().err
+    assert "judge:" not in err and "req/s" not in err and "%|" not in err, err

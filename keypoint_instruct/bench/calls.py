@@ -11,17 +11,25 @@ log = logging.getLogger(__name__)
 
 
 def complete_all(
-    make_teacher: Callable[[], Teacher], cache, requests: list[TeacherRequest], *, concurrency: int = 16
+    make_teacher: Callable[[], Teacher],
+    cache,
+    requests: list[TeacherRequest],
+    *,
+    concurrency: int = 16,
+    progress: bool = True,
+    label: str = "teacher",
 ) -> dict[str, str]:
     """Answer ``requests`` through the engine (cached keys are never sent); return the answer text by key.
 
     ``make_teacher`` builds a fresh teacher for this run (the engine closes its client when done). Keys that got no
     usable answer (the engine gave up, or the answer was cut by length or a content filter) are left out.
+    ``progress``/``label``: the engine's progress bar, and what it is called.
     """
     from keypoint_instruct.engine import EngineSettings, run
 
     if requests:
-        run(make_teacher(), requests, cache, EngineSettings(concurrency=concurrency))
+        settings = EngineSettings(concurrency=concurrency, progress=progress, progress_label=label)
+        run(make_teacher(), requests, cache, settings)
     texts: dict[str, str] = {}
     for request in requests:
         hit = cache.get(request.key)

@@ -216,8 +216,11 @@ def run_judge(
     seed: int = JUDGE_SEED,
     max_tokens: int = JUDGE_MAX_TOKENS,
     concurrency: int = 16,
+    progress: bool = True,
 ) -> JudgeResult:
-    """Judge every answered question through the engine and cache; retry unreadable replies once, then exclude."""
+    """Judge every answered question through the engine and cache; retry unreadable replies once, then exclude.
+
+    ``progress``: a progress bar labelled ``judge`` (``judge retry`` for the second asking)."""
     from keypoint_instruct.bench.calls import complete_all
     from keypoint_instruct.teacher import GenerationSettings, TeacherRequest
 
@@ -249,7 +252,8 @@ def run_judge(
             answers[q.question_id].text,
         )
         first[q.question_id] = request(q, messages)
-    texts = complete_all(make_judge, cache, list(first.values()), concurrency=concurrency)
+    calls = {"concurrency": concurrency, "progress": progress}
+    texts = complete_all(make_judge, cache, list(first.values()), label="judge", **calls)
     retries = {}
     for q in answered:
         req = first[q.question_id]
@@ -259,7 +263,7 @@ def run_judge(
         log.warning(
             "%d judge repl%s did not parse; asking again once", len(retries), "y" if len(retries) == 1 else "ies"
         )
-        texts.update(complete_all(make_judge, cache, list(retries.values()), concurrency=concurrency))
+        texts.update(complete_all(make_judge, cache, list(retries.values()), label="judge retry", **calls))
     judgements = []
     for q in bench.questions:
         if q.question_id not in answers:

@@ -153,6 +153,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--concurrency", type=count(1), default=16, help="judge requests in flight at once (default: %(default)s)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_judge)
 
     p = commands.add_parser(
@@ -327,6 +328,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
             judge_model=args.judge_model,
             judge_label=label,
             concurrency=args.concurrency,
+            progress=not args.no_progress,
         )
     result.write(args.out)
     counts = result.counts()
