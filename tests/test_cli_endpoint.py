@@ -90,3 +90,20 @@ def test_bench_steps_log_http_requests_only_when_verbose(coco_root, tmp_path, fa
         fake_openai.clear_log()
         assert main(["--verbose", *_bench_run(step, coco_root, tmp_path / "v", fake_openai)]) == 0
         assert any("HTTP Request: POST" in line for line in http_lines())
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_base_url_help_shows_the_azure_form_and_that_a_query_is_sent(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")  # argparse breaks long URLs anywhere: no wrapping
+    text = _help(capsys, "generate")
+    assert "https://RESOURCE.openai.azure.com/openai/deployments/DEPLOYMENT?api-version=VERSION" in text
+    assert "a query string such as ?api-version=... is sent with every request" in text
+    assert "is sent with every request" in _help(capsys, "batch", "submit")
+    for action in ("status", "collect", "cancel", "forget"):
+        assert "the --base-url it was submitted with" in _help(capsys, "batch", action)
