@@ -185,3 +185,16 @@ def test_forget_uses_the_recorded_endpoint(fake_openai, submitted, capsys, monke
     fake_openai.forget_batch(batch_id)
     code, out, err = run(capsys, "batch", "forget", batch_id, "--cache", str(cache))
     assert code == 0 and f"the provider at {fake_openai.base_url} no longer knows it" in out, err
+
+
+def test_a_base_url_query_is_sent_as_a_query_and_recorded_with_the_batch(fake_openai, coco_root, tmp_path, capsys):
+    cache = tmp_path / "q.db"
+    url = fake_openai.base_url + "?api-version=2024-10-21"
+    selection = ["--coco-root", str(coco_root), "--split", SPLIT, "--cache", str(cache), "--limit", "1"]
+    assert run(capsys, "batch", "submit", "--task", "conversation", *selection, "--base-url", url)[0] == 0
+    code, out, err = run(capsys, "batch", "status", "--cache", str(cache))  # the recorded URL, query included
+    assert code == 0 and "in_progress" in out, err
+    entries = fake_openai.log()
+    assert entries and all("api-version=2024-10-21" in e.query.split("&") and "?" not in e.path for e in entries), [
+        (e.method, e.path, e.query) for e in entries
+    ]

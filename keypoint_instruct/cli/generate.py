@@ -396,7 +396,9 @@ def _batch_client(args: argparse.Namespace, base_url: str | None = None):
 
     url = base_url or args.base_url
     key = resolve_api_key(url, offline_hint=False)
-    return openai.OpenAI(api_key=key, timeout=args.request_timeout, **client_options(url, key))
+    options = client_options(url, key)
+    options.pop("default_headers", None)  # only the query part: Azure's batch key handling is not supported here
+    return openai.OpenAI(api_key=key, timeout=args.request_timeout, **options)
 
 
 class _RecordedEndpoints:
