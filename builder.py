@@ -118,6 +118,14 @@ def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) 
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def _selected_ids(coco_root: str | Path, coco_split: str) -> list[int]:
+    """The image ids `generate` selects by default (every image with a person with a labelled keypoint)."""
+    from keypoint_instruct.context import select_scenes
+
+    scenes = _scenes(str(coco_root), coco_split, inputs_hash(None, str(coco_root), coco_split))
+    return [scene.image_id for scene in select_scenes(scenes)]
+
+
 @lru_cache(maxsize=2)
 def _scenes(coco_root: str, coco_split: str, fingerprint: str) -> dict:
     from keypoint_instruct.coco import load_scenes
@@ -277,6 +285,22 @@ def _warn_missing_images(tables: list, image_dir: Path) -> None:
             image_dir,
             missing[0],
         )
+
+
+def _warn_unanswered(stats: BuildStats, selected: Sequence[int], coco_split: str) -> None:
+    """One warning when images `generate` selects have no response for a task it answered others of (a shard's
+    cache built alone, a run stopped early): the build would quietly hold part of the split."""
+    missing: dict[int, list[str]] = {}  # images without a response -> the tasks that lack them
+    for task in TASKS:
+        answered = stats.answered.get(task)
+        count = sum(1 for image_id in selected if image_id not in answered) if answered else 0
+        if count:
+            missing.setdefault(count, []).append(task)
+    if missing:
+        (first, tasks), *others = missing.items()
+        said = f"{first:,} selected images of {coco_split} have no response for task {', '.join(tasks)}"
+        said += "".join(f"; {count:,} for task {', '.join(tasks)}" for count, tasks in others)
+        logger.warning("%s (a shard not merged? run `cache merge`)", said)
 
 
 def _check_split(cache_path: Path, coco_split: str) -> None:
@@ -441,6 +465,7 @@ def build_folder(
             for name in empty:  # said only when the build goes on without them
                 logger.warning("config %s has no rows; it is left out of the folder", name)
             _warn_mixed_prompt_versions(stats)
+            _warn_unanswered(stats, _selected_ids(coco_root, coco_split), coco_split)
             write(ALL, pa.concat_tables(tables), total_bytes)
         if not embed_images:
             _warn_missing_images(tables, coco_root / coco_split)

@@ -39,6 +39,7 @@ class BuildStats:
     sample_models: Counter = field(default_factory=Counter)  # teacher model -> rows written
     sample_prompt_versions: Counter = field(default_factory=Counter)  # (task, prompt version) -> rows written
     prompt_versions: set = field(default_factory=set)
+    answered: dict = field(default_factory=dict)  # task -> ids of the images with a response read
     first_created: str | None = None
     last_created: str | None = None
     cost_usd: float = 0.0
@@ -61,6 +62,8 @@ class BuildStats:
         self.sample_models.update(other.sample_models)
         self.sample_prompt_versions.update(other.sample_prompt_versions)
         self.prompt_versions |= other.prompt_versions
+        for task, image_ids in other.answered.items():
+            self.answered.setdefault(task, set()).update(image_ids)
         self.cost_usd += other.cost_usd
         for created in (other.first_created, other.last_created):
             if created:
@@ -201,6 +204,7 @@ def iter_rows(
             stats.add_response(response)
         if task not in TASKS:
             continue
+        stats.answered.setdefault(task, set()).add(image_id)
         scene = scenes.get(image_id)
         if scene is None:
             raise UnknownImageError(

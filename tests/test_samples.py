@@ -197,3 +197,18 @@ def test_a_provider_refusal_is_dropped_and_never_replaces_an_older_complete_answ
     rows, stats = rows_of(responses, scenes, coco_root)
     assert [row["response_key"] for row in rows] == ["a"]
     assert {r: n for r, n in stats.dropped_by_reason().items() if n} == {quality.SUPERSEDED: 1, quality.REFUSAL: 1}
+
+
+def test_stats_record_the_images_answered_per_task_dropped_answers_too(scenes, coco_root):
+    """The build compares them with the images `generate` selects: a response dropped by a filter still answered."""
+    first, second, third = list(scenes)[:3]
+    responses = [
+        response("conversation", first, CONVERSATION),
+        response("conversation", second, "no labels at all"),
+        response("complex_reasoning", third, "Question: Why?\nAnswer: To reach.", finish_reason="length"),
+    ]
+    _, stats = rows_of(responses, scenes, coco_root)
+    assert stats.answered == {"conversation": {first, second}, "complex_reasoning": {third}}
+    other = BuildStats(answered={"conversation": {third}})
+    other.merge(stats)
+    assert other.answered == {"conversation": {first, second, third}, "complex_reasoning": {third}}

@@ -70,7 +70,9 @@ def register(subparsers) -> None:
         description="Parse and filter the cached teacher responses of one COCO split, run the dataset builder for "
         "each task and write a folder in the Hugging Face Hub layout (configs conversation, detailed_description, "
         "complex_reasoning and all, the default) that `datasets.load_dataset(FOLDER, CONFIG)` reads. The count of "
-        "dropped responses and pairs per filter reason is printed and written into the card.",
+        "dropped responses and pairs per filter reason is printed and written into the card. Images that "
+        "`generate` selects but a task has no response for are counted in a warning (a shard's cache built "
+        "before `cache merge`).",
     )
     build.add_argument("--coco-root", required=True, help="COCO folder holding annotations/ and the image folders")
     build.add_argument("--split", required=True, help="COCO split the responses were generated from, e.g. train2017")
