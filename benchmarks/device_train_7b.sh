@@ -31,7 +31,8 @@
 #     WHEEL_PYTHON=3.11 bash benchmarks/device_train_7b.sh --fetch-wheels
 #     PYTHON=/tmp/imgvenv/bin/python REHEARSE=1 bash benchmarks/device_train_7b.sh 2
 # Writes $OUT/device_train_7b_<full|offload>.json and .log (<work folder>/results/ when OUT is unset) and prints a
-# summary of both.
+# summary of both (again, from those files: bash benchmarks/device_train_7b.sh --summary RESULTS STEPS). The first
+# optimizer step is warm-up: pass 3 steps or more to time any.
 set -euo pipefail
 if [[ "${PYTHON:-}" == */* ]]; then PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"; fi
 cd "$(dirname "$0")/.."   # the repository root: recipes/, scripts/ and .whl/ are read from there
@@ -39,6 +40,44 @@ cd "$(dirname "$0")/.."   # the repository root: recipes/, scripts/ and .whl/ ar
 # import; pinned to this venv's versions so the GPU run uses what the CPU tests used.
 CARRY=(trl datasets transformers dill multiprocess hjson pydantic pydantic_core annotated_types typing_inspection
        typing_extensions msgspec pycocotools fsspec regex)
+summarize() {  # $1 = results folder, $2 = optimizer steps asked for: the figures of each run's JSON
+"$PY" - "$1" "$2" <<'EOF'
+import json, sys
+from pathlib import Path
+results, steps = Path(sys.argv[1]), int(sys.argv[2])
+nan = float("nan")
+for label in ("full", "offload"):
+    path = results / f"device_train_7b_{label}.json"
+    if not path.is_file():
+        if (results / f"device_train_7b_{label}.log").is_file():
+            print(f"{label}: no figures (stopped before its trainer was built): see device_train_7b_{label}.log")
+        continue
+    s = {key: nan if value is None else value for key, value in json.loads(path.read_text()).items()}
+    if s["status"] == "running":  # the worker rewrites its JSON after every step: this one never finished
+        s["status"] = "stopped after the steps below (time limit, or killed: see the log)"
+    count = lambda n: f"{n / 1e9:.3f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+    print(f"{label}: {s['status']}{' (' + s['error'] + ')' if s.get('error') else ''}; {s.get('gpu_name', 'cpu')}, "
+          f"{count(s['parameters'])} parameters ({count(s['trainable_parameters'])} trained), {s['dtype']}, "
+          f"{'no DeepSpeed' if s['deepspeed'] is nan else 'DeepSpeed ' + str(s['deepspeed'])}")
+    done = f"  {len(s['steps'])}/{steps} steps of {s['samples_per_step']} samples; "
+    if not s.get("steps_timed") or s.get("step_s") != s.get("step_s"):  # no interval after the warm-up ones
+        warmup = int(s.get("warmup_intervals_dropped") or 0)
+        first = {0: "a step is timed from the end of the one before", 1: "the first is warm-up"}.get(
+            warmup, f"the first {warmup} are warm-up")
+        if len(s["steps"]) < steps:  # stopped early: more steps asked would not have helped
+            print(done + f"not enough steps to time ({first})")
+        else:
+            print(done + f"not enough steps to time ({first}): pass {warmup + 2} or more")
+    else:
+        print(done + f"step s {s['step_s']:.3f} over {s['steps_timed']} steps; samples/s {s['samples_per_s']:.2f}; "
+              f"tokens/s {s.get('tokens_per_s', nan):.0f} ({s.get('tokens_per_sample', nan):.0f} per sample, "
+              f"~{s.get('tflops_6n', nan):.1f} TFLOP/s by 6N)")
+    print(f"  loss per step {[round(x['loss'], 4) for x in s['steps'] if 'loss' in x]}; step times {s.get('step_times_s')}")
+    print(f"  memory {s.get('memory')}; model built in {s.get('model_build_s')} s (done at {s.get('model_built_at_s')} s), trainer at {s['trainer_built_s']} s, "
+          f"first step done at {s.get('first_step_end_s')} s, wall {s.get('wall_s')} s")
+EOF
+}
+if [ "${1:-}" = --summary ]; then cd "$OLDPWD"; PY=${PYTHON:-python3}; summarize "$2" "$3"; exit 0; fi
 if [ "${1:-}" = --fetch-wheels ]; then
     PY=${PYTHON:-.venv/bin/python}
     WHEEL_PYTHON=${WHEEL_PYTHON:-3.12}
@@ -183,7 +222,8 @@ train() {  # $1 = label, $2 = accelerate config, $3 = most seconds it may take (
 
 if [ "${REHEARSE_FORCE_FALLBACK:-0}" = 1 ]; then export BENCH_FORCE_OOM=1; fi
 if train full "$ACCEL" "$FULL_S"; then
-    echo "full 7B fine-tuning state fits one GPU"
+    if [ "$REHEARSE" = 1 ]; then echo "full state run done (rehearsal: tiny skeleton)"
+    else echo "full 7B fine-tuning state fits one GPU"; fi
 else
     unset BENCH_FORCE_OOM
     echo "full state did not fit (or failed): measuring ZeRO-3 with the optimizer state on the CPU"
@@ -193,31 +233,6 @@ unset BENCH_FORCE_OOM
 
 step "summary"
 if [ "$REHEARSE" = 1 ]; then echo "REHEARSE=1: a tiny skeleton on the CPU; these figures say nothing about the 7B"; fi
-$PY - "$RESULTS" "$STEPS" <<'EOF'
-import json, sys
-from pathlib import Path
-results, steps = Path(sys.argv[1]), int(sys.argv[2])
-nan = float("nan")
-for label in ("full", "offload"):
-    path = results / f"device_train_7b_{label}.json"
-    if not path.is_file():
-        if (results / f"device_train_7b_{label}.log").is_file():
-            print(f"{label}: no figures (stopped before its trainer was built): see device_train_7b_{label}.log")
-        continue
-    s = {key: nan if value is None else value for key, value in json.loads(path.read_text()).items()}
-    if s["status"] == "running":  # the worker rewrites its JSON after every step: this one never finished
-        s["status"] = "stopped after the steps below (time limit, or killed: see the log)"
-    count = lambda n: f"{n / 1e9:.3f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
-    print(f"{label}: {s['status']}{' (' + s['error'] + ')' if s.get('error') else ''}; {s.get('gpu_name', 'cpu')}, "
-          f"{count(s['parameters'])} parameters ({count(s['trainable_parameters'])} trained), {s['dtype']}, "
-          f"DeepSpeed {s['deepspeed']}")
-    print(f"  {len(s['steps'])}/{steps} steps of {s['samples_per_step']} samples; step s {s.get('step_s', nan):.3f} "
-          f"over {s.get('steps_timed', 0)} steps; samples/s {s.get('samples_per_s', nan):.2f}; "
-          f"tokens/s {s.get('tokens_per_s', nan):.0f} ({s.get('tokens_per_sample', nan):.0f} per sample, "
-          f"~{s.get('tflops_6n', nan):.1f} TFLOP/s by 6N)")
-    print(f"  loss per step {[round(x['loss'], 4) for x in s['steps'] if 'loss' in x]}; step times {s.get('step_times_s')}")
-    print(f"  memory {s.get('memory')}; model built in {s.get('model_build_s')} s (done at {s.get('model_built_at_s')} s), trainer at {s['trainer_built_s']} s, "
-          f"first step done at {s.get('first_step_end_s')} s, wall {s.get('wall_s')} s")
-EOF
+summarize "$RESULTS" "$STEPS"
 echo "anchor: LLaVA-1.5 trained at ~2.3 samples/s per A100-40G; goal on one H200: >= 6 samples/s"
 step "done (results in $RESULTS)"

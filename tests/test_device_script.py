@@ -100,6 +100,33 @@ def test_worker_trains_the_random_skeleton_and_writes_its_summary(prepared, tmp_
         assert math.isfinite(step["loss"]) and step["loss"] > 0
     assert summary["samples_per_s"] > 0 and summary["tokens_per_s"] > summary["samples_per_s"]
     assert summary["versions"]["transformers"] and summary["memory"]["host_peak_rss_gib"] > 0
+    (tmp_path / "summary.json").rename(tmp_path / "device_train_7b_full.json")  # what the script's summary reads
+    out = _summary(tmp_path, 2)  # no warm-up interval here: one timed step
+    assert f"step s {summary['step_s']:.3f} over 1 steps; samples/s {summary['samples_per_s']:.2f}" in out, out
+    assert "not enough" not in out and "nan" not in out
+
+
+def _summary(results: Path, steps: int, **env: str) -> str:
+    command = ["bash", str(SCRIPT), "--summary", str(results), str(steps)]
+    proc = subprocess.run(command, env={**os.environ, "PYTHON": sys.executable, **env}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_the_summary_of_a_run_without_timed_steps_says_to_pass_more_not_nan(prepared, tmp_path):
+    """`REHEARSE=1 ... 2`: the only interval is the warm-up one, and the summary printed 'step s nan over 0 steps'."""
+    proc = _worker(prepared, tmp_path, "--max_steps", "2", "--warmup-steps", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps_timed"] == 0 and summary["step_s"] is None
+    (tmp_path / "summary.json").rename(tmp_path / "device_train_7b_full.json")
+    out = _summary(tmp_path, 2, REHEARSE="1")
+    assert "nan" not in out, out
+    assert "2/2 steps" in out and "not enough steps to time (the first is warm-up): pass 3 or more" in out, out
+    summary.update(status="running", steps=summary["steps"][:1])  # the same run stopped by its time limit
+    (tmp_path / "device_train_7b_full.json").write_text(json.dumps(summary))
+    out = _summary(tmp_path, 2)
+    assert "1/2 steps" in out and "not enough steps to time" in out and "pass 3" not in out, out
 
 
 def test_worker_fails_like_an_out_of_memory_run_when_told(prepared, tmp_path):
