@@ -310,6 +310,8 @@ async def run_requests(
                     all_done.set()
                     return
                 await settled.wait()  # an attempt in flight ends: its real cost replaces its worst case
+                while (pause := limiter.paused_until - time.monotonic()) > 0:  # it may have been a 429: wait it out
+                    await asyncio.sleep(pause)
                 if fatal or stopping or capped:
                     return
                 number = summary.attempts + 1

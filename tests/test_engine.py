@@ -172,3 +172,19 @@ def test_a_key_submitted_in_a_batch_during_the_run_is_not_sent(tmp_path):
         summary = run(teacher, requests, cache, settings(concurrency=1))
     assert teacher.sent == [r.key for r in requests[:4]]
     assert (summary.answered, summary.in_batch, summary.gave_up) == (4, 2, 0)
+
+
+def test_a_request_waiting_for_the_spend_cap_keeps_a_429_pause(fake_openai, tmp_path):
+    """Requests that wait for room under --max-cost are woken when the attempt in flight ends; when it ended with a
+    429, they still wait out its Retry-After (every sender pauses) instead of being sent into it."""
+    from keypoint_instruct.budget import worst_case_usd
+
+    fake_openai.set_faults(script=["429"], retry_after_s=0.8)
+    requests = [chat_request(i) for i in range(4)]
+    cap = 1.9 * max(worst_case_usd(r) for r in requests)  # one request in flight at a time, room for all
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    teacher = OpenAITeacher(base_url=fake_openai.base_url)
+    summary = run(teacher, requests, cache, settings(concurrency=4, max_cost_usd=cap))
+    log = fake_openai.chat_log()
+    assert summary.answered >= 1 and len(log) >= 2 and log[0].status == 429
+    assert all(e.time - log[0].time >= 0.8 for e in log[1:]), [round(e.time - log[0].time, 3) for e in log]
