@@ -281,7 +281,7 @@ async def run_requests(
         nonlocal in_flight, capped
         while True:
             request, attempt = await queue.get()
-            if fatal or stopping or capped:
+            if fatal or crashed or stopping or capped:
                 return
             if request.key not in mine and not claim_through(request.key):  # answered, in a batch, or claimed
                 resolve()
@@ -297,7 +297,7 @@ async def run_requests(
                 resolve()
                 continue
             await limiter.acquire(estimate_request_tokens(request))
-            if fatal or stopping or capped:
+            if fatal or crashed or stopping or capped:
                 return
             if not still_mine(request.key):
                 resolve()
@@ -312,7 +312,7 @@ async def run_requests(
                 await settled.wait()  # an attempt in flight ends: its real cost replaces its worst case
                 while (pause := limiter.paused_until - time.monotonic()) > 0:  # it may have been a 429: wait it out
                     await asyncio.sleep(pause)
-                if fatal or stopping or capped:
+                if fatal or crashed or stopping or capped:
                     return
                 number = summary.attempts + 1
             summary.attempts = number  # no await between reserve and here: attempt numbers stay unique

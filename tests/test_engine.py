@@ -188,3 +188,36 @@ def test_a_request_waiting_for_the_spend_cap_keeps_a_429_pause(fake_openai, tmp_
     log = fake_openai.chat_log()
     assert summary.answered >= 1 and len(log) >= 2 and log[0].status == 429
     assert all(e.time - log[0].time >= 0.8 for e in log[1:]), [round(e.time - log[0].time, 3) for e in log]
+
+
+class _Slow:
+    """Answers every request after a short wait; records each request the moment it is sent."""
+
+    model = "gpt-4o-2024-08-06"
+
+    def __init__(self):
+        self.sent = []
+
+    async def complete(self, request):
+        self.sent.append(request.key)
+        await asyncio.sleep(0.05)
+        return Completion("Question:\nQ?\n===\nAnswer:\nA.", "stop", 10, 5, 0, self.model)
+
+
+def test_a_cache_write_failing_under_the_spend_cap_sends_nothing_more(tmp_path, monkeypatch):
+    """The answer whose cache write fails is never counted as spent; the requests waiting for room under
+    --max-cost must not take its released reservation: the run stops with nothing more sent."""
+    from keypoint_instruct.budget import worst_case_usd
+
+    requests = [chat_request(i) for i in range(4)]
+    cap = 1.5 * max(worst_case_usd(r) for r in requests)  # one request in flight at a time
+    teacher = _Slow()
+    with ResponseCache(tmp_path / "c.sqlite", create=True) as cache:
+
+        def broken_put(*args, **kwargs):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(cache, "put", broken_put)
+        with pytest.raises(CacheError, match="disk I/O error"):
+            run(teacher, requests, cache, settings(concurrency=4, max_cost_usd=cap))
+    assert len(teacher.sent) == 1
