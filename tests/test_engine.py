@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections import Counter, defaultdict
 
@@ -18,6 +19,25 @@ from tests.test_teacher import chat_request
 
 def settings(**kwargs) -> EngineSettings:
     return EngineSettings(progress=False, backoff_base_s=0.05, backoff_max_s=0.2, **kwargs)
+
+
+def within(seconds: float, fn, *args):
+    """Call ``fn(*args)`` in a daemon thread: a hang fails the test after ``seconds`` instead of stalling the suite."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as err:  # handed to the test below
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: a hang"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def test_twenty_percent_faults_complete_with_one_answer_per_key(fake_openai, tmp_path):
@@ -184,7 +204,7 @@ def test_a_request_waiting_for_the_spend_cap_keeps_a_429_pause(fake_openai, tmp_
     cap = 1.9 * max(worst_case_usd(r) for r in requests)  # one request in flight at a time, room for all
     cache = ResponseCache(tmp_path / "c.sqlite", create=True)
     teacher = OpenAITeacher(base_url=fake_openai.base_url)
-    summary = run(teacher, requests, cache, settings(concurrency=4, max_cost_usd=cap))
+    summary = within(60, run, teacher, requests, cache, settings(concurrency=4, max_cost_usd=cap))
     log = fake_openai.chat_log()
     assert summary.answered >= 1 and len(log) >= 2 and log[0].status == 429
     assert all(e.time - log[0].time >= 0.8 for e in log[1:]), [round(e.time - log[0].time, 3) for e in log]
@@ -219,5 +239,5 @@ def test_a_cache_write_failing_under_the_spend_cap_sends_nothing_more(tmp_path, 
 
         monkeypatch.setattr(cache, "put", broken_put)
         with pytest.raises(CacheError, match="disk I/O error"):
-            run(teacher, requests, cache, settings(concurrency=4, max_cost_usd=cap))
+            within(60, run, teacher, requests, cache, settings(concurrency=4, max_cost_usd=cap))
     assert len(teacher.sent) == 1
