@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.batch_ingest import account_for_missing, ingest
-from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs
+from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs, count_of
 from keypoint_instruct.batch_recover import DIGEST_KEY, existing_batches, resolve_submitting
 from keypoint_instruct.budget import below_one_request, check_enforceable, worst_case_usd
 from keypoint_instruct.claims import DEFAULT_LEASE_S, Claims
@@ -73,11 +73,6 @@ MAX_BYTES_PER_FILE = 200_000_000
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 request``, ``2 requests``: the noun agrees with the number."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 @dataclass
 class SubmitResult:
     batch_ids: list[str] = field(default_factory=list)
@@ -95,12 +90,12 @@ class SubmitResult:
         elsewhere = f", {self.claimed_elsewhere} being sent by another run" if self.claimed_elsewhere else ""
         if not self.batch_ids:
             return (
-                f"nothing to submit: {_count(self.already_answered, 'request')} already answered, "
+                f"nothing to submit: {count_of(self.already_answered, 'request')} already answered, "
                 f"{self.already_pending} waiting in earlier batches{elsewhere}"
             )
         found = f" ({self.adopted} found again after an interrupted submit)" if self.adopted else ""
         text = (
-            f"submitted {_count(self.submitted, 'request')} in {_count(len(self.batch_ids), 'batch', 'batches')}"
+            f"submitted {count_of(self.submitted, 'request')} in {count_of(len(self.batch_ids), 'batch', 'batches')}"
             f"{found}: "
             f"{', '.join(self.batch_ids)}; skipped {self.already_answered} already answered, "
             f"{self.already_pending} waiting in earlier batches{elsewhere}; request files in {self.files[0].parent}"
@@ -108,7 +103,7 @@ class SubmitResult:
         if self.worst_case_usd is not None:
             text += f"; worst case of what was submitted ${self.worst_case_usd:.4f} at the Batch price"
         if self.over_cap:
-            text += f"; {_count(self.over_cap, 'request')} left out by --max-cost: submit again for them"
+            text += f"; {count_of(self.over_cap, 'request')} left out by --max-cost: submit again for them"
         return text
 
 
@@ -124,11 +119,11 @@ class StatusReport:
         for r in self.rows:
             counts = f"{r['completed']}/{r['total']} done, {r['failed']} failed"
             if r["completed"] is None:  # collected before its counts were recorded (cache schema 3)
-                counts = f"{_count(r['total'], 'request')}"
+                counts = f"{count_of(r['total'], 'request')}"
             if r["status"] == FORGOTTEN:
-                counts = f"{_count(r['total'], 'request')}, none pending (the unanswered may be sent again)"
+                counts = f"{count_of(r['total'], 'request')}, none pending (the unanswered may be sent again)"
             elif r["status"] == SUBMITTING:
-                counts = f"{_count(r['total'], 'request')} pending: a `batch submit` is creating this batch"
+                counts = f"{count_of(r['total'], 'request')} pending: a `batch submit` is creating this batch"
             lines.append(f"{r['batch_id']}  {r['status']:<11} {counts}  {'collected' if r['collected'] else ''}")
         return "\n".join(line.rstrip() for line in lines)
 
@@ -147,13 +142,13 @@ class CollectResult:
 
     def __str__(self) -> str:
         text = (
-            f"collected {_count(len(self.collected_batches), 'batch', 'batches')}: "
-            f"{_count(self.added, 'answer')} added "
+            f"collected {count_of(len(self.collected_batches), 'batch', 'batches')}: "
+            f"{count_of(self.added, 'answer')} added "
             f"(${self.cost_usd:.4f} at the Batch price), {self.already_present} already in the cache, "
-            f"{_count(self.failures, 'failed request')} recorded"
+            f"{count_of(self.failures, 'failed request')} recorded"
         )
         if self.unmatched:
-            text += f", {_count(self.unmatched, 'line')} matching no submitted request ignored"
+            text += f", {count_of(self.unmatched, 'line')} matching no submitted request ignored"
         if self.unfinished:
             text += (
                 f"; ended before finishing: {', '.join(self.unfinished)} (their unanswered requests are free to "

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keypoint_instruct.batch import TERMINAL, _api, _api_error, _count
-from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs
+from keypoint_instruct.batch import TERMINAL, _api, _api_error
+from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs, count_of
 from keypoint_instruct.errors import UsageError
 
 if TYPE_CHECKING:
@@ -116,6 +116,6 @@ def forget(client, cache: ResponseCache, batch_id: str, *, force: bool = False) 
         else f"forced; the provider reports it {remote.status}"
     )
     return (
-        f"forgot batch {batch_id} ({why}): {_count(freed, 'request')} without an answer may be sent again; "
+        f"forgot batch {batch_id} ({why}): {count_of(freed, 'request')} without an answer may be sent again; "
         "answers already in the cache stay"
     )

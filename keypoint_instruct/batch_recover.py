@@ -22,7 +22,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from keypoint_instruct.batch_jobs import BatchJobs
+from keypoint_instruct.batch_jobs import BatchJobs, count_of
 from keypoint_instruct.claims import Claims
 
 if TYPE_CHECKING:
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 
 DIGEST_KEY = "keypoint_instruct_input_sha256"  # metadata of every batch: the sha256 of its input file
 CLOCK_SKEW_S = 86_400  # a batch made from a row's input file is no older than the row, give or take this
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 def existing_batches(client, known: set[str]) -> dict[str, Any]:
@@ -86,11 +82,11 @@ def resolve_submitting(client, cache: ResponseCache) -> list[str]:
         n = sum(row["n_requests"] for row in ended)
         return [
             f"could not list the provider's batches ({type(err).__name__}) to find what an interrupted `batch "
-            f"submit` created: its {_count(n, 'request')} stay pending; run `batch status` again"
+            f"submit` created: its {count_of(n, 'request')} stay pending; run `batch status` again"
         ]
     notes = []
     for row in ended:
-        file_id, n = row["input_file_id"], _count(row["n_requests"], "request")
+        file_id, n = row["input_file_id"], count_of(row["n_requests"], "request")
         batch = found.get(file_id)
         if batch is not None:
             if jobs.adopt(row["batch_id"], batch.id, batch.status):
@@ -111,7 +107,7 @@ def resolve_submitting(client, cache: ResponseCache) -> list[str]:
             continue
         if freed := jobs.drop_submitting(row["batch_id"]):
             notes.append(
-                f"an interrupted `batch submit` left {_count(freed, 'request')} of input file {file_id} that the "
+                f"an interrupted `batch submit` left {count_of(freed, 'request')} of input file {file_id} that the "
                 "provider made no batch of: they are free to send again"
             )
     return notes
