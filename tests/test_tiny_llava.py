@@ -22,6 +22,20 @@ CONVERSATION = [
 ]
 
 
+def _tokens_and_assistant_mask(processor):
+    """CONVERSATION with one image, tokenized as TRL does (no extra special tokens): ids and the trained-token mask."""
+    out = processor.apply_chat_template(
+        [CONVERSATION],
+        images=[[Image.new("RGB", (56, 56))]],
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        return_tensors="pt",
+        processor_kwargs={"add_special_tokens": False},
+    )
+    return out["input_ids"][0], out["assistant_masks"][0].bool()
+
+
 def test_script_builds_a_model_that_loads(tmp_path):
     out = tmp_path / "tiny"
     proc = subprocess.run(
@@ -145,16 +159,7 @@ def test_answers_and_eos_are_trained_under_a_llama_style_tokenizer(tiny_llava_di
         chat_template=load_chat_template(),
         image_token=IMAGE_TOKEN,
     )
-    out = processor.apply_chat_template(
-        [CONVERSATION],
-        images=[[Image.new("RGB", (56, 56))]],
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-        return_tensors="pt",
-        processor_kwargs={"add_special_tokens": False},
-    )
-    ids, mask = out["input_ids"][0], out["assistant_masks"][0].bool()
+    ids, mask = _tokens_and_assistant_mask(processor)
     assert tokenizer.convert_ids_to_tokens(ids[:1].tolist()) == ["<s>"]  # the template's <s>, not doubled
     trained = tokenizer.convert_ids_to_tokens(ids[mask].tolist())
     answers = [m["content"][0]["text"] for m in CONVERSATION if m["role"] == "assistant"]
@@ -169,16 +174,7 @@ def test_chat_template_trains_answers_and_their_eos_only(tiny_llava_dir):
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(tiny_llava_dir)
-    out = processor.apply_chat_template(
-        [CONVERSATION],
-        images=[[Image.new("RGB", (56, 56))]],
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-        return_tensors="pt",
-        processor_kwargs={"add_special_tokens": False},
-    )
-    ids, mask = out["input_ids"][0], out["assistant_masks"][0].bool()
+    ids, mask = _tokens_and_assistant_mask(processor)
     tokenizer = processor.tokenizer
     assert tokenizer.decode(ids[mask]) == " The person is standing.</s> Ready to move.</s>"
     text = tokenizer.decode(ids)
