@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from keypoint_instruct.bench.layout import CATEGORIES
 from keypoint_instruct.bench.overlap import OVERLAP_LABEL, token_f1
 from keypoint_instruct.bench.report import ALL, build_report
 from keypoint_instruct.cli import main
+from tests.snapshot_check import check_snapshot
 from tests.test_bench_layout import make_bench, reference_text, write_answers
 
 # The model's answer decides the scripted judge reply: (first reply, reply to the retry nudge).
@@ -262,14 +262,7 @@ def test_judge_prompt_snapshot(category):
     retry = retry_messages(rubrics, messages, "no scores here")
     current = json.dumps({"messages": messages, "retry_turns": retry[len(messages) :]}, indent=1, ensure_ascii=False)
     path = SNAPSHOTS / f"{category}.json"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(current + "\n", encoding="utf-8")
-        if os.environ.get("UPDATE_SNAPSHOTS") != "1":
-            pytest.fail(f"wrote a new snapshot {path}; check it and commit it")
-    assert current + "\n" == path.read_text(encoding="utf-8"), (
-        f"the {category} judge prompt changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the diff"
-    )
+    check_snapshot(path, current + "\n", f"the {category} judge prompt")
 
 
 def test_a_result_names_the_build_of_the_benchmark_it_was_judged_on(bench_and_answers, fake_openai):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -18,9 +17,9 @@ from keypoint_instruct.context import (
     select_scenes,
 )
 from keypoint_instruct.errors import UsageError
+from tests.snapshot_check import check_snapshot
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "contexts"
-UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
 
 def person(ann_id: int, bbox, keypoints=None, iscrowd=False) -> Instance:
@@ -171,14 +170,7 @@ def test_snapshot_of_fixture_contexts(coco_root, split):
     rows = _fixture_rows(coco_root, split)
     path = SNAPSHOTS / f"{split}.jsonl"
     text = "".join(json.dumps(row) + "\n" for row in rows)
-    if UPDATE or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if not UPDATE:
-            pytest.fail(f"wrote a new snapshot {path}; check it and commit it")
-    assert text == path.read_text(), (
-        f"contexts of the {split} fixture changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the diff"
-    )
+    check_snapshot(path, text, f"contexts of the {split} fixture")
     naming = r"COCO_val2014_\d{12}\.jpg" if split == "val2014" else r"\d{12}\.jpg"
     assert all(re.fullmatch(naming, row["file_name"]) for row in rows)
 

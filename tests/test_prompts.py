@@ -23,9 +23,9 @@ from keypoint_instruct.prompts import (
     load_prompt,
     pick_instruction,
 )
+from tests.snapshot_check import check_snapshot
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
-UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
 # A fixed context in the exact context format (two people, one of them with hidden and unlabelled joints).
 CONTEXT = """A woman walks her dog along a city sidewalk.
@@ -84,14 +84,7 @@ def test_snapshot_of_full_messages(task, mode):
     context = CONTEXT if mode == "paper" else CONTEXT + "\n\n" + FACTS
     got = {"task": task, "context_mode": mode, "version": template.version, "messages": template.messages(context)}
     path = SNAPSHOTS / (f"{task}.json" if mode == "paper" else f"{task}.{mode}.json")
-    if UPDATE or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"wrote a new snapshot {path}; check it and commit it")
-    assert got == json.loads(path.read_text(encoding="utf-8")), (
-        f"the {task} prompt changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the diff"
-    )
+    check_snapshot(path, json.dumps(got, indent=1, ensure_ascii=False) + "\n", f"the {task} prompt", load=json.loads)
 
 
 @pytest.mark.parametrize("task", TASKS)
