@@ -1,9 +1,10 @@
 """Stopping a Batch API job: ``batch cancel`` asks the provider to stop it, ``batch forget`` gives up on one it lost.
 
-Functions (``client`` a sync ``openai.OpenAI``, ``cache`` a :class:`keypoint_instruct.cache.ResponseCache`)::
+Functions (``client_for(row)`` gives the sync ``openai.OpenAI`` of a recorded batch's endpoint, asked for only once
+the cache knows the batch; ``cache`` a :class:`keypoint_instruct.cache.ResponseCache`)::
 
-    cancel(client, cache, batch_id) -> str          # what happened, one line
-    forget(client, cache, batch_id, *, force=False) -> str
+    cancel(client_for, cache, batch_id) -> str          # what happened, one line
+    forget(client_for, cache, batch_id, *, force=False) -> str
 
 A cancelled batch ends as ``cancelled`` with the answers it finished; the usual ``batch collect`` ingests them and
 frees the rest, so ``generate`` or a new ``batch submit`` may send them. A batch the provider no longer knows (404
@@ -16,7 +17,8 @@ refuses a batch the provider still reports (running, or ended but not collected:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.batch import TERMINAL, _api, _api_error
 from keypoint_instruct.batch_jobs import FORGOTTEN, SUBMITTING, BatchJobs, count_of
@@ -64,9 +66,14 @@ def _retrieve(client, batch_id: str):
         raise _api_error(f"reading batch {batch_id}", err) from None
 
 
-def cancel(client, cache: ResponseCache, batch_id: str) -> str:
-    """Ask the provider to cancel a recorded, uncollected batch; ``batch collect`` then ingests what it finished."""
-    forgotten = _recorded(cache, batch_id, "cancel")["status"] == FORGOTTEN  # with --force, maybe still running
+def cancel(client_for: Callable[[dict], Any], cache: ResponseCache, batch_id: str) -> str:
+    """Ask the provider to cancel a recorded, uncollected batch; ``batch collect`` then ingests what it finished.
+
+    ``client_for(row)``: the client of the batch's endpoint, asked for once the cache knows the batch.
+    """
+    row = _recorded(cache, batch_id, "cancel")
+    forgotten = row["status"] == FORGOTTEN  # with --force, maybe still running
+    client = client_for(row)
     remote = _retrieve(client, batch_id)
     if remote is None:
         raise UsageError(
@@ -92,11 +99,15 @@ def cancel(client, cache: ResponseCache, batch_id: str) -> str:
     )
 
 
-def forget(client, cache: ResponseCache, batch_id: str, *, force: bool = False) -> str:
-    """Mark a batch the provider no longer knows as forgotten, freeing its unanswered keys (see the module doc)."""
+def forget(client_for: Callable[[dict], Any], cache: ResponseCache, batch_id: str, *, force: bool = False) -> str:
+    """Mark a batch the provider no longer knows as forgotten, freeing its unanswered keys (see the module doc).
+
+    ``client_for(row)``: as for :func:`cancel`.
+    """
     row = _recorded(cache, batch_id, "forget")
     if row["status"] == FORGOTTEN:
         return f"batch {batch_id} is forgotten already"
+    client = client_for(row)
     remote = _retrieve(client, batch_id)
     if remote is not None and not force:
         if remote.status in TERMINAL:

@@ -109,6 +109,15 @@ def test_unknown_or_collected_batch_is_one_line(fake_openai, submitted, capsys, 
     assert f"batch {batch_id} was collected on" in line and f"nothing to {action}" in line
 
 
+@pytest.mark.parametrize("action", ["cancel", "forget"])
+def test_an_unknown_batch_is_named_before_any_endpoint_or_key_is_needed(submitted, capsys, monkeypatch, action):
+    cache, _, _, _ = submitted
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    line = refused(capsys, "batch", action, "batch-nope", "--cache", str(cache))
+    assert "batch batch-nope is not recorded in" in line, line
+
+
 def test_cancel_of_a_batch_that_ended_or_was_lost_is_one_line(fake_openai, submitted, capsys):
     cache, batch_id, _, endpoint = submitted
     fake_openai.complete_batches()

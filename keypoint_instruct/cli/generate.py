@@ -427,9 +427,6 @@ class _RecordedEndpoints:
         rows = self.jobs.rows()
         return self.client_for(rows[-1] if rows else None)
 
-    def of(self, batch_id: str):
-        return self.client_for(self.jobs.row(batch_id))
-
 
 def cmd_batch_submit(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
@@ -510,7 +507,7 @@ def cmd_batch_cancel(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch_cancel
 
     with _open_batch_cache(args.cache) as cache:
-        print(batch_cancel.cancel(_RecordedEndpoints(args, cache).of(args.batch_id), cache, args.batch_id))
+        print(batch_cancel.cancel(_RecordedEndpoints(args, cache).client_for, cache, args.batch_id))
     return 0
 
 
@@ -519,8 +516,8 @@ def cmd_batch_forget(args: argparse.Namespace) -> int:
     from keypoint_instruct import batch_cancel
 
     with _open_batch_cache(args.cache) as cache:
-        client = _RecordedEndpoints(args, cache).of(args.batch_id)
-        print(batch_cancel.forget(client, cache, args.batch_id, force=args.force))
+        client_for = _RecordedEndpoints(args, cache).client_for
+        print(batch_cancel.forget(client_for, cache, args.batch_id, force=args.force))
     return 0
 
 
