@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keypoint_instruct.errors import KeypointInstructError, TrainingConfigError
-from keypoint_instruct.training import (
+from keypoint_instruct.training.sft import (
     canonical_checkpoint_callback,
     check_chat_template,
     check_image_placeholders,
@@ -59,6 +59,7 @@ from keypoint_instruct.training import (
     resolve_chat_template_path,
     resolve_resume,
 )
+from keypoint_instruct.vocab import DATASET_CONFIGS
 
 logger = logging.getLogger("train_sft")
 # DeepSpeed 0.19 calls torch.distributed collectives that torch 2.13 deprecates, once per gathered or reduced
@@ -73,7 +74,6 @@ CHAT_TEMPLATE_HELP = (
     "from the current folder; when it is not there, from the repository (the folder of train_sft.py), as recipes "
     "name it; the log says which file was used."
 )
-DATASET_CONFIGS = ("conversation", "detailed_description", "complex_reasoning", "all")
 
 
 @dataclass

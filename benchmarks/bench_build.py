@@ -62,8 +62,8 @@ def sentence(rng: random.Random, n: int) -> str:
 
 def fill_cache(cache_path: Path, image_ids: list[int], split: str, seed: int = 0) -> int:
     """Responses for every image: conversation (2-3 pairs), description, complex reasoning (94% of images)."""
-    from keypoint_instruct.cache import ResponseCache
-    from keypoint_instruct.teacher import Completion, TeacherRequest
+    from keypoint_instruct.llm.request import ChatRequest, Completion
+    from keypoint_instruct.llm.store.cache import ResponseCache
 
     rng = random.Random(seed)
     count = 0
@@ -82,7 +82,7 @@ def fill_cache(cache_path: Path, image_ids: list[int], split: str, seed: int = 0
                 )
             for task, text in tasks.items():
                 body = {"model": "bench-teacher", "messages": [{"role": "user", "content": f"{task} {image_id}"}]}
-                request = TeacherRequest(task, image_id, split, "bench-v1", body)
+                request = ChatRequest(task, image_id, split, "bench-v1", body)
                 completion = Completion(text, "stop", 900, 200, 0, "bench-teacher")
                 cache.put(request, completion, 1.0, cost_usd=0.004)
                 count += 1
@@ -90,7 +90,7 @@ def fill_cache(cache_path: Path, image_ids: list[int], split: str, seed: int = 0
 
 
 def write_naive_json(folder: Path, out: Path) -> int:
-    from keypoint_instruct.hub import export_llava
+    from keypoint_instruct.dataset.hub import export_llava
 
     return export_llava(folder, "all", out)
 
@@ -112,8 +112,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     split = "train2017"
 
-    from keypoint_instruct.coco import load_scenes
-    from keypoint_instruct.synthcoco import write_coco_tree
+    from keypoint_instruct.coco.annotations import load_scenes
+    from keypoint_instruct.coco.synthetic import write_coco_tree
 
     coco_root, cache_path = work / "coco", work / "responses.sqlite"
     t = time.perf_counter()
@@ -123,7 +123,7 @@ def main() -> None:
         fill_cache(cache_path, list(load_scenes(coco_root, split)), split)
     print(f"setup (synthetic COCO + cache, not part of the goal): {time.perf_counter() - t:.1f} s")
 
-    from builder import build_folder
+    from keypoint_instruct.dataset.builder import build_folder
 
     out = work / "dataset"
     t = time.perf_counter()

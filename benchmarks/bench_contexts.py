@@ -28,7 +28,7 @@ import time
 import zlib
 from pathlib import Path
 
-from keypoint_instruct.synthcoco import write_coco_tree
+from keypoint_instruct.coco.synthetic import write_coco_tree
 
 KINDS = ("instances", "person_keypoints", "captions")
 BARE_LOAD = """
@@ -49,7 +49,7 @@ REAL_TRAIN2017_SELECTED = 57_000
 
 def generator_version() -> str:
     """A hash of the generator's code and vocabulary: a cached tree is reused only if both are unchanged."""
-    import keypoint_instruct.synthcoco as synthcoco
+    import keypoint_instruct.coco.synthetic as synthcoco
 
     code = Path(synthcoco.__file__).read_bytes() + json.dumps(synthcoco.vocabulary(), sort_keys=True).encode()
     return f"{zlib.crc32(code):08x}"

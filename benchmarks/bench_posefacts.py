@@ -17,10 +17,11 @@ import collections
 import tempfile
 import time
 
-from keypoint_instruct.coco import load_scenes
-from keypoint_instruct.offline_teacher import TASKS, respond
-from keypoint_instruct.posefacts import facts_block, scene_facts
-from keypoint_instruct.synthcoco import write_coco_tree
+from keypoint_instruct.coco.annotations import load_scenes
+from keypoint_instruct.coco.posefacts import facts_block, scene_facts
+from keypoint_instruct.coco.synthetic import write_coco_tree
+from keypoint_instruct.teacher.offline import respond
+from keypoint_instruct.vocab import TASKS
 
 
 def main() -> None:

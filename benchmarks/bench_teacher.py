@@ -29,13 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from keypoint_instruct.cache import ResponseCache  # noqa: E402
-from keypoint_instruct.coco import load_scenes  # noqa: E402
-from keypoint_instruct.context import select_scenes  # noqa: E402
-from keypoint_instruct.engine import EngineSettings, run_requests  # noqa: E402
-from keypoint_instruct.prompts import TASKS  # noqa: E402
-from keypoint_instruct.synthcoco import write_coco_tree  # noqa: E402
-from keypoint_instruct.teacher import GenerationSettings, OpenAITeacher, build_requests  # noqa: E402
+from keypoint_instruct.coco.annotations import load_scenes  # noqa: E402
+from keypoint_instruct.coco.context import select_scenes  # noqa: E402
+from keypoint_instruct.coco.synthetic import write_coco_tree  # noqa: E402
+from keypoint_instruct.llm.online.engine import EngineSettings, run_requests  # noqa: E402
+from keypoint_instruct.llm.providers.openai import OpenAIChat  # noqa: E402
+from keypoint_instruct.llm.request import GenerationSettings  # noqa: E402
+from keypoint_instruct.llm.store.cache import ResponseCache  # noqa: E402
+from keypoint_instruct.teacher.requests import build_requests  # noqa: E402
+from keypoint_instruct.vocab import TASKS  # noqa: E402
 from tests.fake_openai import estimate_tokens  # noqa: E402
 
 
@@ -91,7 +93,7 @@ async def bare_loop(url: str, bodies: list[dict], concurrency: int) -> None:
 
 def engine_run(url: str, requests, cache_path: Path, **settings) -> None:
     async def go() -> None:
-        teacher = OpenAITeacher(base_url=url)
+        teacher = OpenAIChat(base_url=url)
         with ResponseCache(cache_path, create=True) as cache:
             await run_requests(teacher, requests, cache, EngineSettings(progress=False, **settings))
         await teacher.aclose()

@@ -170,7 +170,7 @@ step "LLaVA-1.5-7B config + processor ($SIZE widths; tokenizer trained on the da
 $PY - "$W" "$SIZE" <<'EOF'
 import sys
 from datasets import load_dataset
-from keypoint_instruct.tiny_llava import write_llava_7b_skeleton
+from keypoint_instruct.training.tiny_llava import write_llava_7b_skeleton
 work, size = sys.argv[1:]
 rows = load_dataset(f"{work}/dataset", "all", split="train")
 corpus = [part["text"] for row in rows["messages"] for m in row for part in m["content"] if part["text"]]

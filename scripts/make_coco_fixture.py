@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from keypoint_instruct.coco import SPLIT_NAME
-from keypoint_instruct.synthcoco import write_coco_tree
+from keypoint_instruct.coco.annotations import SPLIT_NAME
+from keypoint_instruct.coco.synthetic import write_coco_tree
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from keypoint_instruct.errors import KeypointInstructError
-from keypoint_instruct.tiny_llava import build_tiny_llava
+from keypoint_instruct.training.tiny_llava import build_tiny_llava
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""COCO fixtures: a small synthetic tree with a 2014-named and a 2017-named split (keypoint_instruct.synthcoco)."""
+"""COCO fixtures: a small synthetic tree with a 2014-named and a 2017-named split (keypoint_instruct.coco.synthetic)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keypoint_instruct.synthcoco import write_coco_tree
+from keypoint_instruct.coco.synthetic import write_coco_tree
 
 # val2014 is the larger split: HPAUB's builder picks 30 images with a well-labelled person from it.
 FIXTURE_SPLITS = {"val2014": 48, "train2017": 24}

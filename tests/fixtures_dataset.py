@@ -28,7 +28,7 @@ def put_response(
     salt: str = "",
 ):
     """Store one scripted teacher answer in a ``ResponseCache`` through its real write API."""
-    from keypoint_instruct.teacher import Completion, TeacherRequest
+    from keypoint_instruct.llm.request import ChatRequest, Completion
 
     body = {
         "model": model,
@@ -37,9 +37,7 @@ def put_response(
         "max_tokens": 512,
         "seed": 0,
     }
-    request = TeacherRequest(
-        task=task, image_id=image_id, coco_split=coco_split, prompt_version=prompt_version, body=body
-    )
+    request = ChatRequest(task=task, item_id=image_id, collection=coco_split, prompt_version=prompt_version, body=body)
     completion = Completion(
         text=text,
         finish_reason=finish_reason,

@@ -14,7 +14,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory) -> Path:
     """A tiny random LLaVA-1.5 (model, processor, chat template) saved with save_pretrained; treat as read-only."""
-    from keypoint_instruct.tiny_llava import build_tiny_llava
+    from keypoint_instruct.training.tiny_llava import build_tiny_llava
 
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 

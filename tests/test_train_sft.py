@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from keypoint_instruct.images import CLIP_MEAN_RGB, resolve_image
+from keypoint_instruct.training.images import CLIP_MEAN_RGB, resolve_image
 from train_sft import build_trainer, parse_args, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def _check_checkpoint(out: Path, initial: Path) -> None:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from keypoint_instruct.training import canonical_names
+    from keypoint_instruct.training.sft import canonical_names
 
     saved, before = load_file(out / "model.safetensors"), load_file(initial / "model.safetensors")
     _, expected = canonical_names(AutoConfig.from_pretrained(out))

@@ -4,7 +4,7 @@
 decoding, left padding, the model's own chat template and training's image preprocessing (pad to square with the
 CLIP mean colour, then the model's processor). ``openai``: the image file as a base64 data URL in a chat request to
 an OpenAI-compatible endpoint (vLLM, ``transformers serve``, a hosted model, Azure OpenAI), temperature 0; the
-client and body follow the teacher's rules (:func:`keypoint_instruct.teacher.client_options`, ``chat_body``).
+client and body follow the teacher's rules (:func:`keypoint_instruct.llm.providers.openai.client_options`, ``chat_body``).
 
 Both append each finished batch to the answers file at once; a rerun skips the questions already answered there.
 """
@@ -92,7 +92,7 @@ def answer_hf(
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from keypoint_instruct.images import pad_to_square
+    from keypoint_instruct.training.images import pad_to_square
 
     try:
         processor = AutoProcessor.from_pretrained(model_path)
@@ -150,7 +150,7 @@ def openai_client(base_url: str | None, api_key: str):
     every request, Azure's ``api-key`` header), and the ``extra_headers`` every request must send."""
     import openai
 
-    from keypoint_instruct.teacher import client_options, request_headers
+    from keypoint_instruct.llm.providers.openai import client_options, request_headers
 
     client = openai.OpenAI(**client_options(base_url, api_key), api_key=api_key, max_retries=3, timeout=600)
     return client, request_headers(base_url)
@@ -172,7 +172,8 @@ def answer_openai(
         return 0
     import openai
 
-    from keypoint_instruct.teacher import answer_text, chat_body, resolve_api_key
+    from keypoint_instruct.llm.providers.openai import answer_text, resolve_api_key
+    from keypoint_instruct.llm.request import chat_body
 
     client, headers = openai_client(base_url, resolve_api_key(base_url))
 

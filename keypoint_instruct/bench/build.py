@@ -16,15 +16,9 @@ import random
 import shutil
 from pathlib import Path
 
-from keypoint_instruct.bench.layout import (
-    CATEGORIES,
-    ImageContext,
-    Question,
-    Reference,
-    question_id,
-    write_jsonl,
-)
+from keypoint_instruct.bench.layout import ImageContext, Question, Reference, question_id, write_jsonl
 from keypoint_instruct.errors import BenchmarkError
+from keypoint_instruct.vocab import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +27,7 @@ HUB_CONFIG = "hpaub"
 
 def eligible_scenes(scenes, *, min_keypoints: int) -> list:
     """Images with at least one person with ``min_keypoints`` labelled keypoints, in image-id order."""
-    from keypoint_instruct.context import select_scenes
+    from keypoint_instruct.coco.context import select_scenes
 
     chosen = select_scenes(list(scenes), min_persons=1, min_keypoints=min_keypoints)
     return sorted(chosen, key=lambda s: s.image_id)
@@ -48,8 +42,8 @@ def draw_order(scenes: list, seed: int) -> list:
 
 def _extract(scene, texts: dict[str, str]) -> dict[str, tuple[str, str]] | None:
     """(question, reference) per category from the three teacher responses, or None if one does not parse."""
-    from keypoint_instruct.parse import ParseError, parse_description, parse_pairs
-    from keypoint_instruct.prompts import pick_instruction
+    from keypoint_instruct.dataset.parse import ParseError, parse_description, parse_pairs
+    from keypoint_instruct.teacher.templates import pick_instruction
 
     try:
         conversation = parse_pairs(texts["conversation"])[0]
@@ -116,9 +110,9 @@ def build_bench(
 ) -> Path:
     """Write the benchmark folder ``out``; return it. See :func:`check_out` for when ``out`` may hold one already."""
     from keypoint_instruct.bench.calls import complete_all
-    from keypoint_instruct.coco import image_path, load_scenes
-    from keypoint_instruct.context import format_context
-    from keypoint_instruct.teacher import build_requests
+    from keypoint_instruct.coco.annotations import image_path, load_scenes
+    from keypoint_instruct.coco.context import format_context
+    from keypoint_instruct.teacher.requests import build_requests
 
     if images < 1:
         raise BenchmarkError(f"--images must be at least 1, got {images}")
@@ -139,12 +133,12 @@ def build_bench(
     while len(picked) < images and cursor < len(order):
         batch = order[cursor : cursor + images - len(picked)]
         cursor += len(batch)
-        by_task = {task: build_requests(batch, task, settings, context_mode) for task in CATEGORIES}
+        by_task = {task: build_requests(batch, task, settings, context_mode) for task in TASKS}
         texts = complete_all(
             make_teacher, cache, [r for reqs in by_task.values() for r in reqs], concurrency=concurrency
         )
         for i, scene in enumerate(batch):
-            reqs = {task: by_task[task][i] for task in CATEGORIES}
+            reqs = {task: by_task[task][i] for task in TASKS}
             versions.update({task: r.prompt_version for task, r in reqs.items()})
             got = {task: texts[r.key] for task, r in reqs.items() if r.key in texts}
             qa = _extract(scene, got)
@@ -165,7 +159,7 @@ def build_bench(
             raise BenchmarkError(f"image {source} of image id {scene.image_id} is missing from the COCO tree")
         shutil.copyfile(source, out / "images" / scene.file_name)
         contexts.append(ImageContext(scene.image_id, scene.file_name, scene.coco_split, format_context(scene)))
-        for category in CATEGORIES:
+        for category in TASKS:
             qid = question_id(category, scene.image_id)
             question, reference = qa[category]
             questions.append(Question(qid, scene.file_name, scene.image_id, category, question))
@@ -242,7 +236,7 @@ def _hub_readme(n: int, meta: dict, ref: str, info: dict) -> str:
     """
     import yaml
 
-    from keypoint_instruct.offline_teacher import OfflineTeacher
+    from keypoint_instruct.teacher.offline import OfflineTeacher
 
     versions = ", ".join(f"{task} `{v}`" for task, v in sorted(meta["prompt_versions"].items()))
     synthetic = meta["teacher_model"] == OfflineTeacher.model

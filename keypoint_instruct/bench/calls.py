@@ -1,19 +1,19 @@
-"""Teacher and judge calls of the benchmark, through the project's engine and response cache."""
+"""ChatModel and judge calls of the benchmark, through the project's engine and response cache."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from keypoint_instruct.teacher import Teacher, TeacherRequest
+from keypoint_instruct.llm.request import ChatModel, ChatRequest
 
 log = logging.getLogger(__name__)
 
 
 def complete_all(
-    make_teacher: Callable[[], Teacher],
+    make_teacher: Callable[[], ChatModel],
     cache,
-    requests: list[TeacherRequest],
+    requests: list[ChatRequest],
     *,
     concurrency: int = 16,
     progress: bool = True,
@@ -25,7 +25,7 @@ def complete_all(
     usable answer (the engine gave up, or the answer was cut by length or a content filter) are left out.
     ``progress``/``label``: the engine's progress bar, and what it is called.
     """
-    from keypoint_instruct.engine import EngineSettings, run
+    from keypoint_instruct.llm.online.engine import EngineSettings, run
 
     if requests:
         settings = EngineSettings(concurrency=concurrency, progress=progress, progress_label=label)

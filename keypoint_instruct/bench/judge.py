@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from keypoint_instruct.bench.layout import CATEGORIES, Answer, Bench
+from keypoint_instruct.bench.layout import Answer, Bench
 from keypoint_instruct.errors import BenchmarkError
+from keypoint_instruct.vocab import TASKS
 
 log = logging.getLogger(__name__)
 
-JUDGE_MODEL = "gpt-4o-2024-08-06"  # pinned snapshot
 JUDGE_SEED = 20250405
 JUDGE_MAX_TOKENS = 1024
 _NUMBER = re.compile(r"(?<![\w.-])(\d+(?:\.\d+)?)(?!\w|\.\d)")
@@ -48,8 +48,8 @@ def _unwrap(text: str) -> str:
 
 def load_rubrics() -> Rubrics:
     """Read the judge's system prompt, one rubric per category and the retry nudge from ``prompts/judge/``."""
-    folder = resources.files("keypoint_instruct") / "prompts" / "judge"
-    names = ("system", *CATEGORIES, "retry")
+    folder = resources.files(__package__) / "rubrics"
+    names = ("system", *TASKS, "retry")
     texts = {}
     digest = hashlib.sha256()
     for name in names:
@@ -58,7 +58,7 @@ def load_rubrics() -> Rubrics:
         digest.update(f"{name}\0{text}\0".encode())
     return Rubrics(
         system=texts["system"],
-        by_category={c: texts[c] for c in CATEGORIES},
+        by_category={c: texts[c] for c in TASKS},
         retry=texts["retry"],
         version=digest.hexdigest()[:12],
     )
@@ -137,7 +137,7 @@ class JudgeResult:
     bench_fingerprint: str = ""  # Bench.fingerprint; "" in results written before it was kept
 
     def counts(self) -> dict[str, dict[str, int]]:
-        out = {c: {"judged": 0, "excluded": 0, "unanswered": 0} for c in CATEGORIES}
+        out = {c: {"judged": 0, "excluded": 0, "unanswered": 0} for c in TASKS}
         for j in self.judgements:
             out[j.category][j.status] += 1
         return out
@@ -222,20 +222,20 @@ def run_judge(
 
     ``progress``: a progress bar labelled ``judge`` (``judge retry`` for the second asking)."""
     from keypoint_instruct.bench.calls import complete_all
-    from keypoint_instruct.teacher import GenerationSettings, TeacherRequest
+    from keypoint_instruct.llm.request import ChatRequest, GenerationSettings
 
     rubrics = load_rubrics()
     model = answer_model(answers)
     # The teacher's body rules: a reasoning judge gets max_completion_tokens and no temperature.
     settings = GenerationSettings(model=judge_model, temperature=0.0, max_tokens=max_tokens, seed=seed)
 
-    def request(question, messages) -> TeacherRequest:
+    def request(question, messages) -> ChatRequest:
         body = settings.body(messages)
         context = bench.contexts[question.image_id]
-        return TeacherRequest(
+        return ChatRequest(
             task=f"judge/{question.category}",
-            image_id=question.image_id,
-            coco_split=context.coco_split,
+            item_id=question.image_id,
+            collection=context.coco_split,
             prompt_version=rubrics.version,
             body=body,
         )

@@ -20,10 +20,10 @@ from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
+from keypoint_instruct.vocab import TASKS
 
 log = logging.getLogger(__name__)
 
-CATEGORIES = ("conversation", "detailed_description", "complex_reasoning")
 CATEGORY_TITLES = {
     "conversation": "Conversation",
     "detailed_description": "Detailed description",
@@ -177,8 +177,8 @@ def load_bench(root: str | Path) -> Bench:
         if q.question_id in seen:
             raise BenchmarkError(f"{root / 'questions.jsonl'}: question_id {q.question_id!r} appears twice")
         seen.add(q.question_id)
-        if q.category not in CATEGORIES:
-            raise BenchmarkError(f"question {q.question_id}: unknown category {q.category!r} (expected {CATEGORIES})")
+        if q.category not in TASKS:
+            raise BenchmarkError(f"question {q.question_id}: unknown category {q.category!r} (expected {TASKS})")
         if q.question_id not in references:
             raise BenchmarkError(f"question {q.question_id} has no reference answer in {root / 'references.jsonl'}")
         if q.image_id not in contexts:

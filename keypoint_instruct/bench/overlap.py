@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from keypoint_instruct.teacher import Completion, TeacherRequest
+from keypoint_instruct.llm.request import ChatRequest, Completion
+from keypoint_instruct.vocab import OFFLINE_JUDGE_MODEL
 
-OVERLAP_JUDGE = "offline-overlap"
 OVERLAP_LABEL = "offline-overlap (lexical token F1 with the reference; NOT GPT-4o)"
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -41,11 +41,11 @@ def _section(prompt: str, name: str) -> str:
 
 
 class OverlapJudge:
-    """A :class:`keypoint_instruct.teacher.Teacher` that scores by token F1; usable through the engine and cache."""
+    """A :class:`keypoint_instruct.llm.request.ChatModel` that scores by token F1; usable through the engine and cache."""
 
-    model = OVERLAP_JUDGE
+    model = OFFLINE_JUDGE_MODEL
 
-    async def complete(self, request: TeacherRequest) -> Completion:
+    async def complete(self, request: ChatRequest) -> Completion:
         user = next(m["content"] for m in request.body["messages"] if m["role"] == "user")
         reference, answer = _section(user, "Assistant 1"), _section(user, "Assistant 2")
         ref_score = round(1 + 9 * token_f1(reference, reference), 1)
@@ -62,5 +62,5 @@ class OverlapJudge:
             prompt_tokens=0,
             completion_tokens=0,
             cached_tokens=0,
-            model=OVERLAP_JUDGE,
+            model=OFFLINE_JUDGE_MODEL,
         )

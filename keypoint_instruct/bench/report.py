@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from keypoint_instruct.bench.judge import JudgeResult
-from keypoint_instruct.bench.layout import CATEGORIES, CATEGORY_TITLES
-from keypoint_instruct.bench.overlap import OVERLAP_JUDGE as OFFLINE_JUDGE
+from keypoint_instruct.bench.layout import CATEGORY_TITLES
 from keypoint_instruct.errors import BenchmarkError
+from keypoint_instruct.vocab import ALL, OFFLINE_JUDGE_MODEL, TASKS
 
 log = logging.getLogger(__name__)
 
-ALL = "all"
-COLUMNS = (*CATEGORIES, ALL)
+COLUMNS = (*TASKS, ALL)
 TITLES = {**CATEGORY_TITLES, ALL: "All"}
 
 
@@ -44,7 +43,7 @@ class ModelScores:
 
 def _pairs(result: JudgeResult) -> dict[str, dict[str, tuple[float, float]]]:
     """Judged (reference, model) scores by category and question id."""
-    out: dict[str, dict[str, tuple[float, float]]] = {c: {} for c in CATEGORIES}
+    out: dict[str, dict[str, tuple[float, float]]] = {c: {} for c in TASKS}
     for j in result.judgements:
         if j.status == "judged":
             out[j.category][j.question_id] = (float(j.reference_score), float(j.model_score))
@@ -67,7 +66,7 @@ def score_model(result: JudgeResult, *, resamples: int = 2000, seed: int = 0) ->
     pairs = _pairs(result)
     scores = ModelScores(model=result.model, judge_label=result.judge_label, counts=result.counts())
     boot_score, boot_rel = [], []
-    for category in CATEGORIES:
+    for category in TASKS:
         values = np.array(list(pairs[category].values()), dtype=float).reshape(-1, 2)
         if len(values) == 0:
             raise BenchmarkError(
@@ -84,8 +83,8 @@ def score_model(result: JudgeResult, *, resamples: int = 2000, seed: int = 0) ->
         scores.relative_ci[category] = _interval(b_rel)
         boot_score.append(b_score)
         boot_rel.append(b_rel)
-    scores.score[ALL] = float(np.mean([scores.score[c] for c in CATEGORIES]))
-    scores.relative[ALL] = float(np.mean([scores.relative[c] for c in CATEGORIES]))
+    scores.score[ALL] = float(np.mean([scores.score[c] for c in TASKS]))
+    scores.relative[ALL] = float(np.mean([scores.relative[c] for c in TASKS]))
     scores.score_ci[ALL] = _interval(np.mean(boot_score, axis=0))
     scores.relative_ci[ALL] = _interval(np.mean(boot_rel, axis=0))
     return scores
@@ -98,7 +97,7 @@ def improvement_interval(
     rng = np.random.default_rng(seed)
     mine, theirs = _pairs(model), _pairs(baseline)
     ours, base = [], []
-    for category in CATEGORIES:
+    for category in TASKS:
         shared = sorted(set(mine[category]) & set(theirs[category]))
         if not shared:
             return None
@@ -197,9 +196,9 @@ def _verdict(s: ModelScores, baseline: str) -> str:
 
 def _how_to_read(scored: list[ModelScores], results: list[JudgeResult], baseline: str | None) -> list[str]:
     """What the figures mean, written for the numbers of this report."""
-    judged = sorted({s.counts[c]["judged"] for s in scored for c in CATEGORIES})
+    judged = sorted({s.counts[c]["judged"] for s in scored for c in TASKS})
     per_category = f"{judged[0]}" if len(judged) == 1 else f"{judged[0]} to {judged[-1]}"
-    widest = max((s.score_ci[c][1] - s.score_ci[c][0]) / 2 for s in scored for c in CATEGORIES)
+    widest = max((s.score_ci[c][1] - s.score_ci[c][0]) / 2 for s in scored for c in TASKS)
     lines = [
         "## How to read these figures",
         "",
@@ -223,11 +222,11 @@ def _how_to_read(scored: list[ModelScores], results: list[JudgeResult], baseline
     if baseline is not None:
         lines += ["", f"Against the baseline {baseline}:", ""]
         lines += [_verdict(s, baseline) for s in scored if s.model != baseline]
-    offline = [r.judge_label for r in results if r.judge_model == OFFLINE_JUDGE]
+    offline = [r.judge_label for r in results if r.judge_model == OFFLINE_JUDGE_MODEL]
     if offline:
         lines += [
             "",
-            f"**Judge {OFFLINE_JUDGE} is not GPT-4o.** It grades an answer by how many of the reference's words it "
+            f"**Judge {OFFLINE_JUDGE_MODEL} is not GPT-4o.** It grades an answer by how many of the reference's words it "
             "shares (the reference always gets 10, so score and relative score coincide); it says nothing about "
             "whether an answer is right. These figures only show that the pipeline runs; do not compare them with "
             "the paper's.",
@@ -274,13 +273,11 @@ def render_markdown(
         "",
         "## Questions judged / excluded (judge reply unreadable after one retry, or none) / unanswered",
         "",
-        "| Model | " + " | ".join(CATEGORY_TITLES[c] for c in CATEGORIES) + " |",
-        "|" + "---|" * (len(CATEGORIES) + 1),
+        "| Model | " + " | ".join(CATEGORY_TITLES[c] for c in TASKS) + " |",
+        "|" + "---|" * (len(TASKS) + 1),
     ]
     for s in scored:
-        cells = [
-            f"{s.counts[c]['judged']} / {s.counts[c]['excluded']} / {s.counts[c]['unanswered']}" for c in CATEGORIES
-        ]
+        cells = [f"{s.counts[c]['judged']} / {s.counts[c]['excluded']} / {s.counts[c]['unanswered']}" for c in TASKS]
         lines.append(f"| {s.model} | " + " | ".join(cells) + " |")
     lines += ["", *_how_to_read(scored, results, baseline)]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -15,7 +15,7 @@ from keypoint_instruct import __version__
 from keypoint_instruct.errors import KeypointInstructError
 
 # The data path, top to bottom: each module defines ``register(subparsers)``.
-COMMAND_MODULES = ("contexts", "generate", "dataset", "bench")
+COMMAND_MODULES = ("contexts", "generate", "batch", "cache", "dataset", "bench")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -10,13 +10,11 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
-from keypoint_instruct.cli.generate import CONTEXT_CHOICES
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
+from keypoint_instruct.vocab import CONTEXT_MODES, JUDGE_MODEL, OFFLINE_JUDGE_MODEL, TEACHER_MODEL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_JUDGE = "gpt-4o-2024-08-06"
-OFFLINE_JUDGE = "offline-overlap"
 _REASONS = {"unparseable": "replies without two readable scores", "no judge reply": "requests without a reply"}
 
 
@@ -69,12 +67,12 @@ def register(subparsers) -> None:
         help="openai: an OpenAI-compatible endpoint (needs OPENAI_API_KEY or --base-url); "
         "offline: the deterministic offline-posefacts teacher, no key needed (default: %(default)s)",
     )
-    p.add_argument("--model", default=None, help="teacher model (default: the training data's, gpt-4o-2024-08-06)")
+    p.add_argument("--model", default=None, help=f"teacher model (default: the training data's, {TEACHER_MODEL})")
     add_base_url_option(p, "base URL of an OpenAI-compatible endpoint, http(s)://host[:port]/v1 (default: OpenAI's)")
     p.add_argument(
         "--context",
         default="paper",
-        choices=CONTEXT_CHOICES,
+        choices=CONTEXT_MODES,
         help="context format of the teacher prompts: the paper's, or with pose facts (default: %(default)s)",
     )
     p.add_argument(
@@ -144,8 +142,8 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--judge-model",
-        default=DEFAULT_JUDGE,
-        help=f"judge model (default: %(default)s, pinned); {OFFLINE_JUDGE!r} is a deterministic "
+        default=JUDGE_MODEL,
+        help=f"judge model (default: %(default)s, pinned); {OFFLINE_JUDGE_MODEL!r} is a deterministic "
         "lexical-overlap stand-in for runs without a key, NOT GPT-4o",
     )
     add_base_url_option(p, "base URL of an OpenAI-compatible endpoint for the judge, http(s)://host[:port]/v1")
@@ -181,7 +179,7 @@ def register(subparsers) -> None:
 
 def _require_key(base_url: str | None, what: str, alternative: str) -> None:
     """Fail before any work when an OpenAI-compatible call has neither a key nor a URL."""
-    from keypoint_instruct.teacher import API_KEY_ENV
+    from keypoint_instruct.llm.providers.openai import API_KEY_ENV
 
     if not base_url and not os.environ.get(API_KEY_ENV, "").strip():
         raise BenchmarkError(
@@ -213,8 +211,9 @@ def _writable(path: Path, *, folder: bool) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
     from keypoint_instruct.bench.build import build_bench
-    from keypoint_instruct.cache import ResponseCache
-    from keypoint_instruct.teacher import DEFAULT_MODEL, GenerationSettings, OpenAITeacher
+    from keypoint_instruct.llm.providers.openai import OpenAIChat
+    from keypoint_instruct.llm.request import GenerationSettings
+    from keypoint_instruct.llm.store.cache import ResponseCache
 
     if not args.coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {args.coco_root} does not exist")
@@ -222,18 +221,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise BenchmarkError(f"--out {args.out} is a file, not a benchmark folder")
     _writable(args.out, folder=True)
     if args.teacher == "offline":
-        from keypoint_instruct.offline_teacher import OfflineTeacher
+        from keypoint_instruct.teacher.offline import OfflineTeacher
 
         model = args.model or OfflineTeacher.model
 
         def make_teacher():
             return OfflineTeacher()
     else:
-        model = args.model or DEFAULT_MODEL
+        model = args.model or TEACHER_MODEL
         _require_key(args.base_url, f"teacher {model}", "or use --teacher offline")
 
         def make_teacher():
-            return OpenAITeacher(model, base_url=args.base_url)
+            return OpenAIChat(model, base_url=args.base_url)
 
     with ResponseCache(args.cache, create=True) as cache:
         out = build_bench(
@@ -295,7 +294,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
     from keypoint_instruct.bench.judge import check_complete, run_judge
     from keypoint_instruct.bench.layout import load_answers, load_bench
-    from keypoint_instruct.cache import ResponseCache
+    from keypoint_instruct.llm.store.cache import ResponseCache
 
     bench = load_bench(args.bench)
     answers = load_answers(args.answers, bench)
@@ -303,7 +302,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     missing = check_complete(bench, answers)
     if missing:
         log.warning("%d question(s) have no answer and count as unanswered (not scored)", len(missing))
-    if args.judge_model == OFFLINE_JUDGE:
+    if args.judge_model == OFFLINE_JUDGE_MODEL:
         from keypoint_instruct.bench.overlap import OVERLAP_LABEL, OverlapJudge
 
         label = OVERLAP_LABEL
@@ -311,13 +310,15 @@ def cmd_judge(args: argparse.Namespace) -> int:
         def make_judge():
             return OverlapJudge()
     else:
-        from keypoint_instruct.teacher import OpenAITeacher
+        from keypoint_instruct.llm.providers.openai import OpenAIChat
 
-        _require_key(args.base_url, f"judge {args.judge_model}", f"--judge-model {OFFLINE_JUDGE} runs without one")
+        _require_key(
+            args.base_url, f"judge {args.judge_model}", f"--judge-model {OFFLINE_JUDGE_MODEL} runs without one"
+        )
         label = args.judge_model + (f" at {args.base_url}" if args.base_url else "")
 
         def make_judge():
-            return OpenAITeacher(args.judge_model, base_url=args.base_url)
+            return OpenAIChat(args.judge_model, base_url=args.base_url)
 
     with ResponseCache(args.cache, create=True) as cache:
         result = run_judge(

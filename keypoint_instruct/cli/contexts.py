@@ -13,10 +13,9 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.errors import KeypointInstructError, UnknownImageError, UsageError
+from keypoint_instruct.vocab import CONTEXT_MODES
 
 log = logging.getLogger(__name__)
-
-CONTEXT_CHOICES = ("paper", "paper+facts")
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +32,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context",
         default="paper",
-        choices=CONTEXT_CHOICES,
+        choices=CONTEXT_MODES,
         help="context format: 'paper' (captions, boxes, keypoints as in the paper's Fig. 1) or 'paper+facts' "
         "(the same plus a block of per-person pose facts)",
     )
@@ -93,8 +92,8 @@ def register(subparsers) -> None:
 def run_contexts(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from keypoint_instruct.coco import load_scenes
-    from keypoint_instruct.context import select_scenes
+    from keypoint_instruct.coco.annotations import load_scenes
+    from keypoint_instruct.coco.context import select_scenes
 
     if args.min_keypoints > 17:
         raise UsageError(f"--min-keypoints is {args.min_keypoints}, but a COCO person has 17 keypoints")
@@ -138,7 +137,7 @@ def _encode_range(bounds: tuple[int, int]) -> tuple[int, bytes]:
     """JSON lines of the selected scenes in [start, stop)."""
     import msgspec
 
-    from keypoint_instruct.context import format_context, people
+    from keypoint_instruct.coco.context import format_context, people
 
     scenes, mode = _shared
     encode = msgspec.json.Encoder().encode
@@ -184,9 +183,9 @@ def _open_out(path: Path):
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from keypoint_instruct.coco import image_path, load_scenes
-    from keypoint_instruct.context import format_context
-    from keypoint_instruct.render import save_figure
+    from keypoint_instruct.coco.annotations import image_path, load_scenes
+    from keypoint_instruct.coco.context import format_context
+    from keypoint_instruct.coco.render import save_figure
 
     if args.out.suffix.lower() != ".png":
         raise UsageError(f"--out {args.out} should be a .png file")

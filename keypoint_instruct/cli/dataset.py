@@ -9,8 +9,8 @@ logger = logging.getLogger(__name__)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from builder import build_folder
-    from keypoint_instruct.quality import REASONS
+    from keypoint_instruct.dataset.builder import build_folder
+    from keypoint_instruct.dataset.quality import REASONS
 
     summaries, stats = build_folder(
         coco_root=args.coco_root,
@@ -37,7 +37,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from keypoint_instruct.hub import push
+    from keypoint_instruct.dataset.hub import push
 
     result = push(args.folder, args.repo_id, args.version, private=args.private, dry_run=args.dry_run)
     if args.dry_run:
@@ -56,7 +56,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _export_llava(args: argparse.Namespace) -> int:
-    from keypoint_instruct.hub import export_llava
+    from keypoint_instruct.dataset.hub import export_llava
 
     count = export_llava(args.folder, args.config, args.out)
     print(f"wrote {count:,} samples of {args.config} to {args.out}")

@@ -1,0 +1,5 @@
+"""Stage 3, the dataset: stored teacher answers in, a versioned Hub-layout dataset folder out.
+
+Parses answers into pairs and descriptions, filters them with reason codes, shapes rows in TRL's conversational
+vision format, runs the ``datasets`` builder per config, writes Parquet shards and the card, and pushes to the Hub.
+"""

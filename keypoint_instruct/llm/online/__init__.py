@@ -1,0 +1,1 @@
+"""The online engine: many requests through one provider with concurrency, retries, rate limits and a spend cap."""

@@ -1,0 +1,436 @@
+"""The response cache: one SQLite file (WAL) with every teacher answer by request key, exactly once.
+
+A response is committed the moment it arrives, so a crash loses at most the requests in flight. The insert cannot
+duplicate (``ON CONFLICT(key) DO NOTHING``): when two shards answer the same key, the first answer stays. Failed
+attempts go to their own table with the reason. Several processes may write one file at once (WAL + busy timeout);
+``merge`` joins the files of shards that wrote separately. The same file records the Batch API jobs
+(:mod:`keypoint_instruct.llm.store.batches`), so every command that sends requests knows what waits in a batch, and the
+keys other runs are sending right now (:mod:`keypoint_instruct.llm.store.claims`; never merged).
+
+A cache of an older schema is brought up to date when it is opened (its data kept): the schema file only holds
+``IF NOT EXISTS`` statements, so running it again adds what the older schema lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keypoint_instruct.errors import CacheError, InputNotFoundError
+
+if TYPE_CHECKING:
+    from keypoint_instruct.llm.request import ChatRequest, Completion
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3  # 2: the claims table (keypoint_instruct/claims.py); 3: batch_details (endpoint, counts)
+_APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
+_BUSY_TIMEOUT_S = 60.0  # how long a statement waits for another process's write lock
+
+# fmt: off
+_RESPONSE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "text", "finish_reason",
+                     "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "latency_s", "created_at")
+# fmt: on
+_FAILURE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "reason", "created_at")
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    key: str
+    task: str
+    image_id: int
+    coco_split: str
+    model: str
+    prompt_version: str
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    latency_s: float
+    created_at: str  # ISO 8601 UTC
+
+    @property
+    def ok(self) -> bool:
+        """True when the teacher finished normally (not cut by length, not filtered)."""
+        return self.finish_reason == "stop"
+
+
+@dataclass
+class CacheStats:
+    """What a cache holds; ``rows`` has one entry per (task, model, status)."""
+
+    rows: list[dict] = field(default_factory=list)
+    responses: int = 0
+    failed_attempts: int = 0
+    unanswered_keys: int = 0  # keys with failed attempts and no response
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def cached_share(self) -> float:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+def _schema() -> str:
+    return (resources.files(__package__) / "schema.sql").read_text(encoding="utf-8")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def completion_cost(model: str, completion: Completion, *, batch: bool = False) -> float:
+    """Dollars for one completion from the pricing table; 0 for a model the table does not price."""
+    from keypoint_instruct.llm import pricing
+
+    return pricing.completion_cost(
+        model,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        cached_tokens=completion.cached_tokens,
+        batch=batch,
+    )
+
+
+def status_of(finish_reason: str) -> str:
+    return "ok" if finish_reason == "stop" else finish_reason
+
+
+class ResponseCache:
+    """SQLite (WAL) cache of teacher responses by request key; failures kept in their own table."""
+
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise InputNotFoundError(
+                f"response cache {self.path} does not exist; run `keypoint-instruct generate` "
+                "first or check the --cache path"
+            )
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise CacheError(
+                    f"cannot create the folder of the response cache {self.path}: {err.strerror}"
+                ) from None
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            self._check_or_init()
+        except sqlite3.DatabaseError as err:
+            raise CacheError(f"{self.path} is not a readable response cache ({err})") from None
+
+    def _check_or_init(self) -> None:
+        app_id, tables = self._identity()
+        if app_id == 0 and not tables:  # a new file: create it under the write lock, unless another run just did
+            with self.transaction():
+                app_id, tables = self._identity()
+                if app_id == 0 and not tables:
+                    self._apply_schema()
+                    self._db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                    app_id = _APPLICATION_ID
+        if app_id != _APPLICATION_ID:
+            raise CacheError(f"{self.path} is an SQLite file but not a keypoint-instruct response cache")
+        self._use_wal()
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CacheError(
+                f"{self.path} has cache schema {version}, written by a newer keypoint-instruct; this version "
+                f"reads schema {SCHEMA_VERSION} and older"
+            )
+        if version < SCHEMA_VERSION:
+            try:
+                with self.transaction():  # another process may have migrated it meanwhile: read again inside
+                    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if version < SCHEMA_VERSION:
+                        self._apply_schema()
+                        log.info("%s: cache schema %d brought up to %d", self.path, version, SCHEMA_VERSION)
+                        version = SCHEMA_VERSION
+            except sqlite3.OperationalError as err:  # a read-only file: it is read as it is (no claims table)
+                if "readonly" not in str(err):
+                    raise
+                log.info("%s: cache schema %d, read-only here: read as it is", self.path, version)
+        self.schema_version = version  # the file's schema; below SCHEMA_VERSION only for a read-only older file
+        # NORMAL in WAL mode: a commit survives the process being killed (not a power cut) and costs no fsync.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def _identity(self) -> tuple[int, int]:
+        """(application id, number of tables), read in one snapshot (another run may be creating the file)."""
+        return self._db.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id()), "
+            "(SELECT COUNT(*) FROM sqlite_master WHERE type = 'table')"
+        ).fetchone()
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL. SQLite answers 'locked' at once, without waiting, while another connection
+        writes the file in its first (rollback-journal) mode: retry then, within the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def _apply_schema(self) -> None:
+        """Run the schema file (IF NOT EXISTS statements: creates a cache, or adds what an older one lacks)."""
+        for statement in _schema().split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open SQLite connection (autocommit), for the batch-job tables of :mod:`keypoint_instruct.llm.store.batches`."""
+        return self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- reading
+    def get(self, key: str) -> CachedResponse | None:
+        cols = ", ".join(_RESPONSE_COLUMNS)
+        row = self._db.execute(f"SELECT {cols} FROM responses WHERE key = ?", (key,)).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def answered(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that already has a response (of any finish reason)."""
+        keys = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", chunk))
+        return found
+
+    def iter_responses(self, task: str | None = None, coco_split: str | None = None) -> Iterator[CachedResponse]:
+        """Responses ordered by (task, image_id, key), optionally of one task and split."""
+        where, params = [], []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if coco_split is not None:
+            where.append("coco_split = ?")
+            params.append(coco_split)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT {', '.join(_RESPONSE_COLUMNS)} FROM responses{clause} ORDER BY task, image_id, key"
+        for row in self._db.execute(query, params):
+            yield CachedResponse(*row)
+
+    def splits(self) -> dict[str, int]:
+        """Responses per COCO split, by split name."""
+        query = "SELECT coco_split, COUNT(*) FROM responses GROUP BY coco_split ORDER BY coco_split"
+        return dict(self._db.execute(query).fetchall())
+
+    def failed_keys(self, coco_split: str) -> int:
+        """How many keys of ``coco_split`` have failed attempts recorded (answered or not)."""
+        query = "SELECT COUNT(DISTINCT key) FROM failures WHERE coco_split = ?"
+        return self._db.execute(query, (coco_split,)).fetchone()[0]
+
+    def answer_sources(self, coco_split: str, tasks: Iterable[str]) -> list[tuple[str, str, int]]:
+        """(model, prompt version, responses) of ``coco_split``'s responses to ``tasks``."""
+        tasks = list(tasks)
+        query = (
+            "SELECT model, prompt_version, COUNT(*) FROM responses "
+            f"WHERE coco_split = ? AND task IN ({', '.join('?' * len(tasks))}) GROUP BY model, prompt_version"
+        )
+        return self._db.execute(query, (coco_split, *tasks)).fetchall()
+
+    def failures(self, key: str | None = None) -> list[dict]:
+        """Failed attempts (oldest first), of one key or all."""
+        cols = ", ".join(_FAILURE_COLUMNS)
+        query = f"SELECT {cols} FROM failures" + (" WHERE key = ?" if key else "") + " ORDER BY id"
+        return [dict(zip(_FAILURE_COLUMNS, r, strict=True)) for r in self._db.execute(query, (key,) if key else ())]
+
+    def stats(self) -> CacheStats:
+        stats = CacheStats()
+        query = (
+            "SELECT task, model, finish_reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+            "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, finish_reason "
+            "ORDER BY task, model, finish_reason"
+        )
+        names = ("task", "model", "status", "responses", "prompt_tokens", "completion_tokens", "cached_tokens",
+                 "cost_usd")  # fmt: skip
+        for row in self._db.execute(query):
+            stats.rows.append(dict(zip(names, (*row[:2], status_of(row[2]), *row[3:]), strict=True)))
+            stats.responses += row[3]
+            stats.prompt_tokens += row[4]
+            stats.completion_tokens += row[5]
+            stats.cached_tokens += row[6]
+            stats.cost_usd += row[7]
+        stats.failed_attempts = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+        stats.unanswered_keys = self._db.execute(
+            "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
+        ).fetchone()[0]
+        return stats
+
+    # ----------------------------------------------------------------- writing
+    def put(
+        self,
+        request: ChatRequest,
+        completion: Completion,
+        latency_s: float,
+        *,
+        cost_usd: float | None = None,
+        claim_owner: str | None = None,
+    ) -> CachedResponse:
+        """Store and commit one answer; an answer already stored for the key wins and is returned.
+
+        ``cost_usd`` defaults to the synchronous price of the completion (batch.py passes the Batch price).
+        ``claim_owner``: release that run's claim on the key in the same transaction (:mod:`keypoint_instruct.llm.store.claims`).
+        """
+        model = completion.model or str(request.body.get("model", ""))
+        if cost_usd is None:
+            cost_usd = completion_cost(str(request.body.get("model", model)), completion)
+        values = (
+            request.key,
+            request.task,
+            int(request.item_id),
+            request.collection,
+            model,
+            request.prompt_version,
+            completion.text,
+            completion.finish_reason,
+            int(completion.prompt_tokens),
+            int(completion.completion_tokens),
+            int(completion.cached_tokens),
+            float(cost_usd),
+            float(latency_s),
+            utc_now(),
+        )
+        marks = ",".join("?" * len(values))
+        insert = f"INSERT INTO responses ({', '.join(_RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING"
+        if claim_owner is None:
+            cursor = self._db.execute(insert, values)
+        else:
+            with self.transaction():
+                cursor = self._db.execute(insert, values)
+                self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (request.key, claim_owner))
+        if cursor.rowcount == 1:
+            return CachedResponse(*values)
+        log.warning("key %s was already answered; kept the stored response", request.key[:12])
+        return self.get(request.key)  # type: ignore[return-value]
+
+    def record_failure(self, request: ChatRequest, reason: str) -> None:
+        """Keep one failed attempt and why (committed now)."""
+        self._db.execute(
+            f"INSERT OR IGNORE INTO failures ({', '.join(_FAILURE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            (
+                request.key,
+                request.task,
+                int(request.item_id),
+                request.collection,
+                str(request.body.get("model", "")),
+                request.prompt_version,
+                reason,
+                utc_now(),
+            ),
+        )
+
+    # ----------------------------------------------------------------- merging shards
+    def merge(self, other_paths: Iterable[str | Path]) -> dict[str, float]:
+        """Copy responses, failures and batch records of other cache files in; returns what happened.
+
+        Claims are not copied: they belong to runs on the other file, which cannot renew or release them here.
+
+        A key answered in both keeps this file's answer, unless only the other one finished normally (``stop``):
+        a complete paid answer is never thrown away for a cut one. Counts: ``added``, ``already_present``,
+        ``conflicts`` (present with a different text), ``upgraded`` (a cut answer replaced by a complete one),
+        ``failures_added``, and ``paid_twice_usd``: what the duplicate answers (same key, answered separately) cost.
+        """
+        counts: dict[str, float] = dict.fromkeys(
+            ("added", "already_present", "conflicts", "upgraded", "failures_added"), 0
+        )
+        counts["paid_twice_usd"] = 0.0
+        cols = ", ".join(_RESPONSE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _RESPONSE_COLUMNS if c != "key")
+        other_paths = [Path(p) for p in other_paths]
+        check_merge_inputs(self.path, other_paths)  # every file before the first is copied
+        for other in other_paths:
+            before = counts["added"]
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                with self.transaction():
+                    both = "FROM other.responses o JOIN main.responses m ON m.key = o.key"
+                    conflicts, upgraded, paid_twice = self._db.execute(
+                        "SELECT COALESCE(SUM(m.text != o.text), 0), "
+                        "COALESCE(SUM(m.finish_reason != 'stop' AND o.finish_reason = 'stop'), 0), "
+                        f"COALESCE(SUM(CASE WHEN m.created_at != o.created_at THEN o.cost_usd END), 0) {both}"
+                    ).fetchone()
+                    changed = self._db.execute(
+                        f"INSERT INTO main.responses ({cols}) SELECT {cols} FROM other.responses WHERE true "
+                        f"ON CONFLICT(key) DO UPDATE SET {updates} "
+                        "WHERE main.responses.finish_reason != 'stop' AND excluded.finish_reason = 'stop'"
+                    ).rowcount
+                    total = self._db.execute("SELECT COUNT(*) FROM other.responses").fetchone()[0]
+                    added = changed - upgraded
+                    counts["added"] += added
+                    counts["already_present"] += total - added
+                    counts["conflicts"] += conflicts
+                    counts["upgraded"] += upgraded
+                    counts["paid_twice_usd"] += paid_twice
+                    fcols = ", ".join(_FAILURE_COLUMNS)
+                    counts["failures_added"] += self._db.execute(
+                        f"INSERT OR IGNORE INTO main.failures ({fcols}) SELECT {fcols} FROM other.failures"
+                    ).rowcount
+                    self._db.execute("INSERT OR IGNORE INTO main.batches SELECT * FROM other.batches")
+                    self._db.execute("INSERT OR IGNORE INTO main.batch_requests SELECT * FROM other.batch_requests")
+                    if self._db.execute(  # a read-only older input has none
+                        "SELECT 1 FROM other.sqlite_master WHERE type = 'table' AND name = 'batch_details'"
+                    ).fetchone():
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO main.batch_details (batch_id, base_url, completed, failed) "
+                            "SELECT batch_id, base_url, completed, failed FROM other.batch_details"
+                        )
+            finally:
+                self._db.execute("DETACH DATABASE other")
+            log.info("merged %s: %d responses added", other, counts["added"] - before)
+        return counts
+
+
+def check_merge_inputs(out: str | Path, inputs: Iterable[str | Path]) -> None:
+    """Raise the first problem of the caches to merge into ``out``, before anything is created or written.
+
+    Each input must exist, be a keypoint-instruct cache of this schema, and not be ``out`` itself.
+    """
+    out = Path(out)
+    missing = [str(p) for p in inputs if not Path(p).is_file()]
+    if missing:
+        raise InputNotFoundError(f"cache to merge not found: {', '.join(missing)}")
+    for other in map(Path, inputs):
+        if other.resolve() == out.resolve():
+            raise CacheError(f"cannot merge {other} into itself")
+        ResponseCache(other).close()  # validates the file and its schema

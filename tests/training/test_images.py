@@ -1,0 +1,74 @@
+"""images.py: LLaVA-1.5's pad-to-square and the resolution of dataset image entries."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from keypoint_instruct.errors import TrainingConfigError
+from keypoint_instruct.training.images import CLIP_MEAN_RGB, pad_to_square, resolve_image
+
+
+def _jpeg_bytes(size, color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_clip_mean_matches_openai_clip_normalisation():
+    from transformers.image_utils import OPENAI_CLIP_MEAN
+
+    assert CLIP_MEAN_RGB == tuple(int(m * 255) for m in OPENAI_CLIP_MEAN)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (5, 2)])
+def test_pad_to_square_keeps_every_pixel_and_fills_with_clip_mean(size):
+    image = Image.new("RGB", size, (255, 0, 0))
+    padded = pad_to_square(image)
+    side = max(size)
+    assert padded.size == (side, side)
+    colors = dict((color, count) for count, color in padded.getcolors(side * side))
+    assert colors[(255, 0, 0)] == size[0] * size[1]  # nothing cropped
+    assert colors[CLIP_MEAN_RGB] == side * side - size[0] * size[1]
+    # the original sits in the centre: corners are padding, the centre is the image
+    assert padded.getpixel((0, 0)) == CLIP_MEAN_RGB
+    assert padded.getpixel((side // 2, side // 2)) == (255, 0, 0)
+
+
+def test_pad_to_square_returns_square_images_unchanged_and_converts_to_rgb():
+    square = Image.new("RGB", (8, 8), (1, 2, 3))
+    assert pad_to_square(square) is square
+    gray = Image.new("L", (4, 2), 200)
+    assert pad_to_square(gray).mode == "RGB"
+
+
+def test_resolve_image_reads_relative_paths_under_the_coco_root(tmp_path):
+    (tmp_path / "train2017").mkdir()
+    Image.new("L", (6, 4), 50).save(tmp_path / "train2017" / "000000000001.jpg")
+    image = resolve_image({"path": "train2017/000000000001.jpg", "bytes": None}, tmp_path)
+    assert image.mode == "RGB" and image.size == (6, 4)
+    assert resolve_image("train2017/000000000001.jpg", tmp_path).size == (6, 4)
+
+
+def test_resolve_image_prefers_embedded_bytes_and_accepts_pil():
+    value = {"path": "nowhere/x.jpg", "bytes": _jpeg_bytes((3, 7), (0, 255, 0))}
+    image = resolve_image(value, None)
+    assert image.size == (3, 7) and image.getpixel((1, 1)) == (0, 255, 0)
+    pil = Image.new("RGBA", (2, 2))
+    assert resolve_image(pil, None).mode == "RGB"
+
+
+def test_resolve_image_names_the_missing_file(tmp_path):
+    with pytest.raises(TrainingConfigError, match=r"train2017/000000000009\.jpg"):
+        resolve_image({"path": "train2017/000000000009.jpg", "bytes": None}, tmp_path)
+
+
+def test_resolve_image_needs_a_root_for_relative_paths_and_rejects_odd_values():
+    with pytest.raises(TrainingConfigError, match="coco_root"):
+        resolve_image({"path": "train2017/a.jpg", "bytes": None}, None)
+    with pytest.raises(TrainingConfigError, match="neither bytes nor a path"):
+        resolve_image({"path": None, "bytes": None}, None)
+    with pytest.raises(TrainingConfigError, match="unsupported image entry"):
+        resolve_image(42, None)
