@@ -18,7 +18,8 @@ import tempfile
 import time
 
 from keypoint_instruct.coco.annotations import load_scenes
-from keypoint_instruct.coco.posefacts import facts_block, scene_facts
+from keypoint_instruct.coco.posefacts import scene_facts
+from keypoint_instruct.coco.posenotes import facts_block
 from keypoint_instruct.coco.synthetic import write_coco_tree
 from keypoint_instruct.teacher.offline import respond
 from keypoint_instruct.vocab import TASKS

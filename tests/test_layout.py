@@ -155,7 +155,7 @@ def _has_reason(lines: list[str], node: ast.AST) -> bool:
 
 def test_modules_and_functions_stay_readable_in_one_sitting():
     too_long = []
-    for name, path in MODULES.items():
+    for path in MODULES.values():
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines()
         if len(lines) > MAX_MODULE_LINES:

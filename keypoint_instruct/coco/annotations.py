@@ -21,20 +21,11 @@ from typing import Any, NotRequired, TypedDict
 
 import msgspec
 
+from keypoint_instruct.coco.checks import check_captions, check_images, check_instances, not_this_task
 from keypoint_instruct.errors import CocoFormatError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle",
-)  # fmt: skip
-# COCO's skeleton: 1-based index pairs into KEYPOINT_NAMES.
-SKELETON: tuple[tuple[int, int], ...] = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
-    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-)  # fmt: skip
 ANNOTATION_KINDS = ("captions", "instances", "person_keypoints")
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")  # val2014, train2017, ...: it becomes part of file and folder names
 
@@ -197,7 +188,7 @@ def _decode(path: Path, kind: str):
     except msgspec.ValidationError as err:
         task = _task_of(data)
         if task and task != kind:
-            raise CocoFormatError(f"{path}: {_not_this_task(task, kind)} ({err})") from err
+            raise CocoFormatError(f"{path}: {not_this_task(task, kind)} ({err})") from err
         raise CocoFormatError(f"{path}: {_locate(data, str(err))}") from err
     except msgspec.DecodeError as err:
         raise CocoFormatError(f"{path}: not valid JSON ({err})") from err
@@ -223,11 +214,6 @@ def _task_of(data: bytes) -> str | None:
     return "instances" if "category_id" in first else None
 
 
-def _not_this_task(task: str, kind: str) -> str:
-    article = "an" if task[0] in "aeiou" else "a"
-    return f"this looks like {article} {task} file, not the {kind} file of the split"
-
-
 def _locate(data: bytes, message: str) -> str:
     """Turn msgspec's ``... - at `$.annotations[12].bbox``` into a message that names the annotation id."""
     match = re.search(r"\$\.annotations\[(\d+)\]", message)
@@ -239,70 +225,6 @@ def _locate(data: bytes, message: str) -> str:
     except (msgspec.MsgspecError, IndexError):
         who = f"annotation #{match.group(1)}"
     return f"{who} is not in COCO's schema: {message}"
-
-
-def _check_images(path: Path, images: list[_Image]) -> None:
-    seen: dict[int, _Image] = {}
-    for img in images:
-        if img["width"] <= 0 or img["height"] <= 0:
-            raise CocoFormatError(
-                f"{path}: image id {img['id']} has width {img['width']} and height {img['height']} "
-                "(expected positive pixel sizes)"
-            )
-        first = seen.setdefault(img["id"], img)
-        if first != img:  # listed twice alike is harmless; two different records leave the size ambiguous
-            raise CocoFormatError(
-                f"{path}: image id {img['id']} is listed twice with different records ({first['file_name']} "
-                f"{first['width']}x{first['height']} and {img['file_name']} {img['width']}x{img['height']})"
-            )
-
-
-def _unknown_image(path: Path, ann: dict[str, Any], images_file: Path) -> CocoFormatError:
-    return CocoFormatError(
-        f"{path}: annotation id {ann['id']} points at unknown image id {ann['image_id']} "
-        f"(not among the images of {images_file.name})"
-    )
-
-
-def _check_instances(
-    path: Path, annotations: list[_Instance], image_ids: set[int], images_file: Path, keypoints: bool
-) -> None:
-    # msgspec already enforced the field types and required fields, and JSON numbers are finite.
-    expected = 3 * len(KEYPOINT_NAMES)
-    seen: set[int] = set()
-    for ann in annotations:
-        if ann["id"] in seen:  # the ids join person_keypoints to instances: a repeat lists an object twice
-            raise CocoFormatError(
-                f"{path}: annotation id {ann['id']} is used twice (annotation ids must be unique within a file)"
-            )
-        seen.add(ann["id"])
-        if ann["image_id"] not in image_ids:
-            raise _unknown_image(path, ann, images_file)
-        if len(ann["bbox"]) != 4:
-            raise CocoFormatError(
-                f"{path}: annotation id {ann['id']} has a bbox of {len(ann['bbox'])} numbers "
-                "(expected 4: x, y, width, height)"
-            )
-        if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
-            raise CocoFormatError(
-                f"{path}: annotation id {ann['id']} has a bbox {ann['bbox']} with a negative width or height "
-                "(expected x, y, width, height with width and height >= 0)"
-            )
-        if keypoints and len(ann.get("keypoints") or ()) != expected:
-            kps = ann.get("keypoints")
-            if kps is None and not any("keypoints" in a for a in annotations):
-                wrong = _not_this_task("instances", "person_keypoints")
-                raise CocoFormatError(f"{path}: {wrong} (no annotation has keypoints)")
-            got = "no keypoints" if kps is None else f"{len(kps)} keypoint numbers"
-            raise CocoFormatError(
-                f"{path}: annotation id {ann['id']} has {got} (expected 51: x, y, visibility for 17 keypoints)"
-            )
-
-
-def _check_captions(path: Path, annotations: list[_Caption], image_ids: set[int], images_file: Path) -> None:
-    for ann in annotations:
-        if ann["image_id"] not in image_ids:
-            raise _unknown_image(path, ann, images_file)
 
 
 def _index(dataset: dict[str, Any]):
@@ -341,12 +263,12 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
     inst = _decode(paths["instances"], "instances")
     if inst.categories and all("keypoints" in cat for cat in inst.categories):  # would load, minus every object
         raise CocoFormatError(
-            f"{paths['instances']}: {_not_this_task('person_keypoints', 'instances')} (its categories list keypoint "
+            f"{paths['instances']}: {not_this_task('person_keypoints', 'instances')} (its categories list keypoint "
             "names; the instances file has every object category)"
         )
-    _check_images(paths["instances"], inst.images)
+    check_images(paths["instances"], inst.images)
     image_ids = {img["id"] for img in inst.images}
-    _check_instances(paths["instances"], inst.annotations, image_ids, paths["instances"], keypoints=False)
+    check_instances(paths["instances"], inst.annotations, image_ids, paths["instances"], keypoints=False)
     categories = {cat["id"]: cat["name"] for cat in inst.categories}
     person_ids = {cat_id for cat_id, name in categories.items() if name == "person"}
     for ann in inst.annotations:
@@ -358,12 +280,12 @@ def _load_scenes(root: Path, split: str) -> dict[int, Scene]:
     del inst
 
     kps = _decode(paths["person_keypoints"], "person_keypoints")
-    _check_instances(paths["person_keypoints"], kps.annotations, image_ids, paths["instances"], keypoints=True)
+    check_instances(paths["person_keypoints"], kps.annotations, image_ids, paths["instances"], keypoints=True)
     keypoints_by_id = {ann["id"]: ann["keypoints"] for ann in kps.annotations}
     del kps
 
     caps = _decode(paths["captions"], "captions")
-    _check_captions(paths["captions"], caps.annotations, image_ids, paths["instances"])
+    check_captions(paths["captions"], caps.annotations, image_ids, paths["instances"])
     captions = _index({"images": [], "annotations": caps.annotations})  # its images repeat the instances file's
     del caps
 

@@ -118,7 +118,7 @@ def format_context(scene: Scene, mode: str = "paper") -> str:
     objects = "\n".join(instance_line(inst, scene.width, scene.height) for inst in scene.instances if not inst.iscrowd)
     blocks = [captions, objects]
     if mode == "paper+facts":
-        from keypoint_instruct.coco.posefacts import facts_block
+        from keypoint_instruct.coco.posenotes import facts_block
 
         blocks.append(facts_block(scene))
     return "\n\n".join(block for block in blocks if block)

@@ -23,20 +23,27 @@ Rules every fact follows:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from keypoint_instruct.coco.annotations import KEYPOINT_NAMES
+from keypoint_instruct.coco.geometry import (
+    SIDES,
+    Point,
+    dist,
+    from_down,
+    labelled_joints,
+    limb_angle,
+    person_instances,
+    point,
+    tens,
+    torso,
+)
 
 if TYPE_CHECKING:
     from keypoint_instruct.coco.annotations import Instance, Scene
 
 _FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
-SIDES = ("left", "right")
 MIN_SCALE_PX = 16.0  # torso length in pixels below which keypoint noise outweighs the geometry
-
-Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -91,84 +98,9 @@ class PersonFacts:
     relations: tuple[PersonRelation, ...] = ()
 
 
-def person_instances(scene: Scene) -> list[Instance]:
-    """The scene's non-crowd person instances in annotation order: Person 1, Person 2, ..."""
-    return [inst for inst in scene.instances if inst.category == "person" and not inst.iscrowd]
-
-
-def labelled_joints(instance: Instance) -> dict[str, tuple[float, float, int]]:
-    """name -> (x, y, v) for the joints with v > 0."""
-    values = instance.keypoints or ()
-    joints = {}
-    for i, name in enumerate(KEYPOINT_NAMES):
-        if 3 * i + 2 < len(values) and values[3 * i + 2] > 0:
-            joints[name] = (float(values[3 * i]), float(values[3 * i + 1]), int(values[3 * i + 2]))
-    return joints
-
-
-def _pt(joints: dict, name: str) -> Point | None:
-    joint = joints.get(name)
-    return (joint[0], joint[1]) if joint else None
-
-
-def _dist(a: Point, b: Point) -> float:
-    return math.hypot(a[0] - b[0], a[1] - b[1])
-
-
-def _mid(a: Point, b: Point) -> Point:
-    return ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
-
-
-def inner_angle(a: Point, b: Point, c: Point) -> float | None:
-    """The angle at ``b`` between b->a and b->c in degrees (180 = straight); None when a segment has no length."""
-    v1, v2 = (a[0] - b[0], a[1] - b[1]), (c[0] - b[0], c[1] - b[1])
-    n1, n2 = math.hypot(*v1), math.hypot(*v2)
-    if n1 < 1e-6 or n2 < 1e-6:
-        return None
-    cos = max(-1.0, min(1.0, (v1[0] * v2[0] + v1[1] * v2[1]) / (n1 * n2)))
-    return math.degrees(math.acos(cos))
-
-
-def limb_angle(a: Point, b: Point, c: Point, min_length: float = 0.0) -> float | None:
-    """The inner angle at joint ``b`` of a limb, or None when one segment is seen nearly end-on.
-
-    A segment under half the length of the other one points at or away from the camera (a thigh of someone sitting
-    and facing us, a forearm held towards the lens); its 2-D angle then says little about the real bend, and a
-    seated person's legs would read as straight, standing ones. Both segments under ``min_length`` (a whole arm
-    pointing at the lens) say as little.
-    """
-    upper, lower = _dist(a, b), _dist(b, c)
-    if min(upper, lower) < max(0.5 * max(upper, lower), min_length):
-        return None
-    return inner_angle(a, b, c)
-
-
-def _from_down(a: Point, b: Point) -> float | None:
-    """Angle of a->b from straight down (image y grows downwards): 0 = hanging down, 90 = level, 180 = up."""
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    if math.hypot(dx, dy) < 1e-6:
-        return None
-    return math.degrees(math.atan2(abs(dx), dy))
-
-
-def _tens(degrees: float) -> int:
-    return int(round(degrees / 10.0) * 10)
-
-
-def _torso(joints: dict) -> tuple[Point, Point] | None:
-    """(shoulder point, hip point): both midpoints when all four are labelled, else one side's pair."""
-    ls, rs, lh, rh = (_pt(joints, f"{s}_{p}") for p in ("shoulder", "hip") for s in SIDES)
-    if ls and rs and lh and rh:
-        return _mid(ls, rs), _mid(lh, rh)
-    for shoulder, hip in ((ls, lh), (rs, rh)):
-        if shoulder and hip:
-            return shoulder, hip
-    return None
-
-
 def _facing(joints: dict, scale: float, torso: tuple[Point, Point] | None) -> str | None:
-    ls, rs = _pt(joints, "left_shoulder"), _pt(joints, "right_shoulder")
-    face_pts = [_pt(joints, name) for name in _FACE if name in joints]
+    ls, rs = point(joints, "left_shoulder"), point(joints, "right_shoulder")
+    face_pts = [point(joints, name) for name in _FACE if name in joints]
     visible_face = [name for name in ("nose", "left_eye", "right_eye") if joints.get(name, (0, 0, 0))[2] == 2]
     hidden_face = [name for name in ("nose", "left_eye", "right_eye") if joints.get(name, (0, 0, 0))[2] == 1]
     if ls and rs:
@@ -179,8 +111,8 @@ def _facing(joints: dict, scale: float, torso: tuple[Point, Point] | None) -> st
             head = (sum(p[0] for p in face_pts) / len(face_pts), sum(p[1] for p in face_pts) / len(face_pts))
             dx, dy = head[0] - (ls[0] + rs[0]) / 2, head[1] - (ls[1] + rs[1]) / 2
             side = (1.0, 0.0)  # the body's sideways direction: image x for an upright body ...
-            if torso and _dist(*torso) > 1e-6:  # ... else across the torso, so a lean does not pass for a turn
-                up = ((torso[0][0] - torso[1][0]) / _dist(*torso), (torso[0][1] - torso[1][1]) / _dist(*torso))
+            if torso and dist(*torso) > 1e-6:  # ... else across the torso, so a lean does not pass for a turn
+                up = ((torso[0][0] - torso[1][0]) / dist(*torso), (torso[0][1] - torso[1][1]) / dist(*torso))
                 side = (-up[1], up[0])
             offset = dx * side[0] + dy * side[1]
             if abs(offset) < 0.05 * scale:
@@ -195,17 +127,17 @@ def _facing(joints: dict, scale: float, torso: tuple[Point, Point] | None) -> st
 
 
 def _leg_posture(joints: dict, side: str) -> str | None:
-    hip, knee, ankle = (_pt(joints, f"{side}_{p}") for p in ("hip", "knee", "ankle"))
+    hip, knee, ankle = (point(joints, f"{side}_{p}") for p in ("hip", "knee", "ankle"))
     if not (hip and knee):
         return None
-    thigh = _from_down(hip, knee)
+    thigh = from_down(hip, knee)
     knee_angle = limb_angle(hip, knee, ankle) if ankle else None
     if thigh is None:
         return None
     if thigh >= 55:  # thigh roughly level (or raised)
         if knee_angle is not None and knee_angle < 75:
             # Knees drawn up tight: a crouch holds the hips above the feet, sitting on the ground rests them there.
-            return "crouching" if ankle[1] - hip[1] > 0.25 * _dist(knee, ankle) else "sitting"
+            return "crouching" if ankle[1] - hip[1] > 0.25 * dist(knee, ankle) else "sitting"
         return "sitting"
     if thigh <= 35 and knee_angle is not None:  # thigh roughly vertical
         if knee_angle >= 140:
@@ -235,17 +167,17 @@ def _posture(joints: dict, bbox: tuple, lean: float | None) -> str | None:
 
 def _raised(joints: dict, scale: float) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     """(raised arms as (side, level), sides whose hand is up at the head without a raised elbow)."""
-    face = [_pt(joints, name) for name in _FACE if name in joints]
+    face = [point(joints, name) for name in _FACE if name in joints]
     out, at_head = [], []
     for side in SIDES:
-        wrist, shoulder = _pt(joints, f"{side}_wrist"), _pt(joints, f"{side}_shoulder")
+        wrist, shoulder = point(joints, f"{side}_wrist"), point(joints, f"{side}_shoulder")
         if not (wrist and shoulder) or wrist[1] >= shoulder[1] - max(0.05 * scale, 1e-6):
             continue
         if face and wrist[1] < min(p[1] for p in face) - 0.25 * scale:  # the crown is well above the eyes
             out.append((side, "the head"))
             continue
-        elbow = _pt(joints, f"{side}_elbow")
-        if face and min(_dist(wrist, p) for p in face) <= 0.4 * scale:  # a hand at the chin, ear or hair
+        elbow = point(joints, f"{side}_elbow")
+        if face and min(dist(wrist, p) for p in face) <= 0.4 * scale:  # a hand at the chin, ear or hair
             at_head.append(side)
             if not (elbow and elbow[1] < shoulder[1] - 0.05 * scale):  # elbow down: the forearm folds up, no raise
                 continue
@@ -256,20 +188,20 @@ def _raised(joints: dict, scale: float) -> tuple[tuple[tuple[str, str], ...], tu
 def _arms(joints: dict, scale: float) -> str | None:
     """ "arms crossed" (each wrist well past the body's midline at chest height) or "hands on the hips" (wrists at the
     hips, elbows out wider than the shoulders), for a body seen from the front or the back; else None."""
-    ls, rs = _pt(joints, "left_shoulder"), _pt(joints, "right_shoulder")
+    ls, rs = point(joints, "left_shoulder"), point(joints, "right_shoulder")
     if not (ls and rs) or abs(ls[0] - rs[0]) < 0.3 * scale:  # side view: the midline cannot be told
         return None
     mid = (ls[0] + rs[0]) / 2
     crossed = on_hips = True
     for side in SIDES:
-        shoulder, elbow, wrist, hip = (_pt(joints, f"{side}_{p}") for p in ("shoulder", "elbow", "wrist", "hip"))
+        shoulder, elbow, wrist, hip = (point(joints, f"{side}_{p}") for p in ("shoulder", "elbow", "wrist", "hip"))
         if not (elbow and wrist):
             return None
         out = 1.0 if shoulder[0] > mid else -1.0  # image x direction away from the midline on this side
         chest_high = shoulder[1] < wrist[1] and (hip is None or wrist[1] < hip[1])
         crossed = crossed and (wrist[0] - mid) * out < -0.2 * scale and chest_high
         elbow_out = (elbow[0] - shoulder[0]) * out >= 0.2 * scale
-        on_hips = on_hips and hip is not None and _dist(wrist, hip) <= 0.3 * scale and elbow_out
+        on_hips = on_hips and hip is not None and dist(wrist, hip) <= 0.3 * scale and elbow_out
     return "arms crossed" if crossed else "hands on the hips" if on_hips else None
 
 
@@ -277,17 +209,17 @@ def _held_out(joints: dict, scale: float, raised: tuple[tuple[str, str], ...]) -
     """Sides whose arm is straight and level with the shoulder, stretched well away from the body."""
     out = []
     for side in SIDES:
-        shoulder, elbow, wrist = (_pt(joints, f"{side}_{p}") for p in ("shoulder", "elbow", "wrist"))
-        if side in dict(raised) or not (shoulder and elbow and wrist) or _dist(shoulder, wrist) < 0.6 * scale:
+        shoulder, elbow, wrist = (point(joints, f"{side}_{p}") for p in ("shoulder", "elbow", "wrist"))
+        if side in dict(raised) or not (shoulder and elbow and wrist) or dist(shoulder, wrist) < 0.6 * scale:
             continue
-        angle, direction = limb_angle(shoulder, elbow, wrist, 0.25 * scale), _from_down(shoulder, wrist)
+        angle, direction = limb_angle(shoulder, elbow, wrist, 0.25 * scale), from_down(shoulder, wrist)
         if angle is not None and angle >= 150 and direction is not None and 70 <= direction <= 110:
             out.append(side)
     return tuple(out)
 
 
 def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
-    la, ra = _pt(joints, "left_ankle"), _pt(joints, "right_ankle")
+    la, ra = point(joints, "left_ankle"), point(joints, "right_ankle")
     if not (la and ra):
         return None, None
     lifted = None
@@ -295,7 +227,7 @@ def _stance(joints: dict, scale: float) -> tuple[str | None, str | None]:
         lifted = "left" if la[1] < ra[1] else "right"
     ref = None
     for a, b in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
-        pa, pb = _pt(joints, a), _pt(joints, b)
+        pa, pb = point(joints, a), point(joints, b)
         if pa and pb and abs(pa[0] - pb[0]) >= max(0.25 * scale, 1e-6):
             ref = abs(pa[0] - pb[0])
             break
@@ -316,7 +248,7 @@ def _hands(instance: Instance, joints: dict, others: list[Instance], scale: floa
     margin = max(2.0, 0.1 * scale)
     out = []
     for side in SIDES:
-        wrist = _pt(joints, f"{side}_wrist")
+        wrist = point(joints, f"{side}_wrist")
         if not wrist:
             continue
         best = None
@@ -369,27 +301,29 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
     base = PersonFacts(number, instance.id, len(joints), _region(instance.bbox, scene.width))
     if not joints:
         return base
-    torso = _torso(joints)
-    scale = _dist(*torso) if torso and _dist(*torso) > 1e-6 else max(instance.bbox[2:]) / 3  # lying: the width
+    body_axis = torso(joints)
+    scale = (
+        dist(*body_axis) if body_axis and dist(*body_axis) > 1e-6 else max(instance.bbox[2:]) / 3
+    )  # lying: the width
     if scale < MIN_SCALE_PX:  # too small to measure: only where the person is
         return dataclasses.replace(base, relations=_relations(number, persons))
-    lean = _from_down(torso[1], torso[0]) if torso else None
+    lean = from_down(body_axis[1], body_axis[0]) if body_axis else None
     lean = None if lean is None else 180.0 - lean  # hip->shoulder measured from straight up
     posture = _posture(joints, instance.bbox, lean)
     # Facing and raised arms read left/right and up/down of an upright body; for a bent-over or lying one they
     # would describe the body's tilt, not where it faces or how high the hands are.
     upright = (lean is not None and lean < 45) or (lean is None and instance.bbox[3] >= instance.bbox[2])
-    facing = _facing(joints, scale, torso) if upright else None
+    facing = _facing(joints, scale, body_axis) if upright else None
     angles = []
     for joint, (a, b, c) in (("elbow", ("shoulder", "elbow", "wrist")), ("knee", ("hip", "knee", "ankle"))):
         for side in SIDES:
-            pts = [_pt(joints, f"{side}_{p}") for p in (a, b, c)]
+            pts = [point(joints, f"{side}_{p}") for p in (a, b, c)]
             angle = limb_angle(*pts, min_length=0.25 * scale) if all(pts) else None
             if angle is not None:
-                angles.append(JointAngle(f"{side} {joint}", _tens(angle)))
+                angles.append(JointAngle(f"{side} {joint}", tens(angle)))
     lean_direction = None
-    if lean is not None and posture != "lying" and _tens(lean) >= 10:
-        going_right = torso[0][0] > torso[1][0]
+    if lean is not None and posture != "lying" and tens(lean) >= 10:
+        going_right = body_axis[0][0] > body_axis[1][0]
         if facing in ("left", "right"):
             lean_direction = "forward" if (facing == "right") == going_right else "backward"
         elif facing is not None:
@@ -409,7 +343,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         arms=_arms(joints, scale) if upright else None,
         held_out=_held_out(joints, scale, raised) if upright else (),
         angles=tuple(angles),
-        lean_degrees=None if lean is None or posture == "lying" else _tens(lean),
+        lean_degrees=None if lean is None or posture == "lying" else tens(lean),
         lean_direction=lean_direction,
         stance=stance,
         lifted_leg=lifted,
@@ -421,48 +355,3 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
 def scene_facts(scene: Scene) -> list[PersonFacts]:
     """Facts of every person of ``scene``, Person 1 first."""
     return [person_facts(scene, n) for n in range(1, len(person_instances(scene)) + 1)]
-
-
-def describe(facts: PersonFacts) -> str:
-    """One line: "Person 1 (on the left of the picture, standing, facing the camera): left elbow bent about 90
-    degrees; ...; left of Person 2 in the picture"."""
-    head = [f"{facts.region} of the picture"] + [p for p in (facts.posture,) if p]
-    if facts.facing:
-        head.append(f"facing the picture's {facts.facing}" if facts.facing in SIDES else f"facing {facts.facing}")
-    parts = []
-    raised = dict(facts.raised)
-    if len(raised) == 2 and raised["left"] == raised["right"]:
-        parts.append(f"both arms raised above {raised['left']}")
-    else:
-        parts += [f"{side} arm raised above {level}" for side, level in facts.raised]
-    if len(facts.hand_at_head) == 2:
-        parts.append("both hands up at the head")
-    else:
-        parts += [f"{side} hand up at the head" for side in facts.hand_at_head]
-    parts += [p for p in (facts.arms,) if p]
-    if len(facts.held_out) == 2:
-        parts.append("both arms held out level")
-    else:
-        parts += [f"{side} arm held out level" for side in facts.held_out]
-    parts += [a.words for a in facts.angles if "elbow" in a.joint]
-    if facts.lean_degrees is not None:
-        if facts.lean_degrees < 10:
-            parts.append("torso upright")
-        else:
-            how = f"leaning {facts.lean_direction}" if facts.lean_direction else "tilted"
-            parts.append(f"torso {how} about {facts.lean_degrees} degrees from vertical")
-    parts += [a.words for a in facts.angles if "knee" in a.joint]
-    parts += [p for p in (facts.stance,) if p]
-    if facts.lifted_leg:
-        parts.append(f"{facts.lifted_leg} leg lifted")
-    parts += [f"{h.side} hand {h.relation} the {h.category}" for h in facts.hands]
-    parts += [f"{r.relation} Person {r.other}" + (" in the picture" if r.relation in ("left of", "right of") else "")
-              for r in facts.relations]  # fmt: skip
-    if not parts:
-        parts.append("no pose details readable from the marked joints" if facts.labelled else "no body joints marked")
-    return f"Person {facts.number} ({', '.join(head)}): " + "; ".join(parts) + "."
-
-
-def facts_block(scene: Scene) -> str:
-    """The pose-facts block of ``scene``: one line per person, Person 1 first; "" when there is nobody."""
-    return "\n".join(describe(facts) for facts in scene_facts(scene))

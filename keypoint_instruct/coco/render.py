@@ -14,7 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from keypoint_instruct.coco.annotations import SKELETON, Instance, Scene
+from keypoint_instruct.coco.annotations import Instance, Scene
+from keypoint_instruct.coco.keypoints import SKELETON
 from keypoint_instruct.errors import CocoFormatError, InputNotFoundError
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from keypoint_instruct.coco.annotations import KEYPOINT_NAMES, SKELETON
+from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES, SKELETON
 
 log = logging.getLogger(__name__)
 

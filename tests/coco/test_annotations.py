@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from keypoint_instruct.coco.annotations import KEYPOINT_NAMES, SKELETON, annotation_file, image_path, load_scenes
+from keypoint_instruct.coco.annotations import annotation_file, image_path, load_scenes
+from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES, SKELETON
 from keypoint_instruct.errors import CocoFormatError, InputNotFoundError
 
 

@@ -130,7 +130,7 @@ def test_unknown_mode_is_a_usage_error():
 
 
 def test_paper_plus_facts_appends_the_facts_block(coco_root):
-    from keypoint_instruct.coco.posefacts import facts_block
+    from keypoint_instruct.coco.posenotes import facts_block
 
     first = select_scenes(load_scenes(coco_root, "val2014"), min_keypoints=8, limit=1)[0]
     paper, facts = format_context(first), format_context(first, "paper+facts")

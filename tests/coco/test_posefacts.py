@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from keypoint_instruct.coco import posefacts
-from keypoint_instruct.coco.annotations import KEYPOINT_NAMES, Instance, Scene
+from keypoint_instruct.coco import posenotes
+from keypoint_instruct.coco.annotations import Instance, Scene
 from keypoint_instruct.coco.context import format_context
-from keypoint_instruct.coco.posefacts import HandContact, JointAngle, PersonRelation, facts_block, person_facts
+from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES
+from keypoint_instruct.coco.posefacts import HandContact, JointAngle, PersonRelation, person_facts
+from keypoint_instruct.coco.posenotes import facts_block
 
 FACE = {"nose": (100, 40), "left_eye": (104, 36), "right_eye": (96, 36), "left_ear": (108, 38), "right_ear": (92, 38)}
 # A person facing the camera: their left side is on the image right. Left elbow at a right angle (upper arm down,
@@ -61,7 +61,7 @@ def test_right_angle_at_the_elbow_and_a_standing_frontal_person():
     assert facts.lean_degrees == 0
     assert facts.stance == "feet about hip-width apart"
     assert facts.raised == ()
-    line = posefacts.describe(facts)
+    line = posenotes.describe(facts)
     assert "left elbow bent about 90 degrees" in line and "right elbow straight" in line
     assert line.startswith("Person 1 (on the left of the picture, standing, facing the camera): ")
 
@@ -239,16 +239,11 @@ def test_degenerate_skeleton_states_nothing_it_cannot_measure():
     collapsed = {name: (50, 50) for name in STANDING}
     facts = facts_of(collapsed, bbox=(50, 50, 0, 0))
     assert facts.angles == () and facts.lean_degrees is None and facts.stance is None and facts.raised == ()
-    assert posefacts.describe(facts).startswith("Person 1 (on the left")
+    assert posenotes.describe(facts).startswith("Person 1 (on the left")
 
 
 def test_empty_scene_has_no_block():
     assert facts_block(scene(thing("dog", (1, 1, 10, 10)))) == ""
-
-
-def test_inner_angle_degenerate_segment():
-    assert posefacts.inner_angle((0, 0), (0, 0), (1, 1)) is None
-    assert posefacts.inner_angle((1, 0), (0, 0), (0, 1)) == pytest.approx(90)
 
 
 SNAPSHOT = """\
@@ -281,7 +276,7 @@ def test_tiny_person_gets_no_facts_from_pixel_noise():
     assert facts.labelled == 17
     assert (facts.angles, facts.raised, facts.hands) == ((), (), ())
     assert (facts.posture, facts.facing, facts.lean_degrees, facts.stance, facts.lifted_leg) == (None,) * 5
-    assert posefacts.describe(facts).endswith("no pose details readable from the marked joints.")
+    assert posenotes.describe(facts).endswith("no pose details readable from the marked joints.")
 
 
 def test_arm_pointing_at_the_camera_has_no_elbow_angle():
@@ -315,7 +310,7 @@ def test_hand_up_at_the_face_is_not_a_raised_arm():
     phone = STANDING | {"left_elbow": (128, 110), "left_wrist": (112, 45)}
     facts = facts_of(phone)
     assert facts.raised == () and facts.hand_at_head == ("left",)
-    line = posefacts.describe(facts)
+    line = posenotes.describe(facts)
     assert "left hand up at the head" in line and "raised" not in line
     assert "left elbow fully bent" in line and "0 degrees" not in line  # a 2-D reading under 30 is no real angle
     waving = STANDING | {"left_elbow": (150, 70), "left_wrist": (150, 25)}  # hand up beside the head, not at it
@@ -340,7 +335,7 @@ def test_bending_over_on_straight_legs_is_not_lying():
             "right_knee": (100, 200), "left_ankle": (104, 250), "right_ankle": (102, 250)}  # fmt: skip
     facts = facts_of(bent, (90, 140, 125, 115))
     assert facts.posture == "standing" and facts.lean_degrees == 90
-    assert "torso tilted about 90 degrees from vertical" in posefacts.describe(facts)
+    assert "torso tilted about 90 degrees from vertical" in posenotes.describe(facts)
     plank = {"left_shoulder": (190, 180), "right_shoulder": (188, 178), "left_hip": (110, 190),
              "right_hip": (108, 188), "left_knee": (60, 198), "left_ankle": (10, 205)}  # fmt: skip
     assert facts_of(plank, (5, 165, 215, 70)).posture == "lying"  # legs level too: a horizontal body
@@ -360,7 +355,7 @@ def test_arms_crossed_and_hands_on_the_hips():
     crossed = STANDING | {"left_elbow": (125, 110), "right_elbow": (75, 110), "left_wrist": (80, 95),
                           "right_wrist": (120, 95)}  # fmt: skip
     facts = facts_of(crossed)
-    assert facts.arms == "arms crossed" and "camera): arms crossed; left elbow" in posefacts.describe(facts)
+    assert facts.arms == "arms crossed" and "camera): arms crossed; left elbow" in posenotes.describe(facts)
     back = {name: (200 - x, y) for name, (x, y) in crossed.items() if name not in FACE}  # the same, from behind
     assert facts_of(back).facing == "away from the camera" and facts_of(back).arms == "arms crossed"
     akimbo = STANDING | {"left_elbow": (145, 110), "right_elbow": (55, 110), "left_wrist": (116, 146),
@@ -384,9 +379,9 @@ def test_an_arm_stretched_out_level_is_stated():
     pointing = STANDING | {"right_elbow": (45, 72), "right_wrist": (10, 74)}  # towards the picture's left
     facts = facts_of(pointing, bbox=(5, 20, 165, 235))
     assert facts.held_out == ("right",) and facts.raised == ()
-    assert "right arm held out level" in posefacts.describe(facts)
+    assert "right arm held out level" in posenotes.describe(facts)
     t_pose = pointing | {"left_elbow": (155, 70), "left_wrist": (190, 68)}
-    assert "both arms held out level" in posefacts.describe(facts_of(t_pose, bbox=(5, 20, 190, 235)))
+    assert "both arms held out level" in posenotes.describe(facts_of(t_pose, bbox=(5, 20, 190, 235)))
     assert facts_of(STANDING).held_out == ()  # hanging and bent arms are not held out
     bent_level = STANDING | {"right_elbow": (50, 70), "right_wrist": (50, 40)}  # upper arm level, forearm up
     assert facts_of(bent_level).held_out == ()

@@ -150,7 +150,7 @@ def test_few_shot_answers_pass_the_real_parser_and_filters_whole(task):
 
 
 def test_the_body_parts_are_coco_keypoint_names():
-    from keypoint_instruct.coco.annotations import KEYPOINT_NAMES
+    from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES
 
     assert tuple(KEYPOINT_NAMES) == prompts_keypoint_names()
 

@@ -1,0 +1,14 @@
+"""COCO's 17 person keypoints: their names in annotation order and the skeleton that joins them."""
+
+from __future__ import annotations
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)  # fmt: skip
+# COCO's skeleton: 1-based index pairs into KEYPOINT_NAMES.
+SKELETON: tuple[tuple[int, int], ...] = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9),
+    (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
+)  # fmt: skip
