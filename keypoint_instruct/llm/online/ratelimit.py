@@ -3,15 +3,16 @@
 A request debits one unit of the request bucket and :func:`estimate_request_tokens` of the token bucket before it is
 sent, the way providers debit their own limits; response headers then cap what the buckets may hold, and a limit
 the user did not set is adopted from the headers. A 429's Retry-After pauses every sender (:meth:`RateLimiter.pause`).
+Every wait names its reason (:mod:`keypoint_instruct.llm.online.waits`): the pause's, or the RPM or TPM bucket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 
+from keypoint_instruct.llm.online.waits import Why, wait
 from keypoint_instruct.llm.request import ChatRequest, RateLimits, max_output_tokens
 
 log = logging.getLogger(__name__)
@@ -55,29 +56,42 @@ class RateLimiter:
         self.requests = _Bucket(rpm, burst_s) if rpm else None
         self.tokens = _Bucket(tpm, burst_s) if tpm else None
         self.paused_until = 0.0
+        self.pause_why = Why.RETRY_AFTER  # what the pause that ends last is for
 
     async def acquire(self, tokens: int) -> None:
-        while True:
-            now = time.monotonic()
-            wait = self.paused_until - now
-            if wait <= 0:
-                for bucket in (self.requests, self.tokens):
-                    if bucket:
-                        bucket.refill(now)
-                wait = max(
-                    self.requests.wait_for(1) if self.requests else 0.0,
-                    self.tokens.wait_for(tokens) if self.tokens else 0.0,
-                )
-                if wait <= 0:
-                    if self.requests:
-                        self.requests.level -= 1
-                    if self.tokens:
-                        self.tokens.level -= tokens
-                    return
-            await asyncio.sleep(wait)
+        """Wait until one request of ``tokens`` may be sent (no pause on, room in both buckets), then debit it."""
+        while (needed := self._take(tokens)) is not None:
+            await wait(*needed)
 
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+    def _take(self, tokens: int) -> tuple[Why, float] | None:
+        """Debit one request of ``tokens`` and return None; or, without debiting, why and how long to wait first."""
+        now = time.monotonic()
+        pause = self.paused_until - now
+        if pause > 0:
+            return self.pause_why, pause
+        for bucket in (self.requests, self.tokens):
+            if bucket:
+                bucket.refill(now)
+        for_requests = self.requests.wait_for(1) if self.requests else 0.0
+        for_tokens = self.tokens.wait_for(tokens) if self.tokens else 0.0
+        if max(for_requests, for_tokens) > 0:
+            return (Why.RPM, for_requests) if for_requests >= for_tokens else (Why.TPM, for_tokens)
+        if self.requests:
+            self.requests.level -= 1
+        if self.tokens:
+            self.tokens.level -= tokens
+        return None
+
+    async def sit_out_pause(self) -> None:
+        """Wait until no pause is on (a 429's Retry-After, a limit's reset); takes no allowance."""
+        while (pause := self.paused_until - time.monotonic()) > 0:
+            await wait(self.pause_why, pause)
+
+    def pause(self, seconds: float, why: Why = Why.RETRY_AFTER) -> None:
+        """Send nothing for ``seconds`` from now (a pause that already lasts longer is kept)."""
+        until = time.monotonic() + seconds
+        if until > self.paused_until:
+            self.paused_until, self.pause_why = until, why
 
     def observe(self, limits: RateLimits | None) -> None:
         """Adopt the endpoint's limits when we had none; never hold more allowance than it says remains."""
@@ -98,4 +112,4 @@ class RateLimiter:
                 bucket.level = min(bucket.level, float(remaining))
             if remaining == 0 and reset_s:
                 # Nothing left: wait until the endpoint's window gives some back (at most one unit's refill time).
-                self.pause(min(reset_s, 60.0 / limit) if limit else reset_s)
+                self.pause(min(reset_s, 60.0 / limit) if limit else reset_s, Why.RESET)

@@ -32,3 +32,22 @@ def test_a_spent_bucket_makes_the_next_request_wait():
     asyncio.run(acquire_all(limiter, 10))
     limiter.requests.refill(time.monotonic())
     assert limiter.requests.level < 1 and limiter.requests.wait_for(1) > 0.05
+
+
+def test_every_wait_names_its_reason():
+    from keypoint_instruct.llm.online.waits import Why
+
+    limiter = RateLimiter(rpm=60, tpm=None, burst_s=1.0)  # one request of allowance
+    assert limiter._take(10) is None  # taken
+    why, seconds = limiter._take(10)
+    assert why is Why.RPM and 0.9 < seconds <= 1.0
+    limiter = RateLimiter(rpm=None, tpm=600, burst_s=1.0)  # ten tokens of allowance
+    assert limiter._take(10) is None
+    assert limiter._take(10)[0] is Why.TPM
+    limiter.pause(0.5)
+    why, seconds = limiter._take(10)
+    assert why is Why.RETRY_AFTER and 0.4 < seconds <= 0.5
+    limiter.observe(RateLimits(remaining_requests=0, reset_requests_s=2.0))  # ends later: its reason wins
+    assert limiter._take(10)[0] is Why.RESET
+    limiter.pause(0.1)  # ends sooner: the longer pause and its reason stay
+    assert limiter._take(10)[0] is Why.RESET and limiter.paused_until - time.monotonic() > 1.5
