@@ -28,11 +28,6 @@ if TYPE_CHECKING:
     from keypoint_instruct.llm.request import ChatRequest
 
 
-def count_of(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 request``, ``2 requests``: the noun agrees with the number (for the batch commands' messages)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 _UPDATABLE = ("status", "output_file_id", "error_file_id", "collected_at")
 FORGOTTEN = "forgotten"
 SUBMITTING = "submitting"  # a provisional row: the batch of its input file is being created (or its submit died)
