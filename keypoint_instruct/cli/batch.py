@@ -35,7 +35,7 @@ def register(subparsers) -> None:
         help="upload the requests not yet cached as batch files and create batches",
         description="Upload the selected requests without a cached answer as Batch API files and create batches, "
         "recorded in the cache. A submit killed meanwhile is settled by the next `batch submit`, `status` or "
-        "`collect` (one line on stderr; README.md, Teacher).",
+        "`collect`, with one line on stderr (README.md, section Teacher).",
     )
     add_selection_options(submit)
     add_endpoint_options(submit, SUBMIT_BASE_URL_HELP)

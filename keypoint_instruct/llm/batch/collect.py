@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class StatusReport:
     rows: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # interrupted submits resolved first (batch_recover)
+    notes: list[str] = field(default_factory=list)  # interrupted submits resolved first (recover.py)
 
     def __str__(self) -> str:
         if not self.rows:
@@ -71,7 +71,7 @@ class CollectResult(IngestCounts):
     collected_batches: list[str] = field(default_factory=list)
     waiting_batches: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)  # "<batch id> <status>" of batches that ended early
-    notes: list[str] = field(default_factory=list)  # interrupted submits resolved first (batch_recover)
+    notes: list[str] = field(default_factory=list)  # interrupted submits resolved first (recover.py)
 
     def __str__(self) -> str:
         text = (

@@ -64,7 +64,7 @@ class SubmitResult:
     over_cap: int = 0  # left out by max_cost_usd
     worst_case_usd: float | None = None  # with max_cost_usd: worst case of what was submitted, at the Batch price
     adopted: int = 0  # batches found again by their input digest instead of being created twice
-    notes: list[str] = field(default_factory=list)  # interrupted earlier submits resolved first (batch_recover)
+    notes: list[str] = field(default_factory=list)  # interrupted earlier submits resolved first (recover.py)
 
     def __str__(self) -> str:
         elsewhere = f", {self.claimed_elsewhere} being sent by another run" if self.claimed_elsewhere else ""

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: the claims table (keypoint_instruct/claims.py); 3: batch_details (endpoint, counts)
+SCHEMA_VERSION = 3  # 2: the claims table (claims.py); 3: batch_details (endpoint, counts)
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
 _BUSY_TIMEOUT_S = 60.0  # how long a statement waits for another process's write lock
 
