@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from keypoint_instruct.errors import UsageError
-from keypoint_instruct.llm.batch.client import TERMINAL, _api, _api_error
-from keypoint_instruct.llm.store.batches import FORGOTTEN, SUBMITTING, BatchJobs, count_of
+from keypoint_instruct.llm.batch.api import TERMINAL, api_error, call, count_of, endpoint_of
+from keypoint_instruct.llm.store.batches import FORGOTTEN, SUBMITTING, BatchJobs
 
 if TYPE_CHECKING:
     from keypoint_instruct.llm.store.cache import ResponseCache
@@ -49,11 +49,6 @@ def _recorded(cache: ResponseCache, batch_id: str, action: str) -> dict:
     return row
 
 
-def _endpoint(client) -> str:
-    """The endpoint asked, as the user gives it to --base-url (a 404 from the wrong one must be visible)."""
-    return str(client.base_url).rstrip("/")
-
-
 def _retrieve(client, batch_id: str):
     """The provider's batch, or None when it answers 404 (it does not know the batch)."""
     import openai
@@ -63,7 +58,7 @@ def _retrieve(client, batch_id: str):
     except openai.NotFoundError:
         return None
     except openai.APIError as err:
-        raise _api_error(f"reading batch {batch_id}", err) from None
+        raise api_error(f"reading batch {batch_id}", err) from None
 
 
 def cancel(client_for: Callable[[dict], Any], cache: ResponseCache, batch_id: str) -> str:
@@ -77,7 +72,7 @@ def cancel(client_for: Callable[[dict], Any], cache: ResponseCache, batch_id: st
     remote = _retrieve(client, batch_id)
     if remote is None:
         raise UsageError(
-            f"the provider at {_endpoint(client)} does not know batch {batch_id} (HTTP 404): if the batch was "
+            f"the provider at {endpoint_of(client)} does not know batch {batch_id} (HTTP 404): if the batch was "
             f"submitted there, `batch forget {batch_id}` frees its requests; if not, pass the --base-url it was "
             "submitted to"
         )
@@ -86,7 +81,7 @@ def cancel(client_for: Callable[[dict], Any], cache: ResponseCache, batch_id: st
             BatchJobs(cache).update(batch_id, status=remote.status)
         raise UsageError(f"batch {batch_id} has ended already ({remote.status}); `batch collect` it")
     if remote.status != "cancelling":
-        remote = _api(f"cancelling batch {batch_id}", client.batches.cancel, batch_id)
+        remote = call(f"cancelling batch {batch_id}", client.batches.cancel, batch_id)
     if forgotten:  # the status stays: its requests stay free to send
         return (
             f"batch {batch_id} is {remote.status} at the provider; it stays forgotten here (its requests are free to "
@@ -122,7 +117,7 @@ def forget(client_for: Callable[[dict], Any], cache: ResponseCache, batch_id: st
         )
     freed = BatchJobs(cache).forget(batch_id)
     why = (
-        f"the provider at {_endpoint(client)} no longer knows it"
+        f"the provider at {endpoint_of(client)} no longer knows it"
         if remote is None
         else f"forced; the provider reports it {remote.status}"
     )

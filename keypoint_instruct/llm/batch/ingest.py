@@ -1,14 +1,15 @@
 """Ingesting the output and error files of a finished Batch API job into the response cache, exactly once.
 
-``collect`` in :mod:`keypoint_instruct.llm.batch.client` downloads the files and calls :func:`ingest` (answers at the Batch
-price through ``ResponseCache.put``, failed lines through ``record_failure``; a key answered already is left alone)
-and :func:`account_for_missing` (a request on no line at all, as in a failed batch, is recorded as a failure with the
-batch's errors). A failure reason already recorded for a key is not recorded again, so a collect that was
-interrupted and is run again adds nothing twice.
+``collect`` in :mod:`keypoint_instruct.llm.batch.collect` downloads the files and calls :func:`ingest` (answers at
+the Batch price through ``ResponseCache.put``, failed lines through ``record_failure``; a key answered already is
+left alone) and :func:`account_for_missing` (a request on no line at all, as in a failed batch, is recorded as a
+failure with the batch's errors); both add what they did to an :class:`IngestCounts`. A failure reason already
+recorded for a key is not recorded again, so a collect that was interrupted and is run again adds nothing twice.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.llm.pricing import completion_cost
@@ -17,8 +18,18 @@ from keypoint_instruct.llm.providers.openai import answer_text, count_locally
 from keypoint_instruct.llm.request import ChatRequest, Completion
 
 if TYPE_CHECKING:
-    from keypoint_instruct.llm.batch.client import CollectResult
     from keypoint_instruct.llm.store.cache import ResponseCache
+
+
+@dataclass
+class IngestCounts:
+    """What ingesting batch files did, added up over the batches of one collect."""
+
+    added: int = 0
+    already_present: int = 0
+    failures: int = 0
+    unmatched: int = 0  # lines whose custom_id is not a request of the batch
+    cost_usd: float = 0.0
 
 
 def _completion(body: dict, request: ChatRequest) -> Completion:
@@ -60,7 +71,7 @@ def _batch_errors(batch) -> str:
     return "; ".join(redact(x) for x in found) or "no answer for this request"
 
 
-def account_for_missing(cache: ResponseCache, batch, lines: list[dict], requests: dict, result: CollectResult) -> None:
+def account_for_missing(cache: ResponseCache, batch, lines: list[dict], requests: dict, counts: IngestCounts) -> None:
     """A request of the batch on no output or error line (e.g. a failed batch) is recorded as a failure."""
     seen = {line.get("custom_id") for line in lines}
     missing = [key for key in requests if key not in seen]
@@ -71,19 +82,19 @@ def account_for_missing(cache: ResponseCache, batch, lines: list[dict], requests
             continue
         if not any(f["reason"] == reason for f in cache.failures(key)):
             cache.record_failure(requests[key], reason)
-        result.failures += 1
+        counts.failures += 1
 
 
-def ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, result: CollectResult) -> None:
+def ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, counts: IngestCounts) -> None:
     """Store the answers and failures of ``lines`` (output and error files) for the batch's ``requests`` by key."""
     answered = cache.answered(line.get("custom_id") for line in lines)
     for line in lines:
         request = requests.get(line.get("custom_id"))
         if request is None:
-            result.unmatched += 1
+            counts.unmatched += 1
             continue
         if request.key in answered:
-            result.already_present += 1
+            counts.already_present += 1
             continue
         response = line.get("response") or {}
         if response.get("status_code") == 200 and not line.get("error"):
@@ -101,11 +112,11 @@ def ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, resul
                 )
                 stored = cache.put(request, completion, 0.0, cost_usd=cost)
                 answered.add(request.key)
-                result.added += 1
-                result.cost_usd += stored.cost_usd
+                counts.added += 1
+                counts.cost_usd += stored.cost_usd
                 continue
         else:
             reason = _failure_reason(batch.id, line)
         if not any(f["reason"] == reason for f in cache.failures(request.key)):
             cache.record_failure(request, reason)
-        result.failures += 1
+        counts.failures += 1

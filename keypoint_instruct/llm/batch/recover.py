@@ -6,12 +6,13 @@ Functions (``client`` a sync ``openai.OpenAI``, ``cache`` a :class:`keypoint_ins
     resolve_submitting(client, cache) -> list[str]          # one line per provisional row resolved
 
 ``batch submit`` records the keys of a batch before it asks the provider to create it (a provisional row,
-:meth:`keypoint_instruct.llm.store.batches.BatchJobs.record_submitting`), so a submit killed before it learns the batch id
-leaves them pending, never free for ``generate`` to send while the batch runs and bills. ``resolve_submitting``
-(run first by ``batch submit``, ``status`` and ``collect``) settles each provisional row whose submit has ended,
-that is whose keys no live run holds a claim on (:mod:`keypoint_instruct.llm.store.claims`): it lists the provider's batches
-and looks for the one made from the row's input file; found, the row becomes its record; not found while the
-provider knows the input file, it never made that batch, and the row is dropped so its keys may be sent again.
+:meth:`keypoint_instruct.llm.store.batches.BatchJobs.record_submitting`), so a submit killed before it learns the
+batch id leaves them pending, never free for ``generate`` to send while the batch runs and bills.
+``resolve_submitting`` (run first by ``batch submit``, ``status`` and ``collect``) settles each provisional row whose
+submit has ended, that is whose keys no live run holds a claim on (:mod:`keypoint_instruct.llm.store.claims`): it
+lists the provider's batches and looks for the one made from the row's input file; found, the row becomes its
+record; not found while the provider knows the input file, it never made that batch, and the row is dropped so its
+keys may be sent again.
 When the provider cannot be asked, or does not know the input file (another endpoint than the submit's: the batch
 may be running there), the row stays (its keys stay pending) and the line says so.
 """
@@ -22,7 +23,8 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from keypoint_instruct.llm.store.batches import BatchJobs, count_of
+from keypoint_instruct.llm.batch.api import count_of, endpoint_of
+from keypoint_instruct.llm.store.batches import BatchJobs
 from keypoint_instruct.llm.store.claims import Claims
 
 if TYPE_CHECKING:
@@ -98,7 +100,7 @@ def resolve_submitting(client, cache: ResponseCache) -> list[str]:
         try:  # a provider that does not know the file is not the one the submit uploaded it to
             client.files.retrieve(file_id)
         except openai.APIError as err:
-            where = str(client.base_url).rstrip("/")
+            where = endpoint_of(client)
             why = "does not know" if isinstance(err, openai.NotFoundError) else "could not be asked about"
             notes.append(
                 f"the provider at {where} {why} input file {file_id} of an interrupted `batch submit` "

@@ -1,6 +1,6 @@
 """The Batch API jobs recorded in a response cache file: which batch carries which keys, and what is still pending.
 
-The tables ``batches`` and ``batch_requests`` live in the cache file itself (``data/cache_schema.sql``), so the
+The tables ``batches`` and ``batch_requests`` live in the cache file itself (``schema.sql``), so the
 bookkeeping travels with the answers, ``cache merge`` carries it, and :meth:`BatchJobs.pending_keys` is what
 ``generate`` and ``batch submit`` leave out: a key waiting in a submitted, uncollected batch is never paid twice.
 A batch the provider lost (or the user gave up on) is *forgotten* (:meth:`BatchJobs.forget`, status ``forgotten``):
@@ -10,7 +10,7 @@ A batch being created has a *provisional* row first (:meth:`BatchJobs.record_sub
 id ``submitting-<input file id>``), written before the create call: its keys are pending from then on, so a
 ``batch submit`` killed before it learns the batch id leaves them pending rather than free. :meth:`BatchJobs.record`
 with ``replaces`` turns it into the real row; :meth:`BatchJobs.drop_submitting` removes one whose batch was never
-made (``batch_recover.resolve_submitting`` decides which, asking the provider).
+made (:func:`keypoint_instruct.llm.batch.recover.resolve_submitting` decides which, asking the provider).
 
 ``batch_details`` (cache schema 3) keeps, per batch, the ``--base-url`` it was submitted to (never the key) and the
 provider's request counts at collect time.
@@ -26,11 +26,6 @@ from keypoint_instruct.llm.store.cache import ResponseCache, utc_now
 
 if TYPE_CHECKING:
     from keypoint_instruct.llm.request import ChatRequest
-
-
-def count_of(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 request``, ``2 requests``: the noun agrees with the number (for the batch commands' messages)."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 _UPDATABLE = ("status", "output_file_id", "error_file_id", "collected_at")
@@ -94,7 +89,8 @@ class BatchJobs:
         """Record the keys of a batch about to be created from ``input_file_id`` (pending from now on); its row id.
 
         The caller keeps its claims on the keys until :meth:`record` replaces this row: a live claim tells
-        ``batch_recover.resolve_submitting`` that the batch is still being created, not left behind by a killed submit.
+        ``llm.batch.recover.resolve_submitting`` that the batch is still being created, not left behind by a killed
+        submit.
         """
         batch_id = f"{SUBMITTING}-{input_file_id}"
         self.record(batch_id, requests, input_file_id=input_file_id, status=SUBMITTING, base_url=base_url)

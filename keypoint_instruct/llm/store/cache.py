@@ -3,9 +3,10 @@
 A response is committed the moment it arrives, so a crash loses at most the requests in flight. The insert cannot
 duplicate (``ON CONFLICT(key) DO NOTHING``): when two shards answer the same key, the first answer stays. Failed
 attempts go to their own table with the reason. Several processes may write one file at once (WAL + busy timeout);
-``merge`` joins the files of shards that wrote separately. The same file records the Batch API jobs
-(:mod:`keypoint_instruct.llm.store.batches`), so every command that sends requests knows what waits in a batch, and the
-keys other runs are sending right now (:mod:`keypoint_instruct.llm.store.claims`; never merged).
+:mod:`keypoint_instruct.llm.store.merge` joins the files of shards that wrote separately, and
+:mod:`keypoint_instruct.llm.store.stats` says what a file holds. The same file records the Batch API jobs
+(:mod:`keypoint_instruct.llm.store.batches`), so every command that sends requests knows what waits in a batch, and
+the keys other runs are sending right now (:mod:`keypoint_instruct.llm.store.claims`; never merged).
 
 A cache of an older schema is brought up to date when it is opened (its data kept): the schema file only holds
 ``IF NOT EXISTS`` statements, so running it again adds what the older schema lacks.
@@ -18,28 +19,29 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.errors import CacheError, InputNotFoundError
+from keypoint_instruct.llm.store.stats import CacheStats, read_stats
 
 if TYPE_CHECKING:
     from keypoint_instruct.llm.request import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: the claims table (keypoint_instruct/claims.py); 3: batch_details (endpoint, counts)
+SCHEMA_VERSION = 3  # 2: the claims table (claims.py); 3: batch_details (endpoint, counts)
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
 _BUSY_TIMEOUT_S = 60.0  # how long a statement waits for another process's write lock
 
 # fmt: off
-_RESPONSE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "text", "finish_reason",
+RESPONSE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "text", "finish_reason",
                      "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "latency_s", "created_at")
 # fmt: on
-_FAILURE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "reason", "created_at")
+FAILURE_COLUMNS = ("key", "task", "image_id", "coco_split", "model", "prompt_version", "reason", "created_at")
 
 
 @dataclass(frozen=True)
@@ -65,24 +67,6 @@ class CachedResponse:
         return self.finish_reason == "stop"
 
 
-@dataclass
-class CacheStats:
-    """What a cache holds; ``rows`` has one entry per (task, model, status)."""
-
-    rows: list[dict] = field(default_factory=list)
-    responses: int = 0
-    failed_attempts: int = 0
-    unanswered_keys: int = 0  # keys with failed attempts and no response
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def cached_share(self) -> float:
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
-
-
 def _schema() -> str:
     return (resources.files(__package__) / "schema.sql").read_text(encoding="utf-8")
 
@@ -102,10 +86,6 @@ def completion_cost(model: str, completion: Completion, *, batch: bool = False) 
         cached_tokens=completion.cached_tokens,
         batch=batch,
     )
-
-
-def status_of(finish_reason: str) -> str:
-    return "ok" if finish_reason == "stop" else finish_reason
 
 
 class ResponseCache:
@@ -197,7 +177,7 @@ class ResponseCache:
 
     @property
     def db(self) -> sqlite3.Connection:
-        """The open SQLite connection (autocommit), for the batch-job tables of :mod:`keypoint_instruct.llm.store.batches`."""
+        """The open SQLite connection (autocommit), for the other modules of :mod:`keypoint_instruct.llm.store`."""
         return self._db
 
     @contextmanager
@@ -222,7 +202,7 @@ class ResponseCache:
 
     # ----------------------------------------------------------------- reading
     def get(self, key: str) -> CachedResponse | None:
-        cols = ", ".join(_RESPONSE_COLUMNS)
+        cols = ", ".join(RESPONSE_COLUMNS)
         row = self._db.execute(f"SELECT {cols} FROM responses WHERE key = ?", (key,)).fetchone()
         return CachedResponse(*row) if row else None
 
@@ -246,7 +226,7 @@ class ResponseCache:
             where.append("coco_split = ?")
             params.append(coco_split)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        query = f"SELECT {', '.join(_RESPONSE_COLUMNS)} FROM responses{clause} ORDER BY task, image_id, key"
+        query = f"SELECT {', '.join(RESPONSE_COLUMNS)} FROM responses{clause} ORDER BY task, image_id, key"
         for row in self._db.execute(query, params):
             yield CachedResponse(*row)
 
@@ -271,31 +251,13 @@ class ResponseCache:
 
     def failures(self, key: str | None = None) -> list[dict]:
         """Failed attempts (oldest first), of one key or all."""
-        cols = ", ".join(_FAILURE_COLUMNS)
+        cols = ", ".join(FAILURE_COLUMNS)
         query = f"SELECT {cols} FROM failures" + (" WHERE key = ?" if key else "") + " ORDER BY id"
-        return [dict(zip(_FAILURE_COLUMNS, r, strict=True)) for r in self._db.execute(query, (key,) if key else ())]
+        return [dict(zip(FAILURE_COLUMNS, r, strict=True)) for r in self._db.execute(query, (key,) if key else ())]
 
     def stats(self) -> CacheStats:
-        stats = CacheStats()
-        query = (
-            "SELECT task, model, finish_reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
-            "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, finish_reason "
-            "ORDER BY task, model, finish_reason"
-        )
-        names = ("task", "model", "status", "responses", "prompt_tokens", "completion_tokens", "cached_tokens",
-                 "cost_usd")  # fmt: skip
-        for row in self._db.execute(query):
-            stats.rows.append(dict(zip(names, (*row[:2], status_of(row[2]), *row[3:]), strict=True)))
-            stats.responses += row[3]
-            stats.prompt_tokens += row[4]
-            stats.completion_tokens += row[5]
-            stats.cached_tokens += row[6]
-            stats.cost_usd += row[7]
-        stats.failed_attempts = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
-        stats.unanswered_keys = self._db.execute(
-            "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
-        ).fetchone()[0]
-        return stats
+        """Answers by task, model and status, tokens, money and failures (:mod:`keypoint_instruct.llm.store.stats`)."""
+        return read_stats(self._db)
 
     # ----------------------------------------------------------------- writing
     def put(
@@ -309,8 +271,9 @@ class ResponseCache:
     ) -> CachedResponse:
         """Store and commit one answer; an answer already stored for the key wins and is returned.
 
-        ``cost_usd`` defaults to the synchronous price of the completion (batch.py passes the Batch price).
-        ``claim_owner``: release that run's claim on the key in the same transaction (:mod:`keypoint_instruct.llm.store.claims`).
+        ``cost_usd`` defaults to the synchronous price of the completion (``batch collect`` passes the Batch price).
+        ``claim_owner``: release that run's claim on the key in the same transaction
+        (:mod:`keypoint_instruct.llm.store.claims`).
         """
         model = completion.model or str(request.body.get("model", ""))
         if cost_usd is None:
@@ -332,7 +295,7 @@ class ResponseCache:
             utc_now(),
         )
         marks = ",".join("?" * len(values))
-        insert = f"INSERT INTO responses ({', '.join(_RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING"
+        insert = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING"
         if claim_owner is None:
             cursor = self._db.execute(insert, values)
         else:
@@ -347,7 +310,7 @@ class ResponseCache:
     def record_failure(self, request: ChatRequest, reason: str) -> None:
         """Keep one failed attempt and why (committed now)."""
         self._db.execute(
-            f"INSERT OR IGNORE INTO failures ({', '.join(_FAILURE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT OR IGNORE INTO failures ({', '.join(FAILURE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             (
                 request.key,
                 request.task,
@@ -359,78 +322,3 @@ class ResponseCache:
                 utc_now(),
             ),
         )
-
-    # ----------------------------------------------------------------- merging shards
-    def merge(self, other_paths: Iterable[str | Path]) -> dict[str, float]:
-        """Copy responses, failures and batch records of other cache files in; returns what happened.
-
-        Claims are not copied: they belong to runs on the other file, which cannot renew or release them here.
-
-        A key answered in both keeps this file's answer, unless only the other one finished normally (``stop``):
-        a complete paid answer is never thrown away for a cut one. Counts: ``added``, ``already_present``,
-        ``conflicts`` (present with a different text), ``upgraded`` (a cut answer replaced by a complete one),
-        ``failures_added``, and ``paid_twice_usd``: what the duplicate answers (same key, answered separately) cost.
-        """
-        counts: dict[str, float] = dict.fromkeys(
-            ("added", "already_present", "conflicts", "upgraded", "failures_added"), 0
-        )
-        counts["paid_twice_usd"] = 0.0
-        cols = ", ".join(_RESPONSE_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _RESPONSE_COLUMNS if c != "key")
-        other_paths = [Path(p) for p in other_paths]
-        check_merge_inputs(self.path, other_paths)  # every file before the first is copied
-        for other in other_paths:
-            before = counts["added"]
-            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
-            try:
-                with self.transaction():
-                    both = "FROM other.responses o JOIN main.responses m ON m.key = o.key"
-                    conflicts, upgraded, paid_twice = self._db.execute(
-                        "SELECT COALESCE(SUM(m.text != o.text), 0), "
-                        "COALESCE(SUM(m.finish_reason != 'stop' AND o.finish_reason = 'stop'), 0), "
-                        f"COALESCE(SUM(CASE WHEN m.created_at != o.created_at THEN o.cost_usd END), 0) {both}"
-                    ).fetchone()
-                    changed = self._db.execute(
-                        f"INSERT INTO main.responses ({cols}) SELECT {cols} FROM other.responses WHERE true "
-                        f"ON CONFLICT(key) DO UPDATE SET {updates} "
-                        "WHERE main.responses.finish_reason != 'stop' AND excluded.finish_reason = 'stop'"
-                    ).rowcount
-                    total = self._db.execute("SELECT COUNT(*) FROM other.responses").fetchone()[0]
-                    added = changed - upgraded
-                    counts["added"] += added
-                    counts["already_present"] += total - added
-                    counts["conflicts"] += conflicts
-                    counts["upgraded"] += upgraded
-                    counts["paid_twice_usd"] += paid_twice
-                    fcols = ", ".join(_FAILURE_COLUMNS)
-                    counts["failures_added"] += self._db.execute(
-                        f"INSERT OR IGNORE INTO main.failures ({fcols}) SELECT {fcols} FROM other.failures"
-                    ).rowcount
-                    self._db.execute("INSERT OR IGNORE INTO main.batches SELECT * FROM other.batches")
-                    self._db.execute("INSERT OR IGNORE INTO main.batch_requests SELECT * FROM other.batch_requests")
-                    if self._db.execute(  # a read-only older input has none
-                        "SELECT 1 FROM other.sqlite_master WHERE type = 'table' AND name = 'batch_details'"
-                    ).fetchone():
-                        self._db.execute(
-                            "INSERT OR IGNORE INTO main.batch_details (batch_id, base_url, completed, failed) "
-                            "SELECT batch_id, base_url, completed, failed FROM other.batch_details"
-                        )
-            finally:
-                self._db.execute("DETACH DATABASE other")
-            log.info("merged %s: %d responses added", other, counts["added"] - before)
-        return counts
-
-
-def check_merge_inputs(out: str | Path, inputs: Iterable[str | Path]) -> None:
-    """Raise the first problem of the caches to merge into ``out``, before anything is created or written.
-
-    Each input must exist, be a keypoint-instruct cache of this schema, and not be ``out`` itself.
-    """
-    out = Path(out)
-    missing = [str(p) for p in inputs if not Path(p).is_file()]
-    if missing:
-        raise InputNotFoundError(f"cache to merge not found: {', '.join(missing)}")
-    for other in map(Path, inputs):
-        if other.resolve() == out.resolve():
-            raise CacheError(f"cannot merge {other} into itself")
-        ResponseCache(other).close()  # validates the file and its schema

@@ -1,4 +1,4 @@
--- The response cache (keypoint_instruct/cache.py). Bump cache.SCHEMA_VERSION on any change. Every statement is
+-- The response cache (llm/store/cache.py). Bump cache.SCHEMA_VERSION on any change. Every statement is
 -- IF NOT EXISTS, so running this file again brings an older cache up to date (cache.py's migration).
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS batch_requests (
     coco_split TEXT NOT NULL,
     prompt_version TEXT NOT NULL
 );
--- Schema 2: in-flight claims (keypoint_instruct/claims.py). A run claims a key before it sends it, another run
+-- Schema 2: in-flight claims (llm/store/claims.py). A run claims a key before it sends it, another run
 -- skips a key whose claim is live. Never carried by `cache merge`.
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,

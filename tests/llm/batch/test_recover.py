@@ -19,11 +19,13 @@ from keypoint_instruct.cli import main
 from keypoint_instruct.coco.annotations import load_scenes
 from keypoint_instruct.coco.context import select_scenes
 from keypoint_instruct.errors import CacheError, TeacherError
-from keypoint_instruct.llm.batch import client as batch
+from keypoint_instruct.llm.batch.api import ENDPOINT
+from keypoint_instruct.llm.batch.collect import collect
+from keypoint_instruct.llm.batch.submit import _create_provisional, request_line, submit
 from keypoint_instruct.llm.store.batches import BatchJobs
 from keypoint_instruct.llm.store.cache import ResponseCache
 from tests.fake_openai import FakeOpenAI
-from tests.llm.batch.test_client import SPLIT, client_for, make_requests
+from tests.llm.batch.test_submit import SPLIT, client_for, make_requests
 from tests.paths import REPO
 
 
@@ -144,15 +146,15 @@ def test_collect_records_a_batch_an_interrupted_submit_left_unrecorded(fake_open
     """A cache left with a provisional record (the submitter died with no claim left): `collect` resolves it."""
     requests = make_requests(scenes, tasks=("conversation",))
     client = client_for(fake_openai)
-    data = b"".join(batch.request_line(r) for r in requests)
+    data = b"".join(request_line(r) for r in requests)
     uploaded = client.files.create(file=("in.jsonl", data), purpose="batch")
     with ResponseCache(tmp_path / "c.db", create=True) as cache:
         jobs = BatchJobs(cache)
         jobs.record_submitting(uploaded.id, requests)
         assert jobs.pending_keys() == {r.key for r in requests}
-        made = client.batches.create(input_file_id=uploaded.id, endpoint=batch.ENDPOINT, completion_window="24h")
+        made = client.batches.create(input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h")
         fake_openai.complete_batches()
-        result = batch.collect(client, cache)
+        result = collect(client, cache)
         assert result.collected_batches == [made.id] and result.added == 4
         assert any(f"found batch {made.id}" in note for note in result.notes)
         assert [row["batch_id"] for row in jobs.rows()] == [made.id] and jobs.pending_keys() == set()
@@ -163,7 +165,7 @@ def test_a_refused_batch_creation_leaves_no_provisional_record(fake_openai, scen
     fake_openai.set_batch(hold_creates_s=0.01, make_held=False)  # a 500, and no batch was made
     with ResponseCache(tmp_path / "c.db", create=True) as cache:
         with pytest.raises(TeacherError, match="no such batch exists"):
-            batch.submit(client_for(fake_openai), requests, cache, tmp_path)
+            submit(client_for(fake_openai), requests, cache, tmp_path)
         assert BatchJobs(cache).rows() == [] and BatchJobs(cache).pending_keys() == set()
         assert cache.db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
 
@@ -172,10 +174,10 @@ def test_a_submit_whose_record_was_settled_meanwhile_creates_nothing(fake_openai
     """A submit paused past its claim lease may find its provisional record settled by another run: it stops."""
     requests = make_requests(scenes[:1], tasks=("conversation",))
     client = client_for(fake_openai)
-    uploaded = client.files.create(file=("in.jsonl", batch.request_line(requests[0])), purpose="batch")
+    uploaded = client.files.create(file=("in.jsonl", request_line(requests[0])), purpose="batch")
     with ResponseCache(tmp_path / "c.db", create=True) as cache:
         provisional = BatchJobs(cache).record_submitting(uploaded.id, requests)
         assert BatchJobs(cache).drop_submitting(provisional) == 1  # what another run's `batch status` did
         with pytest.raises(CacheError, match="settled by another run"):
-            batch._create_provisional(client, cache, provisional, uploaded.id, "digest", "in.jsonl")
+            _create_provisional(client, cache, provisional, uploaded.id, "digest", "in.jsonl")
     assert [e.path for e in fake_openai.log() if e.method == "POST"] == ["/v1/files"]

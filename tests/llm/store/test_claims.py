@@ -285,7 +285,8 @@ def test_a_run_in_another_pid_namespace_on_this_host_waits_for_the_lease(tmp_pat
     keys = [make_request(i).key for i in range(2)]
     Claims(cache).claim(keys)  # held by this live process
     probe = (
-        "import sys; from keypoint_instruct.llm.store.cache import ResponseCache; from keypoint_instruct.llm.store.claims import Claims; "
+        "import sys; from keypoint_instruct.llm.store.cache import ResponseCache; "
+        "from keypoint_instruct.llm.store.claims import Claims; "
         "got = Claims(ResponseCache(sys.argv[1])).claim(sys.argv[2:]); print(len(got.claimed), len(got.held))"
     )
     try:

@@ -1,0 +1,90 @@
+"""What a response cache holds, for ``cache stats``: answers by task, model and status; tokens; money spent.
+
+Takes the open SQLite connection of a :class:`keypoint_instruct.llm.store.cache.ResponseCache` (its ``stats()``
+calls :func:`read_stats`) and gives a :class:`CacheStats`, whose ``str`` is the table ``cache stats`` prints.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+_ROW_NAMES = (
+    "task",
+    "model",
+    "status",
+    "responses",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+)
+_HEADER = ("task", "model", "status", "responses", "prompt_tok", "cached_tok", "completion_tok", "usd")
+
+
+def status_of(finish_reason: str) -> str:
+    """A finish reason as ``cache stats`` shows it: ``ok`` for a normal end (``stop``), else the reason."""
+    return "ok" if finish_reason == "stop" else finish_reason
+
+
+@dataclass
+class CacheStats:
+    """What a cache holds; ``rows`` has one entry per (task, model, status)."""
+
+    rows: list[dict] = field(default_factory=list)
+    responses: int = 0
+    failed_attempts: int = 0
+    unanswered_keys: int = 0  # keys with failed attempts and no response
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def cached_share(self) -> float:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    def __str__(self) -> str:
+        """A table with a row per (task, model, status) and a total, then cached share, failures and money."""
+        rows = [
+            (r["task"], r["model"], r["status"], r["responses"], r["prompt_tokens"], r["cached_tokens"],
+             r["completion_tokens"], f"{r['cost_usd']:.4f}")
+            for r in self.rows
+        ]  # fmt: skip
+        rows.append(
+            ("total", "", "", self.responses, self.prompt_tokens, self.cached_tokens, self.completion_tokens,
+             f"{self.cost_usd:.4f}")
+        )  # fmt: skip
+        widths = [max(len(str(row[i])) for row in (_HEADER, *rows)) for i in range(len(_HEADER))]
+        lines = [
+            "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in (_HEADER, *rows)
+        ]
+        lines += [
+            f"cached-token share of prompt tokens: {self.cached_share:.1%}",
+            f"failed attempts: {self.failed_attempts}; keys failed and never answered: {self.unanswered_keys}",
+            f"money spent: ${self.cost_usd:.4f}",
+        ]
+        return "\n".join(lines)
+
+
+def read_stats(db: sqlite3.Connection) -> CacheStats:
+    """The :class:`CacheStats` of the cache open on ``db``."""
+    stats = CacheStats()
+    query = (
+        "SELECT task, model, finish_reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+        "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, finish_reason "
+        "ORDER BY task, model, finish_reason"
+    )
+    for row in db.execute(query):
+        stats.rows.append(dict(zip(_ROW_NAMES, (*row[:2], status_of(row[2]), *row[3:]), strict=True)))
+        stats.responses += row[3]
+        stats.prompt_tokens += row[4]
+        stats.completion_tokens += row[5]
+        stats.cached_tokens += row[6]
+        stats.cost_usd += row[7]
+    stats.failed_attempts = db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+    stats.unanswered_keys = db.execute(
+        "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
+    ).fetchone()[0]
+    return stats
