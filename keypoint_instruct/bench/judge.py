@@ -205,6 +205,37 @@ def _judgement(question, status, scores, attempts, keys, text, reason="") -> Jud
     )
 
 
+def _request_maker(bench: Bench, rubrics: Rubrics, settings):
+    """``request(question, messages)``: the judge's chat request about a question, filed under ``judge/<category>``."""
+    from keypoint_instruct.llm.request import ChatRequest
+
+    def request(question, messages) -> ChatRequest:
+        body = settings.body(messages)
+        context = bench.contexts[question.image_id]
+        return ChatRequest(
+            task=f"judge/{question.category}",
+            item_id=question.image_id,
+            collection=context.coco_split,
+            prompt_version=rubrics.version,
+            body=body,
+        )
+
+    return request
+
+
+def _verdict(question, answered: bool, first: dict, retries: dict, texts: dict[str, str]) -> Judgement:
+    """A question's judgement from the reply to its last asking: judged, excluded (and why) or unanswered."""
+    if not answered:
+        return _judgement(question, "unanswered", None, 0, (), "", "no answer")
+    qid = question.question_id
+    reqs = [first[qid]] + ([retries[qid]] if qid in retries else [])
+    last = texts.get(reqs[-1].key)
+    scores = parse_scores(last or "")
+    status = "judged" if scores else "excluded"
+    reason = "" if scores else ("unparseable" if last is not None else "no judge reply")
+    return _judgement(question, status, scores, len(reqs), [r.key for r in reqs], last or "", reason)
+
+
 def run_judge(
     bench: Bench,
     answers: dict[str, Answer],
@@ -222,24 +253,13 @@ def run_judge(
 
     ``progress``: a progress bar labelled ``judge`` (``judge retry`` for the second asking)."""
     from keypoint_instruct.bench.calls import complete_all
-    from keypoint_instruct.llm.request import ChatRequest, GenerationSettings
+    from keypoint_instruct.llm.request import GenerationSettings
 
     rubrics = load_rubrics()
     model = answer_model(answers)
     # The teacher's body rules: a reasoning judge gets max_completion_tokens and no temperature.
     settings = GenerationSettings(model=judge_model, temperature=0.0, max_tokens=max_tokens, seed=seed)
-
-    def request(question, messages) -> ChatRequest:
-        body = settings.body(messages)
-        context = bench.contexts[question.image_id]
-        return ChatRequest(
-            task=f"judge/{question.category}",
-            item_id=question.image_id,
-            collection=context.coco_split,
-            prompt_version=rubrics.version,
-            body=body,
-        )
-
+    request = _request_maker(bench, rubrics, settings)
     answered = [q for q in bench.questions if q.question_id in answers]
     first = {}
     for q in answered:
@@ -264,17 +284,7 @@ def run_judge(
             "%d judge repl%s did not parse; asking again once", len(retries), "y" if len(retries) == 1 else "ies"
         )
         texts.update(complete_all(make_judge, cache, list(retries.values()), label="judge retry", **calls))
-    judgements = []
-    for q in bench.questions:
-        if q.question_id not in answers:
-            judgements.append(_judgement(q, "unanswered", None, 0, (), "", "no answer"))
-            continue
-        reqs = [first[q.question_id]] + ([retries[q.question_id]] if q.question_id in retries else [])
-        last = texts.get(reqs[-1].key)
-        scores = parse_scores(last or "")
-        status = "judged" if scores else "excluded"
-        reason = "" if scores else ("unparseable" if last is not None else "no judge reply")
-        judgements.append(_judgement(q, status, scores, len(reqs), [r.key for r in reqs], last or "", reason))
+    judgements = [_verdict(q, q.question_id in answers, first, retries, texts) for q in bench.questions]
     result = JudgeResult(
         model=model,
         judge_model=judge_model,

@@ -1,7 +1,8 @@
 """The ``keypoint-instruct`` command line.
 
 Each stage of the pipeline registers its subcommands from its own module in this package; this module only
-builds the parser, dispatches, and turns domain errors into one line on stderr with exit code 2.
+builds the parser, dispatches, and turns domain errors into one line on stderr with exit code 2. The exit codes
+of every command are in :mod:`keypoint_instruct.cli.exits`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import sys
 
 from keypoint_instruct import __version__
+from keypoint_instruct.cli.exits import BAD_INPUT, DONE, INTERRUPTED, STOPPED_SHORT
 from keypoint_instruct.errors import KeypointInstructError
 
 # The data path, top to bottom: each module defines ``register(subparsers)``.
@@ -22,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keypoint-instruct",
         description="Turn COCO keypoint annotations into instruction-following data about human poses and "
         "actions, publish it as a versioned dataset, and benchmark models on HPAUB.",
+        epilog=f"exit status: {DONE} done; {STOPPED_SHORT} ran but stopped short (run the same command again to "
+        f"continue); {BAD_INPUT} bad input (one line on stderr); {INTERRUPTED} interrupted",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
@@ -49,17 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
-        return 2
+        return BAD_INPUT
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args) or DONE)
     except KeypointInstructError as err:
         print(f"keypoint-instruct: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("keypoint-instruct: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+        return INTERRUPTED
+    except BrokenPipeError:  # a reader such as `head` stopped early
+        return DONE
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""``keypoint-instruct bench build|answer|judge|report``: the HPAUB benchmark."""
+"""``keypoint-instruct bench build|answer|judge|report``: the HPAUB benchmark.
+
+Each step parses its options, checks what it can before any work (a key, a writable --out) and calls
+:mod:`keypoint_instruct.bench`; the exit statuses are :mod:`keypoint_instruct.cli.exits`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,16 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
+from keypoint_instruct.cli.exits import DONE, exit_status
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
-from keypoint_instruct.vocab import CONTEXT_MODES, JUDGE_MODEL, OFFLINE_JUDGE_MODEL, TEACHER_MODEL
+from keypoint_instruct.vocab import (
+    CONTEXT_MODES,
+    DEFAULT_CONTEXT_MODE,
+    JUDGE_MODEL,
+    OFFLINE_JUDGE_MODEL,
+    OFFLINE_TEACHER_MODEL,
+    TEACHER_MODEL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +36,21 @@ def register(subparsers) -> None:
         help="HPAUB: build the benchmark, answer it with a model, judge the answers, report the scores",
         description="The Human Pose and Action Understanding Benchmark: build -> answer -> judge -> report.",
     )
-    commands = bench.add_subparsers(dest="bench_command", metavar="STEP", required=True)
+    steps = bench.add_subparsers(dest="bench_command", metavar="STEP", required=True)
+    _register_build(steps)
+    _register_answer(steps)
+    _register_judge(steps)
+    _register_report(steps)
 
-    p = commands.add_parser(
+
+def _register_build(steps) -> None:
+    p = steps.add_parser(
         "build",
         help="pick images, ask the teacher, write a self-contained benchmark folder",
-        description="Draw --images images with a well-labelled person from --split (a seeded shuffle: same seed and "
-        "split, same images), ask the teacher the three tasks with the training prompts (calls shared through "
-        "--cache) and keep one question per task and image; the teacher's answer is the reference. Writes "
-        "questions, references, contexts, the images and a Hub-loadable copy to --out.",
+        description="Draw --images images with a well-labelled person from --split (seeded: same seed and split, "
+        "same images), ask the teacher the three tasks with the training prompts and keep one question per task and "
+        "image, the teacher's answer as the reference. Writes questions, references, contexts, the images and a "
+        "Hub-loadable copy to --out.",
     )
     p.add_argument("--coco-root", required=True, type=Path, help="COCO root holding annotations/ and <split>/ images")
     p.add_argument(
@@ -48,12 +66,7 @@ def register(subparsers) -> None:
         default=30,
         help="number of images; one question per task each (default: %(default)s, as the paper)",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the image draw: same seed and split, same images (default: %(default)s)",
-    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draw (default: %(default)s)")
     p.add_argument(
         "--min-keypoints",
         type=count(1),
@@ -64,14 +77,14 @@ def register(subparsers) -> None:
         "--teacher",
         choices=("openai", "offline"),
         default="openai",
-        help="openai: an OpenAI-compatible endpoint (needs OPENAI_API_KEY or --base-url); "
-        "offline: the deterministic offline-posefacts teacher, no key needed (default: %(default)s)",
+        help=f"openai: an OpenAI-compatible endpoint (needs OPENAI_API_KEY or --base-url); offline: the "
+        f"deterministic {OFFLINE_TEACHER_MODEL} teacher, no key needed (default: %(default)s)",
     )
     p.add_argument("--model", default=None, help=f"teacher model (default: the training data's, {TEACHER_MODEL})")
     add_base_url_option(p, "base URL of an OpenAI-compatible endpoint, http(s)://host[:port]/v1 (default: OpenAI's)")
     p.add_argument(
         "--context",
-        default="paper",
+        default=DEFAULT_CONTEXT_MODE,
         choices=CONTEXT_MODES,
         help="context format of the teacher prompts: the paper's, or with pose facts (default: %(default)s)",
     )
@@ -85,13 +98,14 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=cmd_build)
 
-    p = commands.add_parser(
+
+def _register_answer(steps) -> None:
+    p = steps.add_parser(
         "answer",
         help="answer every question with a model (resumable)",
         description="Answer each question of a benchmark folder with a model: --backend hf runs a transformers "
-        "image-text-to-text model here (batched greedy decoding); --backend openai sends the image and question "
-        "to an OpenAI-compatible endpoint (temperature 0). Each batch is appended to --out as it finishes; a rerun "
-        "answers only the questions still missing there.",
+        "model here (batched greedy decoding), --backend openai asks an OpenAI-compatible endpoint (temperature 0). "
+        "Answers are appended to --out as they come; a rerun answers only the questions still missing there.",
     )
     p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
     p.add_argument("--model", required=True, help="local model folder or Hub id (hf), or model name (openai)")
@@ -115,25 +129,26 @@ def register(subparsers) -> None:
         type=count(1),
         default=512,
         help="longest answer in tokens (default: %(default)s); an OpenAI reasoning model gets the teacher's "
-        "max_completion_tokens instead, since its hidden reasoning shares that limit",
+        "max_completion_tokens instead",
     )
     p.add_argument(
         "--chat-template",
         type=Path,
         default=None,
-        help="hf backend: a .jinja chat template to prompt with instead of the model's own; "
-        "recipes/chat_templates/llava-1.5.jinja prompts the base llava-hf model as LLaVA-1.5 was trained "
-        "(system line), like the models fine-tuned here (default: the model's own)",
+        help="hf backend: a .jinja chat template to prompt with instead of the model's own, e.g. "
+        "recipes/chat_templates/llava-1.5.jinja for the base llava-hf model (default: the model's own)",
     )
     p.set_defaults(func=cmd_answer)
 
-    p = commands.add_parser(
+
+def _register_judge(steps) -> None:
+    p = steps.add_parser(
         "judge",
         help="grade the answers against the references with a judge model",
-        description="Ask the judge to score each answer against the benchmark's reference (1-10 each; a reply "
-        "without two readable scores is asked again once, then excluded and counted, never scored). Judge calls "
-        "are cached, so a rerun sends only what is missing. Exit status 1 when no answer could be judged at all "
-        "(the result file is still written); 2, with one line, on bad input.",
+        description="Ask the judge to score each answer against the benchmark's reference, 1-10 (a reply without "
+        "two readable scores is asked again once, then excluded and counted). Judge calls are cached: a rerun sends "
+        "only what is missing. Exit status 1 when no answer could be judged at all (the result file is still "
+        "written); 2, with one line, on bad input.",
     )
     p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
     p.add_argument("--answers", required=True, type=Path, help="answers file written by `bench answer`")
@@ -154,13 +169,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_judge)
 
-    p = commands.add_parser(
+
+def _register_report(steps) -> None:
+    p = steps.add_parser(
         "report",
         help="tables like the paper's Tables 4 and 5, intervals, and a bar chart",
-        description="Score each model of the given results per category on its judged questions (excluded and "
-        "unanswered ones are counted, never scored): the score (x 10, the paper's scale), the relative score "
-        "against the reference, percentile bootstrap 95% intervals, and the improvement over --baseline. Writes "
-        "report.md (also printed), report.json and report.png to --out.",
+        description="Score each model per category on its judged questions (x 10, the paper's scale), with the "
+        "relative score against the reference, bootstrap 95% intervals and the improvement over --baseline. "
+        "Writes report.md (also printed), report.json and report.png to --out.",
     )
     p.add_argument("results", nargs="+", type=Path, metavar="RESULT.json", help="results written by `bench judge`")
     p.add_argument(
@@ -250,7 +266,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     print(f"wrote {out}/questions.jsonl ({args.images * 3} questions about {args.images} images) and {out}/hub")
-    return 0
+    return DONE
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
@@ -287,7 +303,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
         )
     print(f"{name}: answered {done} question(s) now, {len(bench.questions) - done} answered before -> {args.out}")
-    return 0
+    return DONE
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -345,8 +361,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
             why,
             args.out,
         )
-        return 1
-    return 0
+    return exit_status(stopped_short=judged == 0)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -358,4 +373,4 @@ def cmd_report(args: argparse.Namespace) -> int:
     write_report(results, args.out, baseline=args.baseline, resamples=args.resamples, seed=args.seed)
     print((args.out / "report.md").read_text(encoding="utf-8"), end="")
     print(f"\nwrote {args.out}/report.md, report.json and report.png")
-    return 0
+    return DONE

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
+from keypoint_instruct.cli.exits import DONE
 from keypoint_instruct.errors import KeypointInstructError, UnknownImageError, UsageError
-from keypoint_instruct.vocab import CONTEXT_MODES
+from keypoint_instruct.vocab import CONTEXT_MODES, DEFAULT_CONTEXT_MODE
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,12 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", required=True, metavar="SPLIT", help="COCO split to read, e.g. train2017 or val2014"
     )
+    paper, facts = CONTEXT_MODES
     parser.add_argument(
         "--context",
-        default="paper",
+        default=DEFAULT_CONTEXT_MODE,
         choices=CONTEXT_MODES,
-        help="context format: 'paper' (captions, boxes, keypoints as in the paper's Fig. 1) or 'paper+facts' "
+        help=f"context format: {paper!r} (captions, boxes, keypoints as in the paper's Fig. 1) or {facts!r} "
         "(the same plus a block of per-person pose facts)",
     )
 
@@ -125,12 +127,13 @@ def run_contexts(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):  # already reported above
                 out.close()
     log.info("wrote %d contexts%s", len(chosen), f" to {args.out}" if args.out else "")
-    return 0
+    return DONE
 
 
 PARALLEL_FROM = 20_000  # below this, starting processes costs more than it saves
 _CHUNK = 2_000
-_shared: tuple[list, str] = ([], "paper")  # what forked workers read: set before the pool starts, never pickled
+# What forked workers read: set before the pool starts, never pickled.
+_shared: tuple[list, str] = ([], DEFAULT_CONTEXT_MODE)
 
 
 def _encode_range(bounds: tuple[int, int]) -> tuple[int, bytes]:
@@ -171,7 +174,7 @@ def _encoded_chunks(scenes: list, mode: str, workers: int):
             yield from pool.imap(_encode_range, ranges)
     finally:
         gc.unfreeze()
-        _shared = ([], "paper")
+        _shared = ([], DEFAULT_CONTEXT_MODE)
 
 
 def _open_out(path: Path):
@@ -204,4 +207,4 @@ def run_show(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UsageError(f"cannot write {args.out}: {err.strerror or err}") from err
     print(args.out)
-    return 0
+    return DONE

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from keypoint_instruct.cli.exits import DONE
+from keypoint_instruct.vocab import ALL, TASKS
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,7 +36,7 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {reason:<22} {dropped[reason]:>9,}")
     teachers = ", ".join(f"{model} ({n:,} samples)" for model, n in sorted(stats.sample_models.items()))
     print(f"teacher: {teachers or 'none'}; spend ${stats.cost_usd:,.2f}")
-    return 0
+    return DONE
 
 
 def _push(args: argparse.Namespace) -> int:
@@ -52,7 +55,7 @@ def _push(args: argparse.Namespace) -> int:
         print(f"then tag {result['tag']} (configs: {', '.join(result['configs'])})")
     else:
         print(f"pushed {args.folder} to datasets/{result['repo_id']} and tagged {result['tag']} ({result['commit']})")
-    return 0
+    return DONE
 
 
 def _export_llava(args: argparse.Namespace) -> int:
@@ -60,19 +63,23 @@ def _export_llava(args: argparse.Namespace) -> int:
 
     count = export_llava(args.folder, args.config, args.out)
     print(f"wrote {count:,} samples of {args.config} to {args.out}")
-    return 0
+    return DONE
 
 
 def register(subparsers) -> None:
+    _register_build(subparsers)
+    _register_push(subparsers)
+    _register_export(subparsers)
+
+
+def _register_build(subparsers) -> None:
     build = subparsers.add_parser(
         "build",
         help="turn cached teacher responses into a versioned dataset folder (Parquet per config + card)",
-        description="Parse and filter the cached teacher responses of one COCO split, run the dataset builder for "
-        "each task and write a folder in the Hugging Face Hub layout (configs conversation, detailed_description, "
-        "complex_reasoning and all, the default) that `datasets.load_dataset(FOLDER, CONFIG)` reads. The count of "
-        "dropped responses and pairs per filter reason is printed and written into the card. Images that "
-        "`generate` selects but a task has no response for are counted in a warning (a shard's cache built "
-        "before `cache merge`).",
+        description="Parse and filter the cached teacher responses of one COCO split and write a folder in the "
+        f"Hugging Face Hub layout (configs {', '.join(TASKS)} and {ALL}, the default) that "
+        "`datasets.load_dataset(FOLDER, CONFIG)` reads. The responses and pairs dropped per filter reason are "
+        "printed and written into the card.",
     )
     build.add_argument("--coco-root", required=True, help="COCO folder holding annotations/ and the image folders")
     build.add_argument("--split", required=True, help="COCO split the responses were generated from, e.g. train2017")
@@ -105,17 +112,18 @@ def register(subparsers) -> None:
         "--prompt-version",
         action="append",
         metavar="VERSION",
-        help="build from responses of this prompt version only (the rows' `prompt_version`; each task, context "
-        "mode and prompt edit has its own, and a build that mixes several for one task lists them in a warning); "
-        "repeat it for several, e.g. one per task",
+        help="build from responses of this prompt version only (the rows' `prompt_version`: one per task, context "
+        "mode and prompt edit); repeat it for several, e.g. one per task",
     )
     build.set_defaults(func=_build)
 
+
+def _register_push(subparsers) -> None:
     push = subparsers.add_parser(
         "push",
         help="upload a dataset folder to the Hugging Face Hub in one commit and tag it vX.Y.Z",
         description="Upload a folder written by `build` to a Hub dataset repo (created if missing) in one commit, "
-        "then tag it vX.Y.Z. A version whose tag exists is refused. The token comes from HF_TOKEN or "
+        "then tag it vX.Y.Z; a version whose tag exists is refused. The token comes from HF_TOKEN or "
         "`hf auth login` and is never printed.",
     )
     push.add_argument("folder", help="dataset folder written by `build`")
@@ -131,6 +139,8 @@ def register(subparsers) -> None:
     push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and tagged; no network")
     push.set_defaults(func=_push)
 
+
+def _register_export(subparsers) -> None:
     export = subparsers.add_parser(
         "export-llava",
         help="write one config of a dataset folder as LLaVA-Instruct-150K JSON",
@@ -138,6 +148,6 @@ def register(subparsers) -> None:
         "with from human|gpt, '<image>\\n' leading the first human turn) for LLaVA's own training code.",
     )
     export.add_argument("folder", help="dataset folder written by `build`")
-    export.add_argument("--config", default="all", help="config to export (default: %(default)s)")
+    export.add_argument("--config", default=ALL, help="config to export (default: %(default)s)")
     export.add_argument("--out", required=True, help="JSON file to write")
     export.set_defaults(func=_export_llava)

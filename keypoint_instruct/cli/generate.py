@@ -1,44 +1,56 @@
-"""``generate``: ask the teacher for every selected image and task; answers go to the response cache."""
+"""``generate``: ask the teacher for every selected image and task; answers go to the response cache.
+
+Parses the options, asks :mod:`keypoint_instruct.teacher.plan` what to send and whether the cap allows it, runs the
+engine, and prints the summary; the exit statuses are :mod:`keypoint_instruct.cli.exits`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from typing import TYPE_CHECKING
 
 from keypoint_instruct.cli.argtypes import count, positive_float
 from keypoint_instruct.cli.endpoint import quiet_http_logs
+from keypoint_instruct.cli.exits import DONE, INTERRUPTED, exit_status
 from keypoint_instruct.cli.selection import (
     add_claim_option,
     add_endpoint_options,
     add_selection_options,
-    check_first_fits,
-    not_to_send,
     open_cache,
     say_claimed_elsewhere,
     select_requests,
 )
 from keypoint_instruct.errors import UsageError
-from keypoint_instruct.vocab import TEACHER_MODEL
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from keypoint_instruct.teacher.plan import DryRun
+
+DESCRIPTION = (
+    "Send one teacher request per selected image and task; each answer is saved in the cache as it arrives and is "
+    "never sent again, and a request another run on the cache is sending is skipped. The key comes from "
+    "OPENAI_API_KEY. Exit status 0: all answered; 1: some requests given up after --max-attempts, or the --max-cost "
+    "cap reached part-way (run the same command again to continue); 2, one line and nothing sent: the endpoint "
+    "refuses the key or the model, or --max-cost cannot pay for the first request; 130: Ctrl-C (a clean stop, the "
+    "summary printed)."
+)
 
 
 def register(subparsers) -> None:
     gen = subparsers.add_parser(
         "generate",
         help="ask the teacher for every selected image and task; answers go to the response cache",
-        description="Send one teacher request per selected image and task. Answers already in the cache are never "
-        "sent again; each answer is saved the moment it arrives. Several runs may share one cache: a request another "
-        "run is sending is skipped (rerun later for it). The key comes from OPENAI_API_KEY. Exit status 1 "
-        "when some requests were given up after --max-attempts (run the same command again to retry only those) or "
-        "the --max-cost cap was reached part-way (rerun with a higher cap); 2, with one line and nothing sent, when "
-        "the endpoint refuses the key or does not know the model, or --max-cost cannot pay for even the first "
-        "request to send. Ctrl-C stops cleanly: nothing "
-        "new is sent, requests in flight may finish (up to 30 s), the summary is printed, exit status 130.",
+        description=DESCRIPTION,
     )
     add_selection_options(gen)
     add_endpoint_options(gen)
+    _add_run_options(gen)
+    add_claim_option(gen)
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+
+
+def _add_run_options(gen: argparse.ArgumentParser) -> None:
     gen.add_argument(
         "--teacher",
         default="openai",
@@ -74,35 +86,54 @@ def register(subparsers) -> None:
         type=positive_float,
         default=None,
         metavar="USD",
-        help="spend cap of this run in dollars: a request is sent only while the money spent so far plus the worst "
-        "case of every request in flight (all prompt tokens plus the output limit, at the model's price) stays "
-        "within it; a request that does not fit waits for those in flight to end (their real cost replaces their "
-        "worst case). When nothing is in flight and the next request still does not fit, nothing more is sent and "
-        "the run exits with status 1: rerun with a higher cap (or none) to continue; nothing paid is lost or "
-        "sent again. A cap below the worst case of the first request to send, or a model without a price in "
-        "pricing.json: one line, nothing sent, exit 2",
+        help="spend cap of this run in dollars: what was spent plus the worst case of the requests in flight stays "
+        "within it. Reached part-way: exit 1 (rerun with a higher cap, or none, to continue). A cap below the first "
+        "request to send, or a model without a price in pricing.json: one line, nothing sent, exit 2",
     )
-    add_claim_option(gen)
-    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
-    gen.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from keypoint_instruct.teacher import plan
+
     quiet_http_logs(args)
     offline = args.teacher == "offline"
     if offline and args.base_url:
         raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
     requests = select_requests(args, offline=offline)
     if args.max_cost is not None:  # before anything is created or sent
-        from keypoint_instruct.llm.online.budget import check_enforceable
-
-        check_enforceable(requests, args.max_cost)
+        plan.check_cap(requests, args.max_cost)
     if args.dry_run:
-        return _dry_run(args, requests)
+        _print_dry_run(plan.dry_run(requests, args.cache))
+        return DONE
 
-    from keypoint_instruct.llm.online.engine import EngineSettings, RunInterrupted, run
+    from keypoint_instruct.llm.online.engine import RunInterrupted, run
 
-    settings = EngineSettings(
+    teacher = _make_teacher(args, offline)  # no key: one line, before the cache is created
+    with open_cache(args.cache, create=True) as cache:
+        if args.max_cost is not None:
+            plan.check_first_fits(cache, requests, args.max_cost)
+        try:
+            summary = run(teacher, requests, cache, _engine_settings(args))
+        except RunInterrupted as stop:
+            print(stop.summary.line())
+            print(
+                f"keypoint-instruct: interrupted; the {stop.summary.answered} answers of this run are saved in "
+                f"{args.cache}: run the same command again to send only the rest",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
+    plan.check_something_fitted(summary, args.max_cost)
+    print(summary.line())
+    say_claimed_elsewhere(summary.claimed_elsewhere)
+    if summary.capped:
+        _say_cap_reached(summary, args.max_cost)
+    return exit_status(stopped_short=summary.gave_up > 0 or summary.capped)
+
+
+def _engine_settings(args: argparse.Namespace):
+    from keypoint_instruct.llm.online.engine import EngineSettings
+
+    return EngineSettings(
         concurrency=args.concurrency,
         rpm=args.rpm,
         tpm=args.tpm,
@@ -111,40 +142,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         claim_lease_s=args.claim_lease,
         max_cost_usd=args.max_cost,
     )
-    teacher = _make_teacher(args, offline)
-    with open_cache(args.cache, create=True) as cache:
-        if args.max_cost is not None:
-            check_first_fits(cache, requests, args.max_cost)
-        try:
-            summary = run(teacher, requests, cache, settings)
-        except RunInterrupted as stop:
-            print(stop.summary.line())
-            print(
-                f"keypoint-instruct: interrupted; the {stop.summary.answered} answers of this run are saved in "
-                f"{args.cache}: run the same command again to send only the rest",
-                file=sys.stderr,
-            )
-            return 130
-    if summary.capped and summary.attempts == 0:  # another run took the request checked above: the same error
-        from keypoint_instruct.llm.online.budget import below_one_request
-
-        raise below_one_request(args.max_cost, summary.refused_usd)
-    print(summary.line())
-    say_claimed_elsewhere(summary.claimed_elsewhere)
-    if summary.capped:
-        abandoned = (
-            f" plus up to ${summary.possibly_billed_usd:.4f} for {summary.abandoned} attempt"
-            f"{'s' if summary.abandoned != 1 else ''} abandoned without an answer (the provider may bill them),"
-            if summary.abandoned
-            else ""
-        )
-        print(
-            f"keypoint-instruct: the --max-cost cap of ${args.max_cost:g} was reached: ${summary.cost_usd:.4f} "
-            f"spent in this run,{abandoned} {summary.not_sent} requests left; every answer paid for is saved: rerun "
-            "with a higher --max-cost (or none) to continue",
-            file=sys.stderr,
-        )
-    return 0 if summary.gave_up == 0 and not summary.capped else 1
 
 
 def _make_teacher(args: argparse.Namespace, offline: bool):
@@ -153,32 +150,34 @@ def _make_teacher(args: argparse.Namespace, offline: bool):
 
         return OfflineTeacher()
     from keypoint_instruct.llm.providers.openai import OpenAIChat
+    from keypoint_instruct.teacher.plan import teacher_model
 
-    return OpenAIChat(args.model or TEACHER_MODEL, base_url=args.base_url, timeout_s=args.request_timeout)
+    return OpenAIChat(teacher_model(args.model), base_url=args.base_url, timeout_s=args.request_timeout)
 
 
-def _dry_run(args: argparse.Namespace, requests) -> int:
+def _say_cap_reached(summary, cap_usd: float) -> None:
+    abandoned = (
+        f" plus up to ${summary.possibly_billed_usd:.4f} for {summary.abandoned} attempt"
+        f"{'s' if summary.abandoned != 1 else ''} abandoned without an answer (the provider may bill them),"
+        if summary.abandoned
+        else ""
+    )
+    print(
+        f"keypoint-instruct: the --max-cost cap of ${cap_usd:g} was reached: ${summary.cost_usd:.4f} "
+        f"spent in this run,{abandoned} {summary.not_sent} requests left; every answer paid for is saved: rerun "
+        "with a higher --max-cost (or none) to continue",
+        file=sys.stderr,
+    )
+
+
+def _print_dry_run(dry: DryRun) -> None:
     from keypoint_instruct.llm import pricing
 
-    answered: set[str] = set()
-    in_batch: set[str] = set()
-    claimed: set[str] = set()
-    if args.cache.exists():
-        with open_cache(args.cache, create=False) as cache:
-            answered, in_batch, claimed = not_to_send(cache, requests)
-    skipped = answered | in_batch | claimed
-    unique = {r.key: r for r in requests if r.key not in skipped}
-    todo = list(unique.values())
-    from keypoint_instruct.teacher.templates import expected_output_tokens
-
-    estimate = pricing.estimate_requests(todo, expected_output_tokens)
+    skipped = dry.left_out
     print(
-        f"requests selected: {len(requests)}; already cached: {len(answered)}; waiting in a batch: {len(in_batch)}; "
-        + (f"being sent by another run: {len(claimed)}; " if claimed else "")
-        + f"to send: {len(todo)}"
+        f"requests selected: {dry.selected}; already cached: {len(skipped.answered)}; "
+        f"waiting in a batch: {len(skipped.in_batch)}; "
+        + (f"being sent by another run: {len(skipped.claimed)}; " if skipped.claimed else "")
+        + f"to send: {len(dry.todo)}"
     )
-    print(pricing.format_estimate(estimate))
-    return 0
-
-
-# --------------------------------------------------------------------------- batch
+    print(pricing.format_estimate(dry.estimate))

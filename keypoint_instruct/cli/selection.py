@@ -1,20 +1,20 @@
-"""What `generate` and `batch submit` share: the options that select requests, the cache, the checks before sending."""
+"""The options `generate` and `batch submit` share, and their calls into :mod:`keypoint_instruct.teacher.plan`.
+
+The options choose the requests (``--task``, ``--coco-root``, ``--split``, ``--model``, ``--context``, ``--limit``,
+``--shard``), the cache, the endpoint and the claim lease; the functions turn parsed arguments into a
+:class:`~keypoint_instruct.teacher.plan.Selection` and pass the rest to the plan, where the rules live.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count, positive_float
 from keypoint_instruct.cli.endpoint import TEACHER_BASE_URL_HELP, add_base_url_option
-from keypoint_instruct.errors import UsageError
-from keypoint_instruct.vocab import CONTEXT_MODES, OFFLINE_TEACHER_MODEL, TASK_CHOICES, TASKS, TEACHER_MODEL
-
-log = logging.getLogger(__name__)
-
+from keypoint_instruct.vocab import CONTEXT_MODES, DEFAULT_CONTEXT_MODE, TASK_CHOICES, TEACHER_MODEL
 
 # --------------------------------------------------------------------------- options
 
@@ -35,7 +35,7 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help=f"teacher model (default: the pinned {TEACHER_MODEL})")
     parser.add_argument(
         "--context",
-        default="paper",
+        default=DEFAULT_CONTEXT_MODE,
         choices=CONTEXT_MODES,
         help="context format: the paper's, or with pose facts (default: %(default)s)",
     )
@@ -51,11 +51,9 @@ def add_claim_option(parser: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=120.0,
         metavar="SECONDS",
-        help="how long this run's claim on a request it is sending lasts unless renewed (renewed every quarter of "
-        "it while the run is alive); another run on the same cache skips claimed requests. A run killed outright "
-        "in a container with its own process ids holds its requests this long; on this machine its claims are "
-        "taken over at once. Runs on different machines must not share one cache file (SQLite needs one host): "
-        "give each a --shard and its own cache, then `cache merge` (default: %(default)s)",
+        help="how long this run's claim on a request it sends lasts unless renewed; other runs on the cache skip "
+        "claimed requests. One cache file per machine: shard across machines, then `cache merge` "
+        "(default: %(default)s)",
     )
 
 
@@ -66,44 +64,57 @@ def add_endpoint_options(parser: argparse.ArgumentParser, help_text: str = TEACH
         "--request-timeout",
         type=positive_float,
         default=600.0,
-        help="seconds before one request is abandoned and retried; the provider may still bill an abandoned "
-        "request, so keep it well above the longest answer time (default: %(default)s)",
+        help="seconds before one request is abandoned and retried; the provider may still bill it, so keep this "
+        "above the longest answer time (default: %(default)s)",
     )
 
 
-# --------------------------------------------------------------------------- selection
+# --------------------------------------------------------------------------- calls into the plan
+
+
+def selection_of(args: argparse.Namespace, *, offline: bool = False):
+    """The :class:`~keypoint_instruct.teacher.plan.Selection` the selection options name."""
+    from keypoint_instruct.teacher.plan import Selection, teacher_model
+
+    return Selection(
+        coco_root=args.coco_root,
+        split=args.split,
+        task=args.task,
+        context_mode=args.context,
+        model=teacher_model(args.model, offline=offline),
+        limit=args.limit,
+        shard=args.shard,
+    )
 
 
 def select_requests(args: argparse.Namespace, *, offline: bool = False):
     """The requests chosen by the selection options, in image-id order, task by task."""
-    from keypoint_instruct.coco.annotations import load_scenes
-    from keypoint_instruct.coco.context import select_scenes
-    from keypoint_instruct.llm.request import GenerationSettings
-    from keypoint_instruct.teacher.requests import build_requests
+    from keypoint_instruct.teacher import plan
 
-    if offline and args.model and args.model != OFFLINE_TEACHER_MODEL:
-        raise UsageError(f"--teacher offline answers as model {OFFLINE_TEACHER_MODEL!r}; drop --model {args.model}")
-    model = OFFLINE_TEACHER_MODEL if offline else (args.model or TEACHER_MODEL)
-    settings = GenerationSettings(model=model)
-    scenes = select_scenes(load_scenes(args.coco_root, args.split).values(), limit=args.limit)
-    if args.shard:
-        index, count = args.shard
-        scenes = scenes[index::count]
-    tasks = TASKS if args.task == "all" else (args.task,)
-    requests = []
-    for task in tasks:
-        requests.extend(build_requests(scenes, task, settings, args.context, args.split))
-    log.info("%d images selected, %d requests", len(scenes), len(requests))
-    return requests
+    return plan.select_requests(selection_of(args, offline=offline))
 
 
 def open_cache(path: Path, *, create: bool):
-    from keypoint_instruct.llm.store.cache import ResponseCache
+    from keypoint_instruct.teacher import plan
 
-    return ResponseCache(path, create=create)
+    return plan.open_cache(path, create=create)
 
 
-# --------------------------------------------------------------------------- generate
+def not_to_send(cache, requests) -> tuple[set[str], set[str], set[str]]:
+    """Keys a run would leave out now (reads only): answered, waiting in a batch, being sent by another run."""
+    from keypoint_instruct.teacher import plan
+
+    return plan.left_out(cache, requests)
+
+
+def check_first_fits(cache, requests, cap_usd: float) -> None:
+    """A cap below the worst case of the first request the run would send is a usage error: nothing is sent."""
+    from keypoint_instruct.teacher import plan
+
+    plan.check_first_fits(cache, requests, cap_usd)
+
+
+# --------------------------------------------------------------------------- output
 
 
 def say_claimed_elsewhere(n: int) -> None:
@@ -113,27 +124,3 @@ def say_claimed_elsewhere(n: int) -> None:
             "rerun later for them",
             file=sys.stderr,
         )
-
-
-def not_to_send(cache, requests) -> tuple[set[str], set[str], set[str]]:
-    """Keys a run would leave out now (reads only): answered, waiting in a batch, being sent by another run."""
-    from keypoint_instruct.llm.store.batches import BatchJobs
-    from keypoint_instruct.llm.store.claims import Claims
-
-    keys = {r.key for r in requests}
-    answered = cache.answered(keys)
-    in_batch = BatchJobs(cache).pending_among(keys - answered)
-    claimed: set[str] = set()
-    if cache.schema_version >= 2:  # an older read-only cache has no claims
-        claimed = Claims(cache).held_elsewhere(keys - answered - in_batch)
-    return answered, in_batch, claimed
-
-
-def check_first_fits(cache, requests, cap_usd: float) -> None:
-    """A cap below the worst case of the first request the run would send is a usage error: nothing is sent."""
-    from keypoint_instruct.llm.online.budget import below_one_request, worst_case_usd
-
-    skipped = set().union(*not_to_send(cache, requests))
-    first = next((r for r in requests if r.key not in skipped), None)
-    if first is not None and worst_case_usd(first) > cap_usd:
-        raise below_one_request(cap_usd, worst_case_usd(first))
