@@ -9,7 +9,8 @@ file). From Python, in the repository root::
     builder.download_and_prepare()
     ds = builder.as_dataset(split="train")
 
-``keypoint-instruct build`` writes the Hub-layout folder from it (:func:`keypoint_instruct.dataset.folder.build_folder`).
+``keypoint-instruct build`` writes the Hub-layout folder from it
+(:func:`keypoint_instruct.dataset.folder.build_folder`).
 """
 
 from keypoint_instruct.dataset.builder import KeypointInstruct, KeypointInstructConfig, features

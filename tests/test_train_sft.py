@@ -143,7 +143,7 @@ def _check_checkpoint(out: Path, initial: Path) -> None:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from keypoint_instruct.training.sft import canonical_names
+    from keypoint_instruct.training.upstream import canonical_names
 
     saved, before = load_file(out / "model.safetensors"), load_file(initial / "model.safetensors")
     _, expected = canonical_names(AutoConfig.from_pretrained(out))

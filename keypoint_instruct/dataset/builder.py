@@ -1,6 +1,8 @@
 """The keypoint-instruct dataset as a ``datasets`` builder: one config per task, plus ``all`` (the default).
 
-This is what ``keypoint-instruct build`` runs; it can also be used from Python::
+Takes a response cache and a COCO root, gives the rows of one config. Shaped like datasets' own packaged
+``generator`` builder: a dataclass config, ``_info`` with explicit features, ``_split_generators`` passing every
+input through ``gen_kwargs``, ``_generate_examples(**gen_kwargs)`` yielding ``(key, example)``. From Python::
 
     from keypoint_instruct.dataset.builder import KeypointInstruct
     builder = KeypointInstruct(config_name="complex_reasoning", cache_dir="/tmp/kpi",
@@ -10,25 +12,23 @@ This is what ``keypoint-instruct build`` runs; it can also be used from Python::
 
 The builder's cache path is ``<cache_dir>/<name>/<config_id>/<version>/<hash>``; the hash is computed from the
 inputs (response cache, annotation file, this code), so a changed cache or code never reads a stale build.
+``keypoint-instruct build`` runs it per config into a Hub-layout folder (:mod:`keypoint_instruct.dataset.folder`).
 (datasets 5 refuses loading scripts: the published folder holds Parquet files, never this module.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import datasets
+from datasets.builder import Key
 
 from keypoint_instruct import __version__
 from keypoint_instruct.dataset.samples import CONVERSATION_TURNS, BuildStats, iter_rows
-from keypoint_instruct.vocab import ALL, CONTEXT_MODES, DATASET_CONFIGS, TASKS
-
-logger = logging.getLogger(__name__)
+from keypoint_instruct.vocab import ALL, DATASET_CONFIGS, TASKS
 
 VERSION = datasets.Version("1.0.0")
 
@@ -89,6 +89,9 @@ class KeypointInstructConfig(datasets.BuilderConfig):
         return TASKS if self.name == ALL else (self.name,)
 
 
+# --- what the builder's hash covers ----------------------------------------------------------------------------
+
+
 def _stat(path: Path) -> str:
     try:
         st = path.stat()
@@ -117,12 +120,9 @@ def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) 
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _selected_ids(coco_root: str | Path, coco_split: str) -> list[int]:
-    """The image ids `generate` selects by default (every image with a person with a labelled keypoint)."""
-    from keypoint_instruct.coco.context import select_scenes
-
-    scenes = _scenes(str(coco_root), coco_split, inputs_hash(None, str(coco_root), coco_split))
-    return [scene.image_id for scene in select_scenes(scenes)]
+def split_scenes(coco_root: str | Path, coco_split: str) -> dict:
+    """The scenes of ``coco_split``, read once per state of its annotation files (each config's builder needs them)."""
+    return _scenes(str(coco_root), coco_split, inputs_hash(None, str(coco_root), coco_split))
 
 
 @lru_cache(maxsize=2)
@@ -132,8 +132,15 @@ def _scenes(coco_root: str, coco_split: str, fingerprint: str) -> dict:
     return load_scenes(coco_root, coco_split)
 
 
+# --- the builder -------------------------------------------------------------------------------------------------
+
+
 class KeypointInstruct(datasets.GeneratorBasedBuilder):
-    """COCO keypoint-integrated instruction data, from a response cache and the COCO annotations."""
+    """COCO keypoint-integrated instruction data, from a response cache and the COCO annotations.
+
+    ``stats`` holds what the last generation read and dropped (:class:`BuildStats`), for the card; it is counted in
+    this process, so a build that wants it runs without ``num_proc``.
+    """
 
     BUILDER_CONFIG_CLASS = KeypointInstructConfig
     BUILDER_CONFIGS = [
@@ -158,26 +165,45 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
             license="cc-by-4.0",
         )
 
-    def _split_generators(self, dl_manager):
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        config = self.config
         for key in ("coco_root", "cache_path"):
-            if not getattr(self.config, key):
+            if not getattr(config, key):
                 raise ValueError(f"KeypointInstructConfig.{key} is required")
-        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={})]
+        gen_kwargs = {
+            "tasks": list(config.tasks),  # the one list: datasets may give each job its own tasks
+            "cache_path": config.cache_path,
+            "coco_root": config.coco_root,
+            "coco_split": config.coco_split,
+            "conversation_turns": config.conversation_turns,
+            "embed_images": config.embed_images,
+            "teacher_models": config.teacher_models,
+            "prompt_versions": config.prompt_versions,
+        }
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
-    def _generate_examples(self):
+    def _generate_examples(
+        self,
+        tasks: list[str],
+        cache_path: str,
+        coco_root: str,
+        coco_split: str,
+        conversation_turns: str,
+        embed_images: bool,
+        teacher_models: tuple[str, ...] | None,
+        prompt_versions: tuple[str, ...] | None,
+    ):
+        """``(Key(task index, row index), row)`` for every row of ``tasks``, in task order; drops go to ``stats``."""
         from keypoint_instruct.llm.store.cache import ResponseCache
         from keypoint_instruct.teacher.templates import pick_instruction
 
-        config = self.config
-        scenes = _scenes(
-            str(config.coco_root), config.coco_split, inputs_hash(None, config.coco_root, config.coco_split)
-        )
-        cache = ResponseCache(config.cache_path)
+        scenes = split_scenes(coco_root, coco_split)
+        cache = ResponseCache(cache_path)
         self.stats = BuildStats()
-        models = set(config.teacher_models) if config.teacher_models else None
-        versions = set(config.prompt_versions) if config.prompt_versions else None
-        for task in config.tasks:
-            responses = cache.iter_responses(task=task, coco_split=config.coco_split)
+        models = set(teacher_models) if teacher_models else None
+        versions = set(prompt_versions) if prompt_versions else None
+        for shard, task in enumerate(tasks):
+            responses = cache.iter_responses(task=task, coco_split=coco_split)
             if models is not None:
                 responses = (r for r in responses if r.model in models)
             if versions is not None:
@@ -185,297 +211,12 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
             rows = iter_rows(
                 responses,
                 scenes,
-                coco_root=config.coco_root,
-                conversation_turns=config.conversation_turns,
-                embed_images=config.embed_images,
+                coco_root=coco_root,
+                conversation_turns=conversation_turns,
+                embed_images=embed_images,
                 instruction=pick_instruction,
                 stats=self.stats,
-                source=f"response cache {config.cache_path}",
+                source=f"response cache {cache_path}",
             )
-            for row in rows:
-                yield row["id"], row
-
-
-# --- writing a dataset folder (what `keypoint-instruct build` does) -------------------------------------------
-
-MAX_SHARD_BYTES = 500 * 1024 * 1024  # in-memory Arrow bytes per Parquet shard (the Hub's usual shard size)
-_FOLDER_ENTRIES = {"README.md", *DATASET_CONFIGS}
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file or a folder of other files (first: --overwrite would not help), then a
-    dataset folder without --overwrite."""
-    from keypoint_instruct.errors import DatasetBuildError
-
-    if out.exists() and not out.is_dir():
-        raise DatasetBuildError(f"--out {out} is a file, not a folder")
-    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    if not entries:
-        return
-    foreign = sorted(entries - _FOLDER_ENTRIES)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        package = " (a Python package: a folder of code)" if "__init__.py" in entries else ""
-        raise DatasetBuildError(
-            f"--out {out} is not a dataset folder written by `keypoint-instruct build`: it holds {shown}{package}; "
-            "pick a new or empty folder for --out"
-        )
-    if not overwrite:
-        raise DatasetBuildError(f"--out {out} is not empty; pass --overwrite to replace the dataset folder in it")
-
-
-def _write_shards(table, folder: Path, *, max_shard_bytes: int, row_group_size: int) -> list[Path]:
-    """Contiguous Parquet shards of ``table``, named like the Hub's: train-00000-of-00002.parquet."""
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True)
-    num_shards = max(1, -(-table.nbytes // max_shard_bytes))
-    per_shard = -(-table.num_rows // num_shards) if table.num_rows else 0
-    if per_shard:  # 5 rows over 4 shards is 2 per shard: 3 shards, none empty
-        num_shards = -(-table.num_rows // per_shard)
-    paths = []
-    for index in range(num_shards):
-        path = folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"
-        part = table.slice(index * per_shard, per_shard) if per_shard else table
-        pq.write_table(part, path, row_group_size=row_group_size, compression="zstd")
-        paths.append(path)
-    return paths
-
-
-def _unwrap(err: Exception) -> Exception:
-    """The domain error behind a ``DatasetGenerationError``, if there is one."""
-    from keypoint_instruct.errors import KeypointInstructError
-
-    cause = err
-    while cause is not None:
-        if isinstance(cause, KeypointInstructError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return err
-
-
-def _warn_mixed_prompt_versions(stats: BuildStats) -> None:
-    """One warning per task whose rows come from several prompt versions (context modes, edited prompts)."""
-    from keypoint_instruct.teacher.templates import load_prompt
-
-    for task in TASKS:
-        versions = {v: n for (t, v), n in sorted(stats.sample_prompt_versions.items()) if t == task}
-        if len(versions) > 1:
-            current = {load_prompt(task, mode).version: mode for mode in CONTEXT_MODES}
-            logger.warning(
-                "%s rows come from %d prompt versions (%s): the newest answer per image was used; pass "
-                "--prompt-version to build from one (each context mode and each prompt edit has its own)",
-                task,
-                len(versions),
-                ", ".join(f"{v} ({current.get(v, 'an earlier prompt')}): {n:,}" for v, n in versions.items()),
-            )
-
-
-def _warn_missing_images(tables: list, image_dir: Path) -> None:
-    """One warning when images the rows point to are not in ``image_dir``: the build needs none, training does."""
-    names = sorted({name for table in tables for name in table.column("file_name").to_pylist()})
-    missing = [name for name in names if not (image_dir / name).is_file()]
-    if missing:
-        logger.warning(
-            "%d of the %d images the rows refer to are not in %s (first: %s); training reads them from there "
-            "(train_sft.py --coco_root), so copy them in before training",
-            len(missing),
-            len(names),
-            image_dir,
-            missing[0],
-        )
-
-
-def _warn_unanswered(stats: BuildStats, selected: Sequence[int], coco_split: str) -> None:
-    """One warning when images `generate` selects have no response for a task it answered others of (a shard's
-    cache built alone, a run stopped early): the build would quietly hold part of the split."""
-    missing: dict[int, list[str]] = {}  # images without a response -> the tasks that lack them
-    for task in TASKS:
-        answered = stats.answered.get(task)
-        count = sum(1 for image_id in selected if image_id not in answered) if answered else 0
-        if count:
-            missing.setdefault(count, []).append(task)
-    if missing:
-        (first, tasks), *others = missing.items()
-        said = f"{first:,} selected images of {coco_split} have no response for task {', '.join(tasks)}"
-        said += "".join(f"; {count:,} for task {', '.join(tasks)}" for count, tasks in others)
-        logger.warning("%s (a shard not merged? run `cache merge`)", said)
-
-
-def _check_split(cache_path: Path, coco_split: str) -> None:
-    """One clear line when the cache has nothing for ``coco_split`` (before any builder runs)."""
-    from keypoint_instruct.errors import DatasetBuildError
-    from keypoint_instruct.llm.store.cache import ResponseCache
-
-    with ResponseCache(cache_path) as cache:
-        held = cache.splits()
-        if coco_split in held:
-            return
-        failed = cache.failed_keys(coco_split)
-    has = ", ".join(f"{split} ({n} responses)" for split, n in held.items())
-    has = f"it has: {has}" if has else "it is empty" if not failed else "it has no responses at all"
-    if failed:
-        what = (
-            f"1 failed request for {coco_split} is"
-            if failed == 1
-            else f"{failed:,} failed requests for {coco_split} are"
-        )
-        has += f"; {what} recorded: run `keypoint-instruct generate` again"
-    raise DatasetBuildError(f"the cache {cache_path} holds no responses for {coco_split} ({has})")
-
-
-def _check_selection(
-    cache_path: Path, coco_split: str, teacher_models: tuple[str, ...] | None, prompt_versions: tuple[str, ...] | None
-) -> None:
-    """Refuse to mix teacher models unasked, and a ``--teacher-model`` or ``--prompt-version`` without responses.
-
-    Where several models answered one image, the newest answer is used: without this check, an offline-teacher run
-    into a cache of paid GPT-4o answers silently replaced them.
-    """
-    from collections import Counter
-
-    from keypoint_instruct.errors import DatasetBuildError
-    from keypoint_instruct.llm.store.cache import ResponseCache
-
-    counts = {"model": Counter(), "prompt_version": Counter()}
-    with ResponseCache(cache_path) as cache:
-        for model, prompt_version, n in cache.answer_sources(coco_split, TASKS):
-            counts["model"][model] += n
-            counts["prompt_version"][prompt_version] += n
-    for column, what, wanted in (
-        ("model", "teacher model", teacher_models),
-        ("prompt_version", "prompt version", prompt_versions),
-    ):
-        held = counts[column]
-        unknown = [value for value in wanted or () if value not in held]
-        if unknown:
-            has = ", ".join(f"{value}: {n}" for value, n in sorted(held.items()))
-            raise DatasetBuildError(
-                f"the cache {cache_path} has no {coco_split} responses of {what} {', '.join(unknown)} "
-                f"(it has {has or 'none'})"
-            )
-    held = counts["model"]
-    has = ", ".join(f"{model}: {n}" for model, n in sorted(held.items()))
-    if not teacher_models and len(held) > 1:
-        raise DatasetBuildError(
-            f"the cache {cache_path} holds {coco_split} responses of {len(held)} teacher models ({has}); pass "
-            "--teacher-model to build from one (repeat it to mix them on purpose: the newest answer per image wins)"
-        )
-
-
-def build_folder(
-    *,
-    coco_root: str | Path,
-    coco_split: str,
-    cache_path: str | Path,
-    out: str | Path,
-    version: str,
-    overwrite: bool = False,
-    conversation_turns: str = "single",
-    embed_images: bool = False,
-    teacher_models: Sequence[str] | None = None,
-    prompt_versions: Sequence[str] | None = None,
-    max_shard_bytes: int = MAX_SHARD_BYTES,
-):
-    """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
-
-    ``all`` is written as the three task tables one after the other, which is exactly what the ``all`` config
-    generates (tests/test_builder.py checks it), without parsing every response twice.
-    ``teacher_models`` picks the teachers whose responses are read; a cache holding several is refused without it.
-    ``prompt_versions`` picks the prompt versions likewise (several per task give a warning, not an error).
-    The folder is written next to ``out`` and moved into place at the end, so a failed build leaves ``out`` as it
-    was. Parquet files carry no timestamps: the same inputs and version give byte-identical files.
-    """
-    import shutil
-    import tempfile
-
-    import pyarrow as pa
-
-    from keypoint_instruct.dataset.card import ConfigSummary, check_version, render_card
-    from keypoint_instruct.errors import DatasetBuildError, InputNotFoundError
-
-    check_version(version)
-    out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)
-    if not cache_path.is_file():
-        raise InputNotFoundError(f"response cache {cache_path} not found; run `keypoint-instruct generate` first")
-    if not coco_root.is_dir():
-        raise InputNotFoundError(f"COCO root {coco_root} not found")
-    _check_split(cache_path, coco_split)
-    teacher_models = tuple(dict.fromkeys(teacher_models)) if teacher_models else None
-    prompt_versions = tuple(dict.fromkeys(prompt_versions)) if prompt_versions else None
-    _check_selection(cache_path, coco_split, teacher_models, prompt_versions)
-    _check_out(out, overwrite)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    except OSError as err:
-        raise DatasetBuildError(f"cannot write the dataset folder --out {out}: {err.strerror or err}") from None
-    summaries, stats = [], BuildStats()
-    yaml_features = features(embed_images)._to_yaml_list()
-    row_group_size = 100 if embed_images else 10_000
-
-    def write(name: str, table, num_bytes: int) -> None:
-        paths = _write_shards(table, staging / name, max_shard_bytes=max_shard_bytes, row_group_size=row_group_size)
-        size = sum(p.stat().st_size for p in paths)
-        summaries.append(ConfigSummary(name, table.num_rows, num_bytes, size, yaml_features))
-        logger.info("%s: %d rows in %d shard(s)", name, table.num_rows, len(paths))
-
-    try:
-        tables, total_bytes, empty = [], 0, []
-        with tempfile.TemporaryDirectory(prefix="keypoint-instruct-builder-") as cache_dir:
-            for name in TASKS:
-                builder = KeypointInstruct(
-                    config_name=name,
-                    cache_dir=cache_dir,
-                    coco_root=str(coco_root),
-                    coco_split=coco_split,
-                    cache_path=str(cache_path),
-                    conversation_turns=conversation_turns,
-                    embed_images=embed_images,
-                    teacher_models=teacher_models,
-                    prompt_versions=prompt_versions,
-                    version=version,
-                )
-                try:
-                    builder.download_and_prepare()
-                except datasets.exceptions.DatasetGenerationError as err:
-                    raise _unwrap(err) from None
-                stats.merge(builder.stats)
-                split_info = builder.info.splits.get("train") if builder.info.splits else None
-                if not split_info or not split_info.num_examples:
-                    empty.append(name)
-                    continue
-                table = builder.as_dataset(split="train").data.table
-                write(name, table, split_info.num_bytes)
-                tables.append(table)
-                total_bytes += split_info.num_bytes
-            if not tables:
-                dropped = ", ".join(f"{n} {reason}" for reason, n in stats.dropped_by_reason().items() if n)
-                raise DatasetBuildError(
-                    f"no usable {coco_split} responses in {cache_path} "
-                    f"(read {sum(stats.responses.values())}, dropped: {dropped or 'none'})"
-                )
-            for name in empty:  # said only when the build goes on without them
-                logger.warning("config %s has no rows; it is left out of the folder", name)
-            _warn_mixed_prompt_versions(stats)
-            _warn_unanswered(stats, _selected_ids(coco_root, coco_split), coco_split)
-            write(ALL, pa.concat_tables(tables), total_bytes)
-        if not embed_images:
-            _warn_missing_images(tables, coco_root / coco_split)
-        card = render_card(
-            summaries,
-            stats,
-            version=version,
-            coco_split=coco_split,
-            conversation_turns=conversation_turns,
-            embed_images=embed_images,
-            dataset_ref=str(out),
-        )
-        (staging / "README.md").write_text(card, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return summaries, stats
+            for index, row in enumerate(rows):
+                yield Key(shard, index), row

@@ -19,7 +19,7 @@ import yaml
 
 from keypoint_instruct.dataset.quality import REASON_DESCRIPTIONS, REASONS
 from keypoint_instruct.errors import DatasetBuildError, InputNotFoundError, UsageError
-from keypoint_instruct.vocab import OFFLINE_TEACHER_MODEL
+from keypoint_instruct.vocab import ALL, OFFLINE_TEACHER_MODEL, TASKS
 
 
 def _card_template() -> Path:
@@ -36,7 +36,7 @@ _SAMPLE_SHAPES = {
     "conversation": "a question about the people in the image and its answer",
     "detailed_description": "a pose-focused instruction and a detailed description",
     "complex_reasoning": "a question that needs reasoning and its answer",
-    "all": "any of the above",
+    ALL: "any of the above",
 }
 
 
@@ -75,7 +75,7 @@ def _size_category(n: int) -> str:
 
 def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
     """The card's YAML metadata: configs (``all`` is the default), dataset_info, license, categories, tags."""
-    total = next((c.num_examples for c in configs if c.name == "all"), sum(c.num_examples for c in configs))
+    total = next((c.num_examples for c in configs if c.name == ALL), sum(c.num_examples for c in configs))
     tags = ["human-pose", "keypoints", "human-action", "coco", "instruction-tuning", "llava", "vision-language"]
     if synthetic:
         tags.append("synthetic")
@@ -90,7 +90,7 @@ def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
             {
                 "config_name": c.name,
                 "data_files": [{"split": "train", "path": f"{c.name}/train-*"}],
-                **({"default": True} if c.name == "all" else {}),
+                **({"default": True} if c.name == ALL else {}),
             }
             for c in configs
         ],
@@ -109,8 +109,6 @@ def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
 
 def _prompt_versions(counts: Any) -> str:
     """``(task, version) -> rows`` as "`task`: `v1` (n samples), `v2` (m samples); ..." in task order."""
-    from keypoint_instruct.vocab import TASKS
-
     parts = []
     for task in sorted({t for t, _ in counts}, key=lambda t: (TASKS.index(t) if t in TASKS else len(TASKS), t)):
         versions = sorted((v, n) for (t, v), n in counts.items() if t == task)
@@ -151,9 +149,10 @@ def render_card(
         "synthetic_notice": (
             "> **Synthetic offline data.** "
             + (
-                "The teacher of this build is `offline-posefacts`"
+                f"The teacher of this build is `{OFFLINE_TEACHER_MODEL}`"
                 if len(stats.sample_models) == 1
-                else f"{stats.sample_models[OFFLINE_TEACHER_MODEL]:,} of the {total:,} samples come from `offline-posefacts`"
+                else f"{stats.sample_models[OFFLINE_TEACHER_MODEL]:,} of the {total:,} samples come from "
+                f"`{OFFLINE_TEACHER_MODEL}`"
             )
             + ", a deterministic program that writes text from the captions and computed pose facts without any "
             "language model. It exists to test the pipeline end to end; do not train a model you care about on it."

@@ -1,7 +1,7 @@
 """Publishing a dataset folder to the Hugging Face Hub with a version tag, and the LLaVA-Instruct export.
 
-The folder's card is :mod:`keypoint_instruct.dataset.card`'s business; this module uploads the folder in one commit, tags
-it, and never writes a card that drops the ``configs:`` block.
+The folder's card is :mod:`keypoint_instruct.dataset.card`'s business; this module uploads the folder in one commit,
+tags it, and never writes a card that drops the ``configs:`` block.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from keypoint_instruct.vocab import TASKS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TASKS", "CONVERSATION_TURNS", "BuildStats", "image_value", "iter_rows", "response_rows"]
+__all__ = ["CONVERSATION_TURNS", "BuildStats", "image_value", "iter_rows", "response_rows"]
 
 CONVERSATION_TURNS = ("single", "multi")
 

@@ -1,4 +1,8 @@
-"""Image loading and LLaVA-1.5's pad-to-square, shared by training and the benchmark.
+"""Image loading and LLaVA-1.5's pad-to-square, shared by training and the benchmark; the training images checked.
+
+Takes the ``images`` entries of dataset rows (a PIL image, ``{"path", "bytes"}`` or a path) and a COCO root; gives
+RGB PIL images, padded to a square (:func:`image_transform` for ``Dataset.with_transform``), and checks before
+training that every image referenced by path is there (:func:`check_images`).
 
 LLaVA-1.5 expanded every image to a square filled with CLIP's mean colour before the vision tower's resize, so the
 whole frame is kept. The stock CLIP processor instead resizes the short side and centre-crops, which on a 640x480
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from keypoint_instruct.errors import TrainingConfigError
 logger = logging.getLogger(__name__)
 
 CLIP_MEAN_RGB = (122, 116, 104)  # OpenAI CLIP's image mean (0.4815, 0.4578, 0.4082) in 8-bit RGB
+MAX_MISSING_SHOWN = 3  # how many missing images, weights or odd rows one error names
 
 
 def pad_to_square(image: Image.Image, fill: tuple[int, int, int] = CLIP_MEAN_RGB) -> Image.Image:
@@ -68,3 +74,59 @@ def resolve_image(value: Any, coco_root: Path | str | None) -> Image.Image:
         raise TrainingConfigError(f"image not found: {file} (expected <coco_root>/<split>/<file_name>)")
     with Image.open(file) as image:
         return image.convert("RGB")
+
+
+def image_transform(coco_root: str | Path | None, *, pad: bool = True) -> Callable[[dict], dict]:
+    """A ``Dataset.with_transform`` function: ``images`` entries -> RGB PIL images, padded to square by default."""
+
+    def transform(batch: dict) -> dict:
+        images = []
+        for row in batch["images"]:
+            loaded = [resolve_image(value, coco_root) for value in row]
+            images.append([pad_to_square(image) for image in loaded] if pad else loaded)
+        return {"messages": batch["messages"], "images": images}
+
+    return transform
+
+
+def _image_entries(dataset) -> list[Any]:
+    """Every entry of the ``images`` column without decoding any image (Arrow structs -> dicts)."""
+    import pyarrow.compute as pc
+
+    column = dataset.select_columns(["images"]).with_format("arrow")[:].column("images")
+    return pc.list_flatten(column).to_pylist()
+
+
+def check_images(dataset, coco_root: str | Path | None) -> int:
+    """Raise before training when an image that rows reference by path is not under ``coco_root``.
+
+    Returns the number of distinct image files checked (entries that embed bytes need no file).
+    """
+    paths = set()
+    embedded = 0
+    for entry in _image_entries(dataset):
+        if isinstance(entry, dict) and entry.get("bytes"):
+            embedded += 1
+        elif isinstance(entry, dict) and entry.get("path"):
+            paths.add(entry["path"])
+        elif isinstance(entry, str):
+            paths.add(entry)
+    relative = sorted(p for p in paths if not Path(p).is_absolute())
+    if relative and coco_root is None:
+        raise TrainingConfigError(
+            f"the dataset references {len(relative)} images by relative path (e.g. {relative[0]}): "
+            "pass --coco_root <COCO root>, the folder that holds <split>/<file_name>"
+        )
+    root = Path(coco_root) if coco_root is not None else Path("/")
+    missing = sorted(p for p in paths if not (root / p).is_file())
+    if missing:
+        shown = ", ".join(str(root / p) for p in missing[:MAX_MISSING_SHOWN])
+        more = f" and {len(missing) - MAX_MISSING_SHOWN} more" if len(missing) > MAX_MISSING_SHOWN else ""
+        raise TrainingConfigError(
+            f"{len(missing)} of {len(paths)} images missing under coco_root {root}: {shown}{more}"
+        )
+    if paths:
+        logger.info("all %d referenced image files found", len(paths))
+    if embedded:
+        logger.info("%d images embedded in the dataset (no image files needed)", embedded)
+    return len(paths)

@@ -153,7 +153,7 @@ def test_a_failed_upload_leaves_the_folder_card_unchanged(folder, monkeypatch, c
 def test_a_new_version_replaces_the_data_files_of_the_previous_one(coco_root, offline_cache, monkeypatch, tmp_path):
     """v1.1.0 has fewer shards than v1.0.0: the repo at v1.1.0 must not keep v1.0.0's extra shards, which the
     `<config>/train-*` globs of the card would read as data of v1.1.0."""
-    from keypoint_instruct.dataset.builder import build_folder
+    from keypoint_instruct.dataset.folder import build_folder
 
     common = {"coco_root": coco_root, "coco_split": "train2017", "cache_path": offline_cache}
     build_folder(**common, out=tmp_path / "v1", version="1.0.0", max_shard_bytes=20_000)

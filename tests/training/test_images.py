@@ -1,14 +1,17 @@
-"""images.py: LLaVA-1.5's pad-to-square and the resolution of dataset image entries."""
+"""keypoint_instruct/training/images.py: LLaVA-1.5's pad-to-square, dataset image entries resolved and checked."""
 
 from __future__ import annotations
 
 import io
+import logging
+import shutil
 
 import pytest
 from PIL import Image
 
 from keypoint_instruct.errors import TrainingConfigError
-from keypoint_instruct.training.images import CLIP_MEAN_RGB, pad_to_square, resolve_image
+from keypoint_instruct.training.data import load_sft_dataset
+from keypoint_instruct.training.images import CLIP_MEAN_RGB, check_images, pad_to_square, resolve_image
 
 
 def _jpeg_bytes(size, color) -> bytes:
@@ -72,3 +75,28 @@ def test_resolve_image_needs_a_root_for_relative_paths_and_rejects_odd_values():
         resolve_image({"path": None, "bytes": None}, None)
     with pytest.raises(TrainingConfigError, match="unsupported image entry"):
         resolve_image(42, None)
+
+
+def test_check_images_counts_files_and_accepts_embedded_bytes(dataset_dir, coco_root, caplog):
+    dataset = load_sft_dataset(str(dataset_dir), ["all"])
+    assert check_images(dataset, coco_root) == len(set(dataset["file_name"]))
+    from datasets import Dataset, Image, List
+
+    embedded = Dataset.from_dict({"images": [[{"path": "gone.jpg", "bytes": b"\x89PNG"}]]})
+    embedded = embedded.cast_column("images", List(Image(decode=False)))
+    with caplog.at_level(logging.INFO, logger="keypoint_instruct.training.images"):
+        assert check_images(embedded, None) == 0
+    assert "1 images embedded in the dataset" in caplog.text
+    assert "referenced image files found" not in caplog.text
+
+
+def test_check_images_names_missing_files(dataset_dir, coco_root, tmp_path):
+    partial = tmp_path / "coco"
+    shutil.copytree(coco_root, partial)
+    dataset = load_sft_dataset(str(dataset_dir), ["all"])
+    victim = sorted(set(dataset["file_name"]))[0]
+    (partial / "train2017" / victim).unlink()
+    with pytest.raises(TrainingConfigError, match=rf"1 of \d+ images missing .*{victim}"):
+        check_images(dataset, partial)
+    with pytest.raises(TrainingConfigError, match="--coco_root"):
+        check_images(dataset, None)
