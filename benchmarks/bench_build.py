@@ -123,7 +123,7 @@ def main() -> None:
         fill_cache(cache_path, list(load_scenes(coco_root, split)), split)
     print(f"setup (synthetic COCO + cache, not part of the goal): {time.perf_counter() - t:.1f} s")
 
-    from keypoint_instruct.dataset.builder import build_folder
+    from keypoint_instruct.dataset.folder import build_folder
 
     out = work / "dataset"
     t = time.perf_counter()

@@ -67,7 +67,7 @@ def random_llava(model_dir: str, dtype, attn_implementation: str | None = None):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from keypoint_instruct.training.sft import without_zero3_init
+    from keypoint_instruct.training.upstream import without_zero3_init
 
     config = AutoConfig.from_pretrained(model_dir)
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")

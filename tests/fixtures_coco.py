@@ -1,4 +1,4 @@
-"""COCO fixtures: a small synthetic tree with a 2014-named and a 2017-named split (keypoint_instruct.coco.synthetic)."""
+"""COCO fixtures: a small synthetic tree with a 2014-named and a 2017-named split (coco.synthetic)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@
 decoding, left padding, the model's own chat template and training's image preprocessing (pad to square with the
 CLIP mean colour, then the model's processor). ``openai``: the image file as a base64 data URL in a chat request to
 an OpenAI-compatible endpoint (vLLM, ``transformers serve``, a hosted model, Azure OpenAI), temperature 0; the
-client and body follow the teacher's rules (:func:`keypoint_instruct.llm.providers.openai.client_options`, ``chat_body``).
+client and body follow the teacher's rules
+(:func:`keypoint_instruct.llm.providers.openai.client_options`, ``chat_body``).
 
 Both append each finished batch to the answers file at once; a rerun skips the questions already answered there.
 """

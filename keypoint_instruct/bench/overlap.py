@@ -41,7 +41,7 @@ def _section(prompt: str, name: str) -> str:
 
 
 class OverlapJudge:
-    """A :class:`keypoint_instruct.llm.request.ChatModel` that scores by token F1; usable through the engine and cache."""
+    """A :class:`~keypoint_instruct.llm.request.ChatModel` scoring by token F1; usable through the engine and cache."""
 
     model = OFFLINE_JUDGE_MODEL
 

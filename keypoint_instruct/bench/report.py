@@ -226,10 +226,10 @@ def _how_to_read(scored: list[ModelScores], results: list[JudgeResult], baseline
     if offline:
         lines += [
             "",
-            f"**Judge {OFFLINE_JUDGE_MODEL} is not GPT-4o.** It grades an answer by how many of the reference's words it "
-            "shares (the reference always gets 10, so score and relative score coincide); it says nothing about "
-            "whether an answer is right. These figures only show that the pipeline runs; do not compare them with "
-            "the paper's.",
+            f"**Judge {OFFLINE_JUDGE_MODEL} is not GPT-4o.** It grades an answer by how many of the reference's "
+            "words it shares (the reference always gets 10, so score and relative score coincide); it says "
+            "nothing about whether an answer is right. These figures only show that the pipeline runs; do not "
+            "compare them with the paper's.",
         ]
     else:
         lines += [

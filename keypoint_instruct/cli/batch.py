@@ -8,6 +8,7 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import positive_float
 from keypoint_instruct.cli.endpoint import quiet_http_logs
+from keypoint_instruct.cli.exits import DONE, exit_status
 from keypoint_instruct.cli.selection import (
     add_claim_option,
     add_endpoint_options,
@@ -100,7 +101,7 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
     _say_notes(result.notes)
     print(result)
     say_claimed_elsewhere(result.claimed_elsewhere)
-    return 1 if result.over_cap else 0
+    return exit_status(stopped_short=result.over_cap)
 
 
 def _say_notes(notes: list[str]) -> None:
@@ -122,7 +123,7 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
     report = run_status(args.cache, base_url=args.base_url, timeout=args.request_timeout)
     _say_notes(report.notes)
     print(report)
-    return 0
+    return DONE
 
 
 def cmd_batch_collect(args: argparse.Namespace) -> int:
@@ -132,7 +133,7 @@ def cmd_batch_collect(args: argparse.Namespace) -> int:
     result = run_collect(args.cache, base_url=args.base_url, timeout=args.request_timeout)
     _say_notes(result.notes)
     print(result)
-    return 0
+    return DONE
 
 
 def cmd_batch_cancel(args: argparse.Namespace) -> int:
@@ -140,7 +141,7 @@ def cmd_batch_cancel(args: argparse.Namespace) -> int:
     from keypoint_instruct.llm.batch.commands import run_cancel
 
     print(run_cancel(args.cache, args.batch_id, base_url=args.base_url, timeout=args.request_timeout))
-    return 0
+    return DONE
 
 
 def cmd_batch_forget(args: argparse.Namespace) -> int:
@@ -149,4 +150,4 @@ def cmd_batch_forget(args: argparse.Namespace) -> int:
 
     endpoint = {"base_url": args.base_url, "timeout": args.request_timeout}
     print(run_forget(args.cache, args.batch_id, force=args.force, **endpoint))
-    return 0
+    return DONE

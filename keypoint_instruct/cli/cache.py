@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from keypoint_instruct.cli.exits import DONE
 from keypoint_instruct.cli.selection import open_cache
 
 
@@ -24,11 +25,11 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
     with open_cache(args.cache, create=False) as cache:
         stats = cache.stats()
     print(stats)
-    return 0
+    return DONE
 
 
 def cmd_cache_merge(args: argparse.Namespace) -> int:
     from keypoint_instruct.llm.store.merge import merge_into
 
     print(merge_into(args.out, args.inputs))
-    return 0
+    return DONE

@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from keypoint_instruct.dataset.builder import build_folder
+    from keypoint_instruct.dataset.folder import build_folder
     from keypoint_instruct.dataset.quality import REASONS
 
     summaries, stats = build_folder(

@@ -1,8 +1,8 @@
 """A deterministic teacher that needs no API key: responses written from a scene's captions and pose facts.
 
-:class:`OfflineTeacher` implements the teacher protocol (``keypoint_instruct.llm.request.ChatModel``) with the model name
-``offline-posefacts``. It reads ``request.payload`` (the scene) and ``request.task`` and writes text in the same shapes the LLM
-teacher is asked for: ``Question:``/``Answer:`` pairs separated by ``===`` for conversation (several pairs) and
+:class:`OfflineTeacher` answers like a chat model (``keypoint_instruct.llm.request.ChatModel``) under the model name
+``offline-posefacts``. It reads ``request.payload`` (the scene) and ``request.task`` and writes text in the shapes
+the LLM teacher is asked for: ``Question:``/``Answer:`` pairs separated by ``===`` for conversation (several pairs) and
 complex reasoning (one pair), plain text for a detailed description.
 
 Every pose statement comes from :mod:`keypoint_instruct.coco.posefacts`, so it never says more than the labelled joints

@@ -1,4 +1,4 @@
-"""Teacher prompt templates, loaded by task name from the data files under ``keypoint_instruct/teacher/prompts/<task>/``.
+"""Teacher prompt templates, loaded by task name from the data files under ``teacher/prompts/<task>/``.
 
 A task folder holds ``system.txt`` and few-shot examples as ``examples/<n>.context.txt`` and
 ``examples/<n>.response.txt`` (taken in numeric order), plus ``examples/<n>.facts.txt``, the pose-notes block that

@@ -251,7 +251,10 @@ def test_instructions_are_pose_focused_and_unique():
 def test_pick_instruction_is_stable_across_processes_and_spreads():
     ids = [1, 42, 139, 581929, 10**9]
     here = [pick_instruction(i) for i in ids]
-    code = f"from keypoint_instruct.teacher.templates import pick_instruction; print(repr([pick_instruction(i) for i in {ids}]))"
+    code = (
+        "from keypoint_instruct.teacher.templates import pick_instruction; "
+        f"print(repr([pick_instruction(i) for i in {ids}]))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert eval(out) == here  # noqa: S307 - our own repr
