@@ -107,7 +107,13 @@ def locate(reason: str | None, text: str, where: str) -> tuple[Finding, ...]:
         if len(searched) != len(text):  # a lower-cased character that changed length: no span rather than a wrong one
             continue
         spans.update((m.start(), m.end()) for m in pattern.finditer(searched) if m.end() > m.start())
-    return tuple(Finding(reason, s, e, text[s:e], where) for s, e in sorted(spans))
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):  # "[0.42, 0.31]" and the "0.42" inside it are one finding
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return tuple(Finding(reason, s, e, text[s:e], where) for s, e in merged)
 
 
 def _pair_findings(reason: str | None, question: str | None, answer: str) -> tuple[Finding, ...]:

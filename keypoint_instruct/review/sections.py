@@ -161,9 +161,19 @@ def _contexts(scene, entries: list[Entry]) -> str:
         out.append(
             f'<details class="context" open><summary>Context the teacher saw{esc(which)} '
             f"<small>(mode {esc(mode)}{esc(note)})</small></summary>"
-            f"<pre>{esc(format_context(scene, mode))}</pre></details>"
+            f"{_context_blocks(format_context(scene, mode))}</details>"
         )
     return "".join(out)
+
+
+def _context_blocks(context: str) -> str:
+    """The context's blocks (captions, the objects with their numbers, the pose notes) in one box each.
+
+    The numbers can run long; they scroll in their own box so that the pose notes after them stay in view.
+    """
+    blocks = context.split("\n\n")  # format_context joins its blocks so; captions and lines never hold a blank line
+    kinds = ["captions", "objects", "notes"][: len(blocks)] if len(blocks) <= 3 else ["text"] * len(blocks)
+    return "".join(f'<pre class="{kind}">{esc(block)}</pre>' for kind, block in zip(kinds, blocks, strict=True))
 
 
 def _picture(scene, picture: Picture, legend: str) -> str:
