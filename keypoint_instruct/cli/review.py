@@ -28,7 +28,8 @@ def register(subparsers) -> None:
         "task, kept/dropped and reason run in the page. "
         f"Limits: at most --limit images (default {DEFAULT_LIMIT}; more matching images are sampled per reason so "
         f"that rare reasons stay visible), --per-page images per HTML page (default {DEFAULT_PER_PAGE}; a page of "
-        "50 images of GPT-4o-length answers is about 1 MB, each picture a separate JPEG of about 100 KB).",
+        "50 images with GPT-4o-length answers is about 0.5 MB, each picture a separate JPEG of 40-110 KB for a COCO "
+        "photograph).",
     )
     p.add_argument(
         "--coco-root", required=True, type=Path, metavar="DIR", help="COCO folder holding annotations/ and the images"

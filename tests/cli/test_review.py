@@ -51,7 +51,7 @@ def test_help_says_the_limits(capsys):
     with pytest.raises(SystemExit):
         main(["review", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for needle in ("file://", "--limit", "default 200", "sampled per reason", "--per-page", "default 50", "1 MB"):
+    for needle in ("file://", "--limit", "default 200", "sampled per reason", "--per-page", "default 50", "0.5 MB"):
         assert needle in text
 
 
