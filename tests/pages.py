@@ -23,6 +23,8 @@ LEAKY_CONVERSATION = (
     "Question: Is the person on skis?\nAnswer: Yes.\n===\n"
     "Question: Is the person sitting?\nAnswer: I'm sorry, I cannot see the image, <b>not</b> even a little."
 )
+# markup that must stay text, and a 150-letter "word" that must wrap rather than widen the page
+VAGUE_ANSWER = "A person is in the picture <doing> things: " + "z" * 150
 TWO_QUESTIONS = (
     "Question: Why is the person leaning forward?\nAnswer: To keep balance while gliding downhill.\n===\n"
     "Question: What happens next?\nAnswer: They turn."
@@ -72,9 +74,7 @@ def _answers(bench: Path, folder: Path) -> dict[str, Path]:
         with open(path, "w", encoding="utf-8") as fh:
             for q in loaded.questions:
                 reference = loaded.references[q.question_id].text
-                text = (
-                    reference.split(". ")[0] + "." if name == "echo" else "A person is in the picture <doing> things."
-                )
+                text = reference.split(". ")[0] + "." if name == "echo" else VAGUE_ANSWER
                 row = {"question_id": q.question_id, "model": name, "text": text, "backend": "test",
                        "model_path": name, "question": q.text}  # fmt: skip
                 fh.write(json.dumps(row) + "\n")

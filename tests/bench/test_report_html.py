@@ -12,7 +12,7 @@ import pytest
 from keypoint_instruct.bench.judge import read_result
 from keypoint_instruct.bench.layout import load_bench
 from keypoint_instruct.bench.report import write_report
-from tests.pages import hpaub_report
+from tests.pages import VAGUE_ANSWER, hpaub_report
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def report(coco_root, tmp_path_factory):
 
 def test_the_judge_keeps_the_answer_it_judged(report):
     result = read_result(report.parent / "result_vague.json")
-    assert {j.answer for j in result.judgements} == {"A person is in the picture <doing> things."}
+    assert {j.answer for j in result.judgements} == {VAGUE_ANSWER}
 
 
 def test_the_page_holds_the_tables_and_the_chart(report):
@@ -52,7 +52,7 @@ def test_one_section_per_question_with_every_answer_and_both_scores(report):
         assert f'<img src="images/{q.image}"' in section and (report / "images" / q.image).is_file()
         assert q.text.replace("'", "&#x27;") in section
         assert bench.references[q.question_id].text.replace("'", "&#x27;") in section
-        assert "A person is in the picture &lt;doing&gt; things." in section  # escaped, never markup
+        assert "A person is in the picture &lt;doing&gt; things: zzz" in section  # escaped, never markup
         j = echo[q.question_id]
         assert f'data-score-0="{j.model_score:g}"' in section  # models in the order given to `bench report`
         assert f"the reference got {j.reference_score:g} in the same judgement" in section

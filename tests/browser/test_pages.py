@@ -174,6 +174,14 @@ def test_report_page_loads_every_picture_without_errors(browser, report_dir, sho
     opened.page.close()
 
 
+def test_report_page_reads_on_a_narrow_screen(browser, report_dir, shots):
+    opened = Opened(browser, report_dir / "report.html", width=600)
+    assert opened.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
+    opened.page.evaluate("document.getElementById('questions').scrollIntoView()")
+    opened.page.screenshot(path=str(shots / "report-narrow.png"))
+    opened.page.close()
+
+
 def _order(opened: Opened) -> list[dict]:
     return opened.page.evaluate(
         "Array.from(document.querySelectorAll('section.question')).filter(s => !s.hidden).map(s => ({"
