@@ -92,7 +92,7 @@ def _tasks_table(summary: Summary, tasks: tuple[str, ...]) -> str:
     )
 
 
-def _provenance(summary: Summary) -> str:
+def _provenance(summary: Summary, filters: Filters) -> str:
     models = ", ".join(f"<b>{esc(m)}</b> ({n:,})" for m, n in summary.models.most_common()) or "none"
     versions = ", ".join(
         f"{esc(TASK_TITLES.get(t, t))} <code>{esc(v)}</code> ({n:,})"
@@ -102,7 +102,19 @@ def _provenance(summary: Summary) -> str:
     return (
         f'<p class="meta">Teacher models (responses): {models}. Prompt versions: {versions or "none"}. '
         f"Tokens: {tokens['prompt']:,} prompt ({tokens['cached']:,} cached) + {tokens['completion']:,} completion; "
-        f"spend ${summary.cost_usd:,.4f}.</p>"
+        f"spend ${summary.cost_usd:,.4f}.</p>" + _mixed_models(summary, filters)
+    )
+
+
+def _mixed_models(summary: Summary, filters: Filters) -> str:
+    """Several teachers' answers: `build` refuses them unless told which; say what these pages assume."""
+    if len(summary.models) < 2 or filters.teacher_models:
+        return ""
+    return (
+        f'<p class="why">This cache holds answers of {len(summary.models)} teacher models. <code>build</code> refuses '
+        "it unless <code>--teacher-model</code> names the one(s) to use; these pages show what a build with all of "
+        "them does (the newest answer per image and task is used). Review with <code>--teacher-model</code> to see "
+        "one teacher's answers alone.</p>"
     )
 
 
@@ -227,7 +239,7 @@ def write_review(
         head = (
             f'<div class="summary"><div>{_counts_table(summary, shown)}</div>'
             f"{_tasks_table(summary, filters.tasks)}</div>"
-            f"{_provenance(summary)}"
+            f"{_provenance(summary, filters)}"
         )
         page = _page(title, lede, head, _filters(filters, summary), sections, number, total)
         pages.append(write_page(out / page_name(number), page))

@@ -52,6 +52,15 @@ def test_counts_per_reason_at_the_top(folder):
     assert 'data-set-reason="refusal"' in top
     assert "No drops for: <code>truncated</code>, <code>content_filter</code>, <code>empty</code>." in top
     assert "<b>gpt-4o-2024-08-06</b> (5)" in top and "<b>offline-posefacts</b>" in top
+    assert "This cache holds answers of 2 teacher models. <code>build</code> refuses it" in top
+
+
+def test_one_teachers_answers_alone(coco_root, mixed, tmp_path):
+    only = Filters(teacher_models=("offline-posefacts",))
+    result = write_review(coco_root, DATASET_SPLIT, mixed[0], tmp_path / "r", filters=only)
+    page = result.pages[0].read_text()
+    assert "gpt-4o-2024-08-06" not in page and "teacher models." not in page
+    assert {k: v for k, v in result.summary.by_reason().items() if v} == {}  # the offline teacher's answers all keep
 
 
 def test_a_leaky_conversation_shows_each_question_decided_and_highlighted(folder, mixed):
