@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on the embedded synthetic COCO, offline: no API key, no downloads.
 #   COCO tree -> contexts -> picture -> offline teacher -> dataset folder -> load_dataset
-#   -> a few ZeRO-3 training steps of a tiny LLaVA -> HPAUB build/answer/judge/report.
+#   -> review page -> a few ZeRO-3 training steps of a tiny LLaVA -> HPAUB build/answer/judge/report (+ report.html).
 # Usage: bash scripts/demo.sh [OUT_DIR]   (make demo runs it with the project's .venv on PATH)
 set -euo pipefail
 OUT=${1:-demo_output}
@@ -48,6 +48,9 @@ for turn in ds[0]["messages"]:
 PY
 $KI push "$OUT/dataset" --repo-id your-org/keypoint_instruct --version 0.1.0 --dry-run
 
+step "4b. review page: each answer with its picture, context and what the build did with it (open it from file://)"
+$KI review --coco-root "$COCO" --split train2017 --cache "$OUT/teacher.sqlite" --out "$OUT/review"
+
 step "5. fine-tune a tiny random LLaVA for a few steps: TRL SFTTrainer under DeepSpeed ZeRO-3 (CPU, gloo)"
 python scripts/make_tiny_llava.py "$OUT/tiny-llava"
 accelerate launch --config_file recipes/accelerate_configs/zero3_cpu.yaml --num_processes 1 \
@@ -69,3 +72,5 @@ $KI bench report "$OUT/result_tiny-llava.json" "$OUT/result_tiny-llava-kpi.json"
   --out "$OUT/hpaub_report"
 
 step "done: everything is in $OUT"
+echo "review page:  $OUT/review/index.html"
+echo "HPAUB report: $OUT/hpaub_report/report.html"

@@ -16,7 +16,7 @@ ROOT = "keypoint_instruct"
 
 # The data path, top to bottom. A module may import from its own stage and the stages above it; `errors` and
 # `vocab` are for everyone. Inside `llm`, the same rule orders its parts.
-STAGES = ("coco", "llm", "teacher", "dataset", "training", "bench", "cli")
+STAGES = ("coco", "llm", "teacher", "dataset", "review", "training", "bench", "cli")
 SHARED = ("errors", "vocab")
 LLM_PARTS = ("request", "pricing", "providers", "store", "online", "batch")
 # The LLM layer knows nothing about COCO, though COCO comes first on the data path.

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -123,6 +123,7 @@ class Judgement:
     judge_keys: tuple[str, ...]
     judge_text: str
     reason: str = ""  # why a question is not scored: "unparseable", "no judge reply" or "no answer"
+    answer: str = ""  # the model's answer that was judged, for report.html ("" in results written before it was kept)
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,8 @@ def run_judge(
         )
         texts.update(complete_all(make_judge, cache, list(retries.values()), label="judge retry", **calls))
     judgements = [_verdict(q, q.question_id in answers, first, retries, texts) for q in bench.questions]
+    kept = {qid: answer.text for qid, answer in answers.items()}  # report.html shows the answer judged
+    judgements = [replace(j, answer=kept[j.question_id]) if j.question_id in kept else j for j in judgements]
     result = JudgeResult(
         model=model,
         judge_model=judge_model,

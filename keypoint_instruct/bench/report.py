@@ -19,6 +19,7 @@ import numpy as np
 
 from keypoint_instruct.bench.judge import JudgeResult
 from keypoint_instruct.bench.layout import CATEGORY_TITLES
+from keypoint_instruct.bench.report_html import write_report_html
 from keypoint_instruct.errors import BenchmarkError
 from keypoint_instruct.vocab import ALL, OFFLINE_JUDGE_MODEL, TASKS
 
@@ -315,16 +316,20 @@ def plot(scored: list[ModelScores], path: Path, title: str) -> None:
 def write_report(
     results: list[JudgeResult], out: str | Path, *, baseline: str | None = None, resamples: int = 2000, seed: int = 0
 ) -> list[ModelScores]:
-    """Write report.md, report.json and report.png into ``out``; return the scores."""
+    """Write report.md, report.json, report.png and report.html (with its images/) into ``out``; return the scores."""
     if resamples < 100:
         raise BenchmarkError(f"--resamples {resamples} is too few for a 95% interval (use 1000 or more)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scored = build_report(results, baseline=baseline, resamples=resamples, seed=seed)
-    (out / "report.md").write_text(render_markdown(scored, results, baseline, resamples), encoding="utf-8")
+    report_md = render_markdown(scored, results, baseline, resamples)
+    (out / "report.md").write_text(report_md, encoding="utf-8")
     data = {"baseline": baseline, "resamples": resamples, "seed": seed, "models": [s.__dict__ for s in scored]}
     (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     judges = "; ".join(sorted({r.judge_label for r in results}))
     plot(scored, out / "report.png", f"HPAUB - judge: {judges}")
-    log.info("wrote %s, %s and %s", out / "report.md", out / "report.json", out / "report.png")
+    write_report_html(results, out, report_md, baseline=baseline)
+    log.info(
+        "wrote %s, %s, %s and %s", out / "report.md", out / "report.json", out / "report.png", out / "report.html"
+    )
     return scored

@@ -17,7 +17,7 @@ from keypoint_instruct.cli.exits import BAD_INPUT, DONE, INTERRUPTED, STOPPED_SH
 from keypoint_instruct.errors import KeypointInstructError
 
 # The data path, top to bottom: each module defines ``register(subparsers)``.
-COMMAND_MODULES = ("contexts", "generate", "batch", "cache", "dataset", "bench")
+COMMAND_MODULES = ("contexts", "generate", "batch", "cache", "dataset", "review", "bench")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -176,13 +176,16 @@ def _register_report(steps) -> None:
         help="tables like the paper's Tables 4 and 5, intervals, and a bar chart",
         description="Score each model per category on its judged questions (x 10, the paper's scale), with the "
         "relative score against the reference, bootstrap 95% intervals and the improvement over --baseline. "
-        "Writes report.md (also printed), report.json and report.png to --out.",
+        "Writes report.md (also printed), report.json, report.png and report.html (the tables, the chart and every "
+        "question with each model's answer and the judge's scores, sortable; its images/ beside it) to --out.",
     )
     p.add_argument("results", nargs="+", type=Path, metavar="RESULT.json", help="results written by `bench judge`")
     p.add_argument(
         "--baseline", default=None, help="model name to compute the improvement against (default: no improvement)"
     )
-    p.add_argument("--out", required=True, type=Path, help="folder for report.md, report.json and report.png")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for report.md, report.json, report.png and report.html"
+    )
     p.add_argument(
         "--resamples",
         type=count(1),
@@ -372,5 +375,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     _writable(args.out, folder=True)
     write_report(results, args.out, baseline=args.baseline, resamples=args.resamples, seed=args.seed)
     print((args.out / "report.md").read_text(encoding="utf-8"), end="")
-    print(f"\nwrote {args.out}/report.md, report.json and report.png")
+    print(f"\nwrote {args.out}/report.md, report.json, report.png and {args.out / 'report.html'}")
     return DONE
