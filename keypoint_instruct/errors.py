@@ -2,14 +2,15 @@
 
 Each exception also subclasses the standard type it resembles, so callers that catch ``ValueError`` or
 ``FileNotFoundError`` keep working. Messages name the offending file, id or value and say what was expected.
-The CLI turns any :class:`KeypointInstructError` into one line on stderr and exit code 2.
+The CLI turns any :class:`KeypointInstructError` into one line on stderr and its ``exit_code``: 2 (bad input, or a
+refusal found before anything was spent), except where a class says 1 (the command ran and stopped short).
 """
 
 from __future__ import annotations
 
 
 class KeypointInstructError(Exception):
-    """Base class of every error the CLI reports as one line with exit code 2."""
+    """Base class of every error the CLI reports as one line, with exit code 2 unless the class says otherwise."""
 
     exit_code = 2
 
@@ -61,6 +62,14 @@ class TeacherCallError(TeacherError):
         self.rate_limits = rate_limits
 
 
+class TeacherUnansweredError(TeacherError):
+    """A run stopped because a request exhausted its attempts before the endpoint answered anything (a server down,
+    unreachable or failing every request). It ran and retried: exit code 1, like requests given up; run it again
+    once the endpoint works. Definite refusals (key, model, parameter, quota) stay :class:`TeacherError`, exit 2."""
+
+    exit_code = 1
+
+
 class CacheError(KeypointInstructError, RuntimeError):
     """The response cache is missing, corrupt or inconsistent."""
 
@@ -79,3 +88,10 @@ class TrainingConfigError(KeypointInstructError, ValueError):
 
 class BenchmarkError(KeypointInstructError, ValueError):
     """Benchmark inputs (questions, answers, judge settings) that do not fit together."""
+
+
+class BenchmarkShortError(BenchmarkError):
+    """``bench build`` asked the teacher (and may have paid) and got too few usable answers: it ran and stopped
+    short, exit code 1. A rerun asks again for requests that got no answer; answers it could not use stay."""
+
+    exit_code = 1

@@ -23,7 +23,7 @@ Python API (the ``fake_openai`` pytest fixture yields a started :class:`FakeOpen
                                   # meanwhile never learns the batch id); make_held=False: a held creation makes
                                   # no batch and ends in a 500 (the provider never got to it); line_faults:
                                   # {custom_id: kind} answers that line's output as a chat answer with that fault
-                                  # ("length", "content_filter", "refusal", "no_usage", "null_finish")
+                                  # ("length", "content_filter", "refusal", "no_usage", "null_finish", "empty")
     server.set_access(models=None, api_key=None, reasoning_models=())
                                   # models: the only model names chat and batch lines accept (others: 404
                                   # model_not_found); api_key: the only Bearer key accepted (others: 401
@@ -49,7 +49,8 @@ connection is closed with no answer), ``"stall"`` (waits ``stall_s`` seconds, th
 are named in ``kinds``: ``"insufficient_quota"`` (429 with code insufficient_quota: the account has no credit),
 ``"payment_required"`` (402, as DeepSeek and OpenRouter say it), ``"context_length"`` (400
 context_length_exceeded), ``"no_usage"`` (an answer without ``usage``), ``"refusal"`` (``content`` null and the
-``refusal`` field set) and ``"null_finish"`` (``finish_reason`` null). ``LogEntry.query`` is the URL's query string.
+``refusal`` field set), ``"null_finish"`` (``finish_reason`` null) and ``"empty"`` (content ``""`` with
+``finish_reason: "stop"``, billed for its prompt). ``LogEntry.query`` is the URL's query string.
 
 Rate limits: with ``rpm``/``tpm`` set, every chat answer carries ``x-ratelimit-limit|remaining|reset-requests|tokens``
 headers. The limits are token buckets refilled continuously at rpm/60 and tpm/60 per second, holding at most
@@ -90,7 +91,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "drop", "stall", "non_json", "length", "content_filter")
-EXTRA_FAULTS = ("insufficient_quota", "payment_required", "context_length", "no_usage", "refusal", "null_finish")
+EXTRA_FAULTS = (
+    "insufficient_quota",
+    "payment_required",
+    "context_length",
+    "no_usage",
+    "refusal",
+    "null_finish",
+    "empty",
+)
 Responder = Callable[[dict], str]
 
 _REASONS = {
@@ -499,6 +508,8 @@ class FakeOpenAI:
             text, finish = text[: max(1, len(text) // 2)], "length"
         elif fault == "content_filter":
             text, finish = "", "content_filter"
+        elif fault == "empty":
+            text = ""
         elif fault == "refusal":
             text = "I'm sorry, but I can't help with that request."
         prompt_tokens = estimate_tokens(messages)

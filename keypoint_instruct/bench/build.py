@@ -5,7 +5,9 @@ response cache): conversation -> its first question/answer pair; detailed descri
 list (``prompts.pick_instruction``) with the description as the answer; complex reasoning -> its question and
 answer. The teacher's answer is the reference the judge compares against; the judge's view of the image is the
 symbolic context (captions, boxes, keypoints). Image choice is a seeded shuffle of the eligible images; an image
-whose teacher answer cannot be parsed or failed is replaced by the next one in that order.
+whose teacher answer cannot be parsed or failed is replaced by the next one in that order. Refusals found before
+any teacher call are :class:`BenchmarkError` (exit 2); too few usable answers after asking is
+:class:`BenchmarkShortError` (exit 1: the command ran and may have paid).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from keypoint_instruct.bench.layout import ImageContext, Question, Reference, question_id, write_jsonl
-from keypoint_instruct.errors import BenchmarkError
+from keypoint_instruct.errors import BenchmarkError, BenchmarkShortError
 from keypoint_instruct.vocab import TASKS
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,15 @@ def check_out(out: Path, meta: dict, *, overwrite: bool) -> None:
         )
 
 
+def _too_few(picked: int, images: int, eligible: int, split: str, unanswered: int) -> BenchmarkShortError:
+    """The error of a build that asked the teacher and got too few usable answers (exit 1: it ran, and paid)."""
+    retry = f"; {unanswered} requests got no answer (run the same command again to retry them)" if unanswered else ""
+    return BenchmarkShortError(
+        f"only {picked} of {images} images got three usable teacher answers, with all {eligible} eligible images "
+        f"of {split} tried{retry}; or lower --images"
+    )
+
+
 def build_bench(
     coco_root: str | Path,
     split: str,
@@ -129,14 +140,14 @@ def build_bench(
     picked: list[tuple[object, dict]] = []
     keys: dict[int, dict[str, str]] = {}
     versions: dict[str, str] = {}
-    cursor = 0
+    cursor = unanswered = 0
     while len(picked) < images and cursor < len(order):
         batch = order[cursor : cursor + images - len(picked)]
         cursor += len(batch)
         by_task = {task: build_requests(batch, task, settings, context_mode) for task in TASKS}
-        texts = complete_all(
-            make_teacher, cache, [r for reqs in by_task.values() for r in reqs], concurrency=concurrency
-        )
+        asked = [r for reqs in by_task.values() for r in reqs]
+        texts = complete_all(make_teacher, cache, asked, concurrency=concurrency)
+        unanswered += len({r.key for r in asked} - cache.answered(r.key for r in asked))
         for i, scene in enumerate(batch):
             reqs = {task: by_task[task][i] for task in TASKS}
             versions.update({task: r.prompt_version for task, r in reqs.items()})
@@ -146,7 +157,7 @@ def build_bench(
                 picked.append((scene, qa))
                 keys[scene.image_id] = {task: r.key for task, r in reqs.items()}
     if len(picked) < images:
-        raise BenchmarkError(f"only {len(picked)} of {images} images got three usable teacher answers")
+        raise _too_few(len(picked), images, len(order), split, unanswered)
     picked.sort(key=lambda item: item[0].image_id)
     meta = {"name": "HPAUB", **draw, "prompt_versions": versions}
     check_out(out, meta, overwrite=overwrite)  # the prompts may have changed since the folder was built

@@ -1,8 +1,8 @@
 """The ``keypoint-instruct`` command line.
 
 Each stage of the pipeline registers its subcommands from its own module in this package; this module only
-builds the parser, dispatches, and turns domain errors into one line on stderr with exit code 2. The exit codes
-of every command are in :mod:`keypoint_instruct.cli.exits`.
+builds the parser, dispatches, and turns domain errors into one line on stderr with their exit code (2, or 1 for a
+run that stopped short). The exit codes of every command are in :mod:`keypoint_instruct.cli.exits`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import sys
 
 from keypoint_instruct import __version__
-from keypoint_instruct.cli.exits import BAD_INPUT, DONE, INTERRUPTED, STOPPED_SHORT
+from keypoint_instruct.cli.exits import BAD_INPUT, DONE, EXIT_HELP, INTERRUPTED
 from keypoint_instruct.errors import KeypointInstructError
 
 # The data path, top to bottom: each module defines ``register(subparsers)``.
@@ -32,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keypoint-instruct",
         description="Turn COCO keypoint annotations into instruction-following data about human poses and "
         "actions, publish it as a versioned dataset, and benchmark models on HPAUB.",
-        epilog=f"exit status: {DONE} done; {STOPPED_SHORT} ran but stopped short (run the same command again to "
-        f"continue); {BAD_INPUT} bad input (one line on stderr); {INTERRUPTED} interrupted",
+        epilog=EXIT_HELP,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")

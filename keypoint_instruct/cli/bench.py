@@ -50,7 +50,8 @@ def _register_build(steps) -> None:
         description="Draw --images images with a well-labelled person from --split (seeded: same seed and split, "
         "same images), ask the teacher the three tasks with the training prompts and keep one question per task and "
         "image, the teacher's answer as the reference. Writes questions, references, contexts, the images and a "
-        "Hub-loadable copy to --out.",
+        "Hub-loadable copy to --out. Exit status 1 when the teacher gave too few usable answers (the run asked, "
+        "and kept what it got); 2 for bad input, found before any teacher call.",
     )
     p.add_argument("--coco-root", required=True, type=Path, help="COCO root holding annotations/ and <split>/ images")
     p.add_argument(

@@ -14,11 +14,16 @@ HTTP_LOGGERS = ("httpx2", "httpx", "openai")
 
 
 def base_url(text: str) -> str:
-    """An ``http://`` or ``https://`` URL with a host; anything else is argparse's one-line error (exit 2).
+    """An ``http://`` or ``https://`` URL with a host, whose path can be an API root; anything else is argparse's
+    one-line error (exit 2), before anything is created or sent.
 
     Without this check a typo (``localhost:8000/v1``, ``not-a-url``) is retried as a connection error until the
-    attempts run out.
+    attempts run out. The path rules (a bare host, a URL ending in ``/chat/completions``, an Azure deployment
+    without ``api-version`` are refused; a path without ``/v1`` only warned about when sent) are
+    :mod:`keypoint_instruct.llm.providers.urls`.
     """
+    from keypoint_instruct.llm.providers.urls import refusal
+
     url = text.strip()
     try:
         parts = urlsplit(url)
@@ -29,14 +34,18 @@ def base_url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected an http:// or https:// URL with a host (e.g. http://127.0.0.1:8000/v1), got {text!r}"
         )
+    problem = refusal(url)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return url
 
 
 TEACHER_BASE_URL_HELP = (
-    "OpenAI-compatible endpoint, http(s)://host[:port]/v1 (vLLM, a local server), or Azure OpenAI: "
+    "OpenAI-compatible endpoint, http(s)://host[:port]/v1 (vLLM, Ollama, a local server), or Azure OpenAI: "
     "https://RESOURCE.openai.azure.com/openai/deployments/DEPLOYMENT?api-version=VERSION (the key from "
     "OPENAI_API_KEY goes in its api-key header); a query string such as ?api-version=... is sent with every "
-    "request; default api.openai.com"
+    "request. Refused before anything is sent: a URL without a path, one ending in /chat/completions, an Azure "
+    "deployment without api-version. Default api.openai.com"
 )
 
 

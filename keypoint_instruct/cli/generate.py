@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 DESCRIPTION = (
     "Send one teacher request per selected image and task; each answer is saved in the cache as it arrives and is "
     "never sent again, and a request another run on the cache is sending is skipped. The key comes from "
-    "OPENAI_API_KEY. Exit status 0: all answered; 1: some requests given up after --max-attempts, or the --max-cost "
-    "cap reached part-way (run the same command again to continue); 2, one line and nothing sent: the endpoint "
-    "refuses the key or the model, or --max-cost cannot pay for the first request; 130: Ctrl-C (a clean stop, the "
-    "summary printed)."
+    "OPENAI_API_KEY. One request goes first; the rest follow once it is answered. Exit status 0: all answered; 1: "
+    "some requests given up after --max-attempts (empty answers included; also when the endpoint answered none: "
+    "down or still starting), or the --max-cost cap reached part-way (run the same command again to continue); 2, "
+    "one line and nothing spent: bad input, a --base-url that cannot be an API root, an endpoint that refuses the "
+    "key, the model or a parameter or has no quota left (found by the first request), or a --max-cost below the "
+    "first request; 130: Ctrl-C (a clean stop, the summary printed)."
 )
 
 

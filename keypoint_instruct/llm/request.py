@@ -150,6 +150,13 @@ class RateLimits:
         return any(value is not None for value in vars(self).values())
 
 
+def is_empty_answer(text: str, finish_reason: str) -> bool:
+    """An answer without text (whitespace at most) that says it ended normally (``stop``, or no reason given):
+    nothing was answered, though it was paid for. The engine retries it as a failed attempt and never stores it
+    as an answer; an empty answer cut by ``length`` or a ``content_filter`` keeps its finish reason."""
+    return finish_reason in ("stop", "unknown") and not text.strip()
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str

@@ -14,7 +14,15 @@ from tests.bench.test_layout import make_bench, write_answers
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:8000/v1", "https://api.example.com/v1", " http://localhost:9/v1 ", "http://[::1]:8000"]
+    "url",
+    [
+        "http://127.0.0.1:8000/v1",
+        "https://api.example.com/v1",
+        " http://localhost:9/v1 ",
+        "http://[::1]:8000/v1",
+        "https://res.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21",
+        "http://localhost:11434/api",  # no /v1: warned about when sent, not refused
+    ],
 )
 def test_base_url_accepts_http_urls_with_a_host(url):
     assert base_url(url) == url.strip()
@@ -44,17 +52,41 @@ def _commands(coco_root, tmp_path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not-a-url", "'not-a-url'"),
+        ("http://127.0.0.1:8000", "has no path"),
+        ("http://127.0.0.1:8000/v1/chat/completions", "ends in /chat/completions"),
+        ("https://res.openai.azure.com/openai/deployments/gpt-4o", "without ?api-version"),
+    ],
+    ids=["not-a-url", "bare-host", "endpoint-url", "azure-without-version"],
+)
+@pytest.mark.parametrize(
     "command",
     ["generate", "batch submit", "batch status", "batch collect", "bench build", "bench answer", "bench judge"],
 )
-def test_every_command_refuses_a_bad_base_url_at_once(coco_root, tmp_path, capsys, command):
+def test_every_command_refuses_a_bad_base_url_at_once(coco_root, tmp_path, capsys, command, url, says):
     argv = _commands(coco_root, tmp_path)[command]
     with pytest.raises(SystemExit) as caught:
-        main([*argv, "--base-url", "not-a-url"])
+        main([*argv, "--base-url", url])
     err = capsys.readouterr().err
     assert caught.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert "--base-url" in err and "'not-a-url'" in err
+    assert "--base-url" in err and says in err, err
     assert not list(tmp_path.iterdir())  # nothing was created or sent
+
+
+def test_a_path_without_v1_is_warned_about_once_and_stops_after_one_request(
+    coco_root, tmp_path, capsys, caplog, fake_openai
+):
+    url = fake_openai.base_url.removesuffix("/v1") + "/api"  # Ollama's own API, not its OpenAI one: 404
+    argv = _commands(coco_root, tmp_path)["generate"]
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv, "--base-url", url, "--no-progress"]) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "has no version segment such as /v1" in warnings[0]
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("keypoint-instruct: error: stopped: HTTP 404") and "--base-url" in err[-1]
+    assert len(fake_openai.log()) == 1  # the 404 stopped the run at its first request
 
 
 def _bench_run(step: str, coco_root, tmp_path, server) -> list[str]:

@@ -44,9 +44,9 @@ def selected_images(coco_root, limit=None) -> list[int]:
     return [s.image_id for s in select_scenes(load_scenes(coco_root, "val2014").values(), limit=limit)]
 
 
-def one_line_error(capsys, code: int) -> str:
+def one_line_error(capsys, code: int, expected: int = 2) -> str:
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == expected, err
     lines = [line for line in err.splitlines() if not line.startswith(("INFO ", "DEBUG "))]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -128,12 +128,20 @@ def test_kill_minus_nine_then_rerun_pays_each_request_once(server_process, coco_
 
     with ResponseCache(cache_path) as cache:
         saved_before = {r.key for r in cache.iter_responses()}
+        left = Claims(cache).stale()  # the dead run's claims: the requests it held and had not answered
     sent_before = len(read_log(log_path))
     assert 12 <= len(saved_before) < 48  # it really died in the middle, with answers committed
+    assert left and not left & saved_before
 
     rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert f"48 requests: {len(saved_before)} already cached" in rerun.stdout
+    # One line says what becomes of all of them, and the summary that every one was taken over.
+    assert (
+        f"the cache holds {len(left)} claims of runs that ended without releasing them (a run killed with kill -9 "
+        f"leaves its claims): {len(left)} on requests of this run, taken over as the run reaches them (4 at a time)"
+    ) in rerun.stderr
+    assert rerun.stdout.strip().endswith(f"; took over {len(left)} claims of ended runs"), rerun.stdout
 
     resent = [request_key(e["body"]) for e in read_log(log_path)[sent_before:]]
     assert not saved_before & set(resent)  # no request for an already-cached key reached the server
@@ -277,33 +285,88 @@ def test_no_key_and_no_url_is_one_line(coco_root, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("access", "extra", "expected"),
+    ("access", "fault", "extra", "expected"),
     [
-        ({"api_key": "sk-the-right-one-0000"}, (), ("HTTP 401", "OPENAI_API_KEY")),
-        ({"models": {"gpt-4o-2024-08-06"}}, ("--model", "gpt-4x"), ("HTTP 404", "'gpt-4x'", "--model")),
-        ({}, ("--base-url-path", "/v2"), ("HTTP 404", "--base-url")),
+        ({"api_key": "sk-the-right-one-0000"}, None, (), ("HTTP 401", "OPENAI_API_KEY")),
+        ({"models": {"gpt-4o-2024-08-06"}}, None, ("--model", "gpt-4x"), ("HTTP 404", "'gpt-4x'", "--model")),
+        ({}, None, ("--base-url-path", "/v2"), ("HTTP 404", "--base-url")),
+        ({"reasoning_models": {"gpt-4o-2024-08-06"}}, None, (), ("HTTP 400", "refuses a setting", "max_tokens")),
+        ({}, "insufficient_quota", (), ("HTTP 429 insufficient_quota", "no quota or credit left")),
+        ({}, "payment_required", (), ("HTTP 402", "no quota or credit left")),
     ],
-    ids=["wrong-key", "wrong-model", "wrong-path"],
+    ids=["wrong-key", "wrong-model", "wrong-path", "refused-parameter", "no-quota", "no-credit"],
 )
-def test_refused_endpoint_stops_with_one_line(
-    fake_openai, coco_root, tmp_path, capsys, monkeypatch, access, extra, expected
+def test_a_refusing_endpoint_stops_the_run_after_one_request_with_one_line(
+    fake_openai, coco_root, tmp_path, capsys, monkeypatch, access, fault, extra, expected
 ):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     fake_openai.set_access(**access)
+    fake_openai.set_faults(rule=(lambda body: fault) if fault else None)  # every request would get it
     url = fake_openai.base_url
     if extra[:1] == ("--base-url-path",):
         url, extra = url.removesuffix("/v1") + extra[1], ()
     argv = generate_args(coco_root, tmp_path / "c.sqlite", "--task", "all", "--base-url", url, *extra)
-    line = one_line_error(capsys, main([*argv, "--no-progress"]))
+    line = one_line_error(capsys, main([*argv, "--concurrency", "16", "--no-progress"]))
     assert all(part in line for part in expected), line
     assert SECRET not in line and SECRET[-6:] not in line
-    assert len(fake_openai.log()) <= 32  # stopped at once: not one refusal per request and attempt
+    assert len(fake_openai.log()) == 1  # one request went first; the other 15 slots never sent theirs
 
 
 def test_unreachable_endpoint_stops_after_one_request_exhausts_its_attempts(coco_root, tmp_path, capsys):
     argv = generate_args(coco_root, tmp_path / "c.sqlite", "--task", "all", "--base-url", "http://127.0.0.1:9/v1")
-    line = one_line_error(capsys, main([*argv, "--max-attempts", "2", "--no-progress"]))
-    assert "answered no request" in line and "--base-url" in line and "connection" in line, line
+    line = one_line_error(capsys, main([*argv, "--max-attempts", "2", "--no-progress"]), expected=1)
+    assert "no request has been answered yet" in line and "--base-url" in line and "connection" in line, line
+    assert "run the same command again" in line
+
+
+def test_an_endpoint_failing_every_request_with_500_stops_short_with_exit_1(fake_openai, coco_root, tmp_path, capsys):
+    fake_openai.set_faults(rule=lambda body: "500")
+    argv = generate_args(coco_root, tmp_path / "c.sqlite", "--task", "all", "--base-url", fake_openai.base_url)
+    line = one_line_error(capsys, main([*argv, "--max-attempts", "2", "--no-progress"]), expected=1)
+    assert line.startswith("keypoint-instruct: error: stopped: no request has been answered yet and one just failed 2")
+    assert "HTTP 500" in line
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        assert cache.stats().responses == 0 and not Claims(cache).stale()  # nothing stored, every claim released
+
+
+def test_an_empty_answer_is_paid_for_retried_and_never_stored(fake_openai, coco_root, tmp_path, capsys):
+    empty = []  # the first request to arrive is always answered empty
+
+    def rule(body):
+        empty[:] = empty or [body["messages"]]
+        return "empty" if body["messages"] == empty[0] else None
+
+    fake_openai.set_faults(rule=rule)
+    cache_path = tmp_path / "c.sqlite"
+    argv = generate_args(coco_root, cache_path, "--task", "conversation", "--limit", "3", "--base-url")
+    argv = [*argv, fake_openai.base_url, "--max-attempts", "3", "--no-progress"]
+    assert main(argv) == 1  # given up after its attempts: stopped short
+    out = capsys.readouterr().out
+    assert "2 answered (stop 2), 1 gave up; 5 attempts, 3 failed (3 empty answers, paid and retried)" in out
+    paid = float(re.search(r"\$(\d+\.\d+);", out)[1])
+    with ResponseCache(cache_path) as cache:
+        stats = cache.stats()
+        stored = sum(r.cost_usd for r in cache.iter_responses())
+        reasons = [f["reason"] for f in cache.failures()]
+    assert stats.responses == 2 and [row["status"] for row in stats.rows] == ["ok"]
+    assert len(reasons) == 3 and all("empty answer (finish_reason stop;" in r and " paid)" in r for r in reasons)
+    assert stats.empty_answers == 3 and stats.empty_usd > 0
+    assert paid == pytest.approx(stored + stats.empty_usd, abs=1e-4)  # the run's summary counts what they cost
+    assert main(["cache", "stats", "--cache", str(cache_path)]) == 0
+    assert "empty answers paid for: 3" in capsys.readouterr().out
+
+    fake_openai.set_faults()  # the endpoint answers it now: a rerun asks again for that one request only
+    fake_openai.clear_log()
+    assert main(argv) == 0
+    assert "3 requests: 2 already cached, 0 waiting in a batch, 1 answered (stop 1)" in capsys.readouterr().out
+    assert len(fake_openai.chat_log()) == 1
+
+
+def test_an_empty_answer_then_a_real_one_completes_the_run(fake_openai, coco_root, tmp_path, capsys):
+    fake_openai.set_faults(script=["empty"])
+    argv = generate_args(coco_root, tmp_path / "c.sqlite", "--task", "conversation", "--limit", "3", "--base-url")
+    assert main([*argv, fake_openai.base_url, "--no-progress"]) == 0
+    assert "3 answered (stop 3), 0 gave up; 4 attempts, 1 failed (1 empty answers" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

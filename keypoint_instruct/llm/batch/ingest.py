@@ -2,9 +2,11 @@
 
 ``collect`` in :mod:`keypoint_instruct.llm.batch.collect` downloads the files and calls :func:`ingest` (answers at
 the Batch price through ``ResponseCache.put``, failed lines through ``record_failure``; a key answered already is
-left alone) and :func:`account_for_missing` (a request on no line at all, as in a failed batch, is recorded as a
-failure with the batch's errors); both add what they did to an :class:`IngestCounts`. A failure reason already
-recorded for a key is not recorded again, so a collect that was interrupted and is run again adds nothing twice.
+left alone; an empty answer, as online, is recorded as a failure with what it cost and not stored, so ``generate``
+or the next submit asks again) and :func:`account_for_missing` (a request on no line at all, as in a failed batch,
+is recorded as a failure with the batch's errors); both add what they did to an :class:`IngestCounts`. A failure
+reason already recorded for a key is not recorded again, so a collect that was interrupted and is run again adds
+nothing twice.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import TYPE_CHECKING
 from keypoint_instruct.llm.pricing import completion_cost
 from keypoint_instruct.llm.providers.http_errors import redact
 from keypoint_instruct.llm.providers.openai import answer_text, count_locally
-from keypoint_instruct.llm.request import ChatRequest, Completion
+from keypoint_instruct.llm.request import ChatRequest, Completion, is_empty_answer
+from keypoint_instruct.llm.store.stats import empty_answer_reason
 
 if TYPE_CHECKING:
     from keypoint_instruct.llm.store.cache import ResponseCache
@@ -97,6 +100,7 @@ def ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, count
             counts.already_present += 1
             continue
         response = line.get("response") or {}
+        paid = 0.0  # an empty answer's cost, counted when its failure is first recorded
         if response.get("status_code") == 200 and not line.get("error"):
             try:
                 completion = _completion(response["body"], request)
@@ -110,13 +114,20 @@ def ingest(cache: ResponseCache, batch, lines: list[dict], requests: dict, count
                     cached_tokens=completion.cached_tokens,
                     batch=True,
                 )
-                stored = cache.put(request, completion, 0.0, cost_usd=cost)
-                answered.add(request.key)
-                counts.added += 1
-                counts.cost_usd += stored.cost_usd
-                continue
+                if is_empty_answer(completion.text, completion.finish_reason):  # paid for, but no answer
+                    paid = cost
+                    reason = f"batch {batch.id}: " + empty_answer_reason(
+                        completion.finish_reason, completion.prompt_tokens, completion.completion_tokens, cost
+                    )
+                else:
+                    stored = cache.put(request, completion, 0.0, cost_usd=cost)
+                    answered.add(request.key)
+                    counts.added += 1
+                    counts.cost_usd += stored.cost_usd
+                    continue
         else:
             reason = _failure_reason(batch.id, line)
         if not any(f["reason"] == reason for f in cache.failures(request.key)):
             cache.record_failure(request, reason)
+            counts.cost_usd += paid
         counts.failures += 1

@@ -179,6 +179,8 @@ def submit(
         got = claims.claim(unique)
         result.already_answered, result.already_pending = len(got.answered), len(got.in_batch)
         result.claimed_elsewhere = len(got.held)
+        if got.taken_over:
+            log.info("took over %d claims of runs that ended without releasing them (kill -9)", len(got.taken_over))
         todo = [r for key, r in unique.items() if key in got.claimed]
         if todo and max_cost_usd is not None:
             todo = _within(todo, max_cost_usd, result)

@@ -5,6 +5,11 @@ keys as requests may be in flight), so a run claims ahead of what it sends but n
 another live run holds, that were answered meanwhile or that wait in a batch are counted in the summary
 (``claimed_elsewhere``, ``already_cached``, ``in_batch``) and not sent. Right before each attempt the claim is
 confirmed (its lease renewed); a claim that lapsed and was taken over is never sent under.
+
+Claims left by runs that ended without releasing them (a ``kill -9``) are taken over only as the run reaches their
+keys, a chunk at a time (``taken_over`` in the summary counts them); :meth:`KeyClaims.report_stale` says once, at
+the start, how many the cache holds and what becomes of each: taken over by this run, removed (their key was
+answered since), or left for a run that sends their key (another selection, or waiting in a batch).
 """
 
 from __future__ import annotations
@@ -47,10 +52,33 @@ class KeyClaims:
             got = self.claims.claim(chunk)
             self.decided.update(chunk)
             self.mine.update(got.claimed)
+            self.summary.taken_over += len(got.taken_over)
             self._count_elsewhere(got)
             if got.held:
                 log.debug("%d keys are being sent by another run; skipped", len(got.held))
         return key in self.mine
+
+    def report_stale(self) -> None:
+        """One line on the claims that runs which ended (killed) left in the cache, and what this run does with
+        them; claims on keys answered since are removed."""
+        stale = self.claims.stale()
+        if not stale:
+            return
+        ours = stale & set(self.keys)
+        removed = self.claims.drop_answered(stale - ours)
+        others = len(stale) - len(ours) - removed
+        parts = [
+            f"{len(ours)} on requests of this run, taken over as the run reaches them ({self.chunk} at a time)",
+            f"{removed} on requests answered since, removed",
+            f"{others} on requests this run does not send (another selection, or waiting in a batch), left for a "
+            "run that sends them",
+        ]
+        log.info(
+            "the cache holds %d claims of runs that ended without releasing them (a run killed with kill -9 "
+            "leaves its claims): %s",
+            len(stale),
+            "; ".join(part for part, n in zip(parts, (len(ours), removed, others), strict=True) if n),
+        )
 
     def _chunks_through(self, key: str) -> Iterator[list[str]]:
         while key not in self.decided and self.next < len(self.keys):
@@ -68,6 +96,7 @@ class KeyClaims:
         got = self.claims.claim([key])
         if got.claimed:
             self.mine.add(key)
+            self.summary.taken_over += len(got.taken_over)
             return True
         log.warning("the claim on key %s lapsed and another run took it; this run does not send it", key[:12])
         self._count_elsewhere(got)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 from enum import Enum
 
-from keypoint_instruct.errors import TeacherCallError
+from keypoint_instruct.errors import TeacherCallError, TeacherUnansweredError
 from keypoint_instruct.llm.online.waits import Why
+from keypoint_instruct.llm.request import Completion
+from keypoint_instruct.llm.store.stats import empty_answer_reason
 
 
 class Next(Enum):
@@ -19,7 +21,7 @@ class Next(Enum):
     RETRY = "retry"  # send the request again after a delay
     QUIET = "quiet"  # the run is stopping on such an error already: nothing more to do or say for this request
     GIVE_UP = "give up"  # no answer after its last attempt: counted, its claim released, one warning line
-    NOTHING_WORKS = "nothing works"  # given up before the endpoint answered anything: the run stops
+    NOTHING_WORKS = "nothing works"  # given up before the endpoint answered anything: the run stops (exit 1)
 
 
 def after_failure(
@@ -48,11 +50,23 @@ def retry_delay(
     return Why.BACKOFF, backoff * (0.5 + 0.5 * jitter.random())
 
 
-def nothing_works(attempt: int, err: TeacherCallError) -> TeacherCallError:
-    """The error a run stops with when a request exhausted its attempts before the endpoint answered anything."""
-    return TeacherCallError(
-        f"the endpoint has answered no request yet and one just failed {attempt} times "
-        f"(last: {err.reason}); check --base-url and that the server is up",
-        retryable=False,
-        fatal=True,
+def nothing_works(attempt: int, err: TeacherCallError) -> TeacherUnansweredError:
+    """The error a run stops with when a request exhausted its attempts before the endpoint answered anything.
+
+    It ran and retried, and nothing says the input is wrong (a server still loading its model, an outage and a
+    wrong port look alike from here): it exits 1, as requests given up do. The input errors that can be told
+    (a malformed or incomplete ``--base-url``) are refused before anything is sent.
+    """
+    return TeacherUnansweredError(
+        f"stopped: no request has been answered yet and one just failed {attempt} times (last: {err.reason}); "
+        "check --base-url and that the server is up, then run the same command again"
     )
+
+
+def empty_answer(completion: Completion, cost_usd: float) -> TeacherCallError:
+    """A paid answer with no text that says it ended normally: a failed attempt to retry; its reason keeps what it
+    cost (``cache stats`` adds it to the money spent)."""
+    reason = empty_answer_reason(
+        completion.finish_reason, completion.prompt_tokens, completion.completion_tokens, cost_usd
+    )
+    return TeacherCallError(reason, retryable=True, rate_limits=completion.rate_limits)

@@ -7,10 +7,14 @@ through these steps, each one method:
 
 - :meth:`~EngineRun.claim`: the key is claimed (a chunk of the queue at a time) and checked not to be answered or
   in a batch meanwhile; otherwise the request is resolved here.
-- :meth:`~EngineRun.attempt`: the rate limiter, the check that the claim is still this run's, room under the spend
-  cap (waiting for attempts in flight to settle), then the request is sent.
+- :meth:`~EngineRun.attempt`: until the run's first attempt settled, one attempt at a time
+  (:mod:`keypoint_instruct.llm.online.gate`: a refused key stops the run after one request); the rate limiter, the
+  check that the claim is still this run's, room under the spend cap (waiting for attempts in flight to settle),
+  then the request is sent.
 - :meth:`~EngineRun.settle_answer` / :meth:`~EngineRun.settle_failure`: the answer is stored; or the failure is
   recorded and leads to a retry, a give-up or a stop (:func:`keypoint_instruct.llm.online.failures.after_failure`).
+  An empty answer (:func:`~keypoint_instruct.llm.request.is_empty_answer`) is paid for and counted, then settled as
+  a failure: it is retried, never stored.
 - :meth:`~EngineRun.stop`: the run leaves RUNNING (capped, cancelled, fatal, crashed) and sends nothing more.
 
 Workers share the run's attributes. Between two awaits a worker runs alone, so a step that must not be interleaved
@@ -28,18 +32,19 @@ import time
 from contextlib import ExitStack
 from enum import IntEnum
 
-from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError
+from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, TeacherUnansweredError
 from keypoint_instruct.llm.online.budget import Budget
 from keypoint_instruct.llm.online.claiming import KeyClaims
-from keypoint_instruct.llm.online.failures import Next, after_failure, nothing_works, retry_delay
+from keypoint_instruct.llm.online.failures import Next, after_failure, empty_answer, nothing_works, retry_delay
+from keypoint_instruct.llm.online.gate import FirstRequestGate, Pulse
 from keypoint_instruct.llm.online.progress import Progress
 from keypoint_instruct.llm.online.ratelimit import RateLimiter, estimate_request_tokens
 from keypoint_instruct.llm.online.settings import EngineSettings
 from keypoint_instruct.llm.online.summary import RunSummary
 from keypoint_instruct.llm.online.waits import Why, wait
-from keypoint_instruct.llm.request import ChatModel, ChatRequest, Completion
+from keypoint_instruct.llm.request import ChatModel, ChatRequest, Completion, is_empty_answer
 from keypoint_instruct.llm.store.batches import BatchJobs
-from keypoint_instruct.llm.store.cache import ResponseCache
+from keypoint_instruct.llm.store.cache import ResponseCache, completion_cost
 from keypoint_instruct.llm.store.claims import Claims
 
 log = logging.getLogger("keypoint_instruct.llm.online.engine")  # the engine's lines keep the engine's logger name
@@ -53,20 +58,6 @@ class Status(IntEnum):
     CANCELLED = 2  # Ctrl-C: nothing new is sent; the attempts in flight may finish (drain_s)
     FATAL = 3  # an error every request would hit, or nothing works: the run raises TeacherError
     CRASHED = 4  # the engine itself failed (the cache cannot be written): the run raises that error
-
-
-class Pulse:
-    """Wakes everyone waiting at the moment it fires (an event replaced each time it is set)."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()
 
 
 class EngineRun:
@@ -100,6 +91,7 @@ class EngineRun:
         self.remaining = len(todo)  # requests not yet resolved (answered, given up or skipped)
         self.done = asyncio.Event()  # every request resolved, or the run stopped: the main task wakes
         self.settled = Pulse()  # fires whenever an attempt in flight ends: the budget may have room, a drain may end
+        self.gate = FirstRequestGate()  # one attempt goes first; the others follow once it settled
         self.timers: set[asyncio.Task] = set()  # retries waiting out their delay
         self.jitter = random.Random()
         self.progress = Progress(len(todo), settings.progress, summary, settings.progress_label)
@@ -114,6 +106,7 @@ class EngineRun:
         """Send every request; the summary, or the error the run stopped on (cancelled: after the drain)."""
         keep_alive = ExitStack()  # the claims are renewed while the run goes, and released when it ends
         keep_alive.enter_context(self.keys.renewing())
+        self.keys.report_stale()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
         try:
             await self.done.wait()
@@ -165,6 +158,8 @@ class EngineRun:
             if isinstance(err, sqlite3.Error):
                 raise CacheError(f"writing the response cache {self.cache.path} failed: {err}") from err
             raise err
+        if self.status is Status.FATAL and isinstance(err, TeacherUnansweredError):
+            raise err
         if self.status is Status.FATAL and isinstance(err, TeacherCallError):
             saved = f" ({self.summary.answered} answers were saved first)" if self.summary.answered else ""
             raise TeacherError(f"stopped: {err.reason}{saved}")
@@ -204,7 +199,7 @@ class EngineRun:
         if not self.keys.take(key):  # answered, in a batch, or claimed by another run
             self._resolve()
             return False
-        if self.cache.get(key) is not None:  # answered meanwhile (e.g. a merge into this file)
+        if self.cache.answered([key]):  # answered meanwhile (e.g. a merge into this file)
             self.summary.already_cached += 1
             self.keys.drop(key)
             self._resolve()
@@ -217,19 +212,26 @@ class EngineRun:
         return True
 
     async def attempt(self, request: ChatRequest, attempt: int) -> bool:
-        """Send attempt number ``attempt`` of ``request`` when the limits allow, and settle it; False when the run
-        stopped meanwhile (this worker ends)."""
-        await self.limiter.acquire(estimate_request_tokens(request))
-        if not self.sending:
-            return False
-        if not self.keys.confirm(request.key):  # the claim lapsed and another run took it
-            self._resolve()
+        """Send attempt number ``attempt`` of ``request`` when the gate and the limits allow, and settle it; False
+        when the run stopped meanwhile (this worker ends)."""
+        first = await self.gate.enter()
+        sent = False
+        try:
+            await self.limiter.acquire(estimate_request_tokens(request))
+            if not self.sending:
+                return False
+            if not self.keys.confirm(request.key):  # the claim lapsed and another run took it
+                self._resolve()
+                return True
+            number = await self._room(request)
+            if number is None:
+                return False
+            await self._send(request, attempt, number)
+            sent = True
             return True
-        number = await self._room(request)
-        if number is None:
-            return False
-        await self._send(request, attempt, number)
-        return True
+        finally:
+            if first:
+                self.gate.leave(settled=sent and self.sending)
 
     async def _room(self, request: ChatRequest) -> int | None:
         """Wait until ``request`` fits under the spend cap; its attempt number (the attempt is in flight), or None
@@ -275,7 +277,7 @@ class EngineRun:
             return
         finally:
             self.end_attempt()
-        self.settle_answer(request, number, completion, time.monotonic() - sent)
+        self.settle_answer(request, number, completion, time.monotonic() - sent, attempt=attempt)
 
     def end_attempt(self) -> None:
         """An attempt in flight ended: wake whoever waits for one (room under the cap, the drain). They run only
@@ -284,12 +286,17 @@ class EngineRun:
         self.in_flight -= 1
         self.settled.fire()
 
-    def settle_answer(self, request: ChatRequest, number: int, completion: Completion, latency_s: float) -> None:
-        """Store the answer and count it (its real cost replaces its reservation). Synchronous: see
-        ``end_attempt``."""
+    def settle_answer(
+        self, request: ChatRequest, number: int, completion: Completion, latency_s: float, *, attempt: int = 1
+    ) -> None:
+        """Store the answer and count it (its real cost replaces its reservation); an empty one is paid for and
+        counted, then settled as failed attempt ``attempt``. Synchronous: see ``end_attempt``."""
         self.limiter.observe(completion.rate_limits)
         if self.budget is not None:
             self.budget.answered(number, completion.prompt_tokens)
+        if is_empty_answer(completion.text, completion.finish_reason):
+            self._settle_empty(request, attempt, completion)
+            return
         stored = self.cache.put(request, completion, latency_s, claim_owner=self.keys.owner)
         self.keys.stored(request.key)
         s = self.summary
@@ -302,6 +309,17 @@ class EngineRun:
         if stored.finish_reason != "stop":
             log.debug("key %s finished with %s", request.key[:12], stored.finish_reason)
         self._resolve()
+
+    def _settle_empty(self, request: ChatRequest, attempt: int, completion: Completion) -> None:
+        """An empty answer: its tokens and money count (it was billed), then it is a failed attempt to retry."""
+        cost = completion_cost(str(request.body.get("model", completion.model)), completion)
+        s = self.summary
+        s.empty_answers += 1
+        s.prompt_tokens += completion.prompt_tokens
+        s.completion_tokens += completion.completion_tokens
+        s.cached_tokens += completion.cached_tokens
+        s.cost_usd += cost
+        self.settle_failure(request, attempt, empty_answer(completion, cost))
 
     def settle_failure(
         self,
@@ -318,7 +336,7 @@ class EngineRun:
             self.budget.failed(number, answered_with_error=answered_with_error)
         s = self.summary
         s.failed_attempts += 1
-        s.failure_reasons[err.reason.split(":")[0]] += 1
+        s.failure_reasons[err.reason.split(":")[0].split(" (")[0]] += 1
         self.cache.record_failure(request, f"attempt {attempt}: {err.reason}")
         verdict = after_failure(
             err,

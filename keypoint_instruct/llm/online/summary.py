@@ -16,12 +16,15 @@ class RunSummary:
     already_cached: int = 0  # answered before (never sent)
     in_batch: int = 0  # waiting in a submitted, uncollected Batch API job (never sent twice)
     claimed_elsewhere: int = 0  # being sent by another live run on the same cache file (skipped)
+    taken_over: int = 0  # claims left by runs that ended without releasing them (kill -9), taken over and sent
     answered: int = 0  # answered in this run
     finish_reasons: Counter = field(default_factory=Counter)
     gave_up: int = 0  # keys without an answer after their last attempt
     attempts: int = 0
     failed_attempts: int = 0
     failure_reasons: Counter = field(default_factory=Counter)
+    empty_answers: int = 0  # answers without text that said they ended normally: paid (tokens and money counted
+    # above), recorded as failed attempts and retried, never stored
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
@@ -40,15 +43,17 @@ class RunSummary:
 
     def line(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
+        empty = f" ({self.empty_answers} empty answers, paid and retried)" if self.empty_answers else ""
         return (
             ("interrupted: " if self.interrupted else "")
             + (f"stopped at the cost cap with {self.not_sent} requests left: " if self.capped else "")
             + f"{self.requested} requests: {self.already_cached} already cached, {self.in_batch} waiting in a batch, "
             + (f"{self.claimed_elsewhere} being sent by another run, " if self.claimed_elsewhere else "")
             + f"{self.answered} answered "
-            f"({reasons}), {self.gave_up} gave up; {self.attempts} attempts, {self.failed_attempts} failed; "
+            f"({reasons}), {self.gave_up} gave up; {self.attempts} attempts, {self.failed_attempts} failed{empty}; "
             f"{self.prompt_tokens} prompt tokens ({self.cached_tokens} cached), {self.completion_tokens} completion "
             f"tokens; ${self.cost_usd:.4f}; {self.elapsed_s:.1f} s, {self.requests_per_s:.2f} req/s"
+            + (f"; took over {self.taken_over} claims of ended runs" if self.taken_over else "")
         )
 
 

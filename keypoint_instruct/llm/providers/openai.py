@@ -21,6 +21,7 @@ from keypoint_instruct.llm.providers.http_errors import (
     redact,
     status_error,
 )
+from keypoint_instruct.llm.providers.urls import is_azure, warning
 from keypoint_instruct.llm.request import ChatRequest, Completion, RateLimits
 from keypoint_instruct.vocab import TEACHER_MODEL
 
@@ -46,14 +47,6 @@ def resolve_api_key(base_url: str | None, *, offline_hint: bool = True) -> str:
     )
 
 
-_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
-
-
-def is_azure(base_url: str | None) -> bool:
-    """True for an Azure OpenAI host, which takes the key in its ``api-key`` header only."""
-    return bool(base_url) and (urlsplit(base_url.strip()).hostname or "").endswith(_AZURE_HOSTS)
-
-
 def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
     """``base_url``, ``default_query`` and ``default_headers`` for the OpenAI client from a ``--base-url``.
 
@@ -66,6 +59,7 @@ def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
     options: dict[str, Any] = {"base_url": base_url}
     if not base_url:
         return options
+    _warn_once(base_url)
     parts = urlsplit(base_url.strip())
     if parts.query:
         options["base_url"] = urlunsplit(parts._replace(query="", fragment=""))
@@ -73,6 +67,17 @@ def client_options(base_url: str | None, api_key: str) -> dict[str, Any]:
     if is_azure(base_url):
         options["default_headers"] = {"api-key": api_key}
     return options
+
+
+_warned_urls: set[str] = set()
+
+
+def _warn_once(base_url: str) -> None:
+    """One warning line per process for a base URL that may not be an API root (:func:`urls.warning`)."""
+    said = warning(base_url)
+    if said and base_url not in _warned_urls:
+        _warned_urls.add(base_url)
+        log.warning("%s", said)
 
 
 def request_headers(base_url: str | None) -> dict[str, Any] | None:

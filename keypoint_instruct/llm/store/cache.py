@@ -8,6 +8,10 @@ attempts go to their own table with the reason. Several processes may write one 
 (:mod:`keypoint_instruct.llm.store.batches`), so every command that sends requests knows what waits in a batch, and
 the keys other runs are sending right now (:mod:`keypoint_instruct.llm.store.claims`; never merged).
 
+An empty answer that says it ended normally (:func:`~keypoint_instruct.llm.request.is_empty_answer`) is no answer:
+the engine never stores one, and one stored by an earlier version does not count as answered (:meth:`answered`),
+so a rerun asks again and :meth:`ResponseCache.put` replaces it.
+
 A cache of an older schema is brought up to date when it is opened (its data kept): the schema file only holds
 ``IF NOT EXISTS`` statements, so running it again adds what the older schema lacks.
 """
@@ -26,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.errors import CacheError, InputNotFoundError
-from keypoint_instruct.llm.store.stats import CacheStats, read_stats
+from keypoint_instruct.llm.request import is_empty_answer
+from keypoint_instruct.llm.store.stats import EMPTY_SQL, CacheStats, read_stats
 
 if TYPE_CHECKING:
     from keypoint_instruct.llm.request import ChatRequest, Completion
@@ -63,8 +68,8 @@ class CachedResponse:
 
     @property
     def ok(self) -> bool:
-        """True when the teacher finished normally (not cut by length, not filtered)."""
-        return self.finish_reason == "stop"
+        """True when the teacher finished normally (not cut by length, not filtered) with some text."""
+        return self.finish_reason == "stop" and not is_empty_answer(self.text, self.finish_reason)
 
 
 def _schema() -> str:
@@ -207,13 +212,15 @@ class ResponseCache:
         return CachedResponse(*row) if row else None
 
     def answered(self, keys: Iterable[str]) -> set[str]:
-        """The subset of ``keys`` that already has a response (of any finish reason)."""
+        """The subset of ``keys`` that already has a response (of any finish reason; an empty one stored by an
+        earlier version does not count: it is asked again)."""
         keys = list(keys)
         found: set[str] = set()
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", chunk))
+            query = f"SELECT key FROM responses WHERE key IN ({marks}) AND NOT {EMPTY_SQL}"
+            found.update(r[0] for r in self._db.execute(query, chunk))
         return found
 
     def iter_responses(self, task: str | None = None, coco_split: str | None = None) -> Iterator[CachedResponse]:
@@ -269,7 +276,8 @@ class ResponseCache:
         cost_usd: float | None = None,
         claim_owner: str | None = None,
     ) -> CachedResponse:
-        """Store and commit one answer; an answer already stored for the key wins and is returned.
+        """Store and commit one answer; an answer already stored for the key wins and is returned, unless it is an
+        empty one (stored by an earlier version), which this answer replaces.
 
         ``cost_usd`` defaults to the synchronous price of the completion (``batch collect`` passes the Batch price).
         ``claim_owner``: release that run's claim on the key in the same transaction
@@ -295,7 +303,11 @@ class ResponseCache:
             utc_now(),
         )
         marks = ",".join("?" * len(values))
-        insert = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) VALUES ({marks}) ON CONFLICT(key) DO NOTHING"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_COLUMNS if c != "key")
+        insert = (
+            f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) VALUES ({marks}) "
+            f"ON CONFLICT(key) DO UPDATE SET {updates} WHERE {EMPTY_SQL.replace('text', 'responses.text')}"
+        )
         if claim_owner is None:
             cursor = self._db.execute(insert, values)
         else:

@@ -12,7 +12,11 @@ expired and, when its owner ran on this machine, while that process exists: a ru
 out of memory) on this machine leaves claims that the next run takes over at once; one killed in a container with
 its own process ids (sharing the file through a mounted folder) leaves claims that are taken over when their lease
 expires. A run that was merely paused for longer than its lease (a suspended laptop) can lose its claims the same
-way; it then sends none of those keys again. One cache file is for the runs of one host: SQLite's WAL mode does not
+way; it then sends none of those keys again. A run takes over such claims only on keys it claims itself, when it
+reaches them: the engine claims its queue a chunk at a time, so a rerun after a ``kill -9`` takes the dead run's
+claims over as it goes, and leaves alone those on keys it does not send (another selection, waiting in a batch);
+claims of ended runs on keys answered since bind nothing and are removed (:meth:`Claims.stale`,
+:meth:`Claims.drop_answered`). One cache file is for the runs of one host: SQLite's WAL mode does not
 work over a network file system, so machines each write their own file (``--shard``) and ``cache merge`` joins them.
 """
 
@@ -91,6 +95,7 @@ class ClaimResult:
     held: set[str] = field(default_factory=set)  # claimed by another live run: skip them
     answered: set[str] = field(default_factory=set)  # answered meanwhile
     in_batch: set[str] = field(default_factory=set)  # waiting in an uncollected batch
+    taken_over: set[str] = field(default_factory=set)  # of ``claimed``: claims of runs that ended, taken over
 
 
 class Claims:
@@ -124,7 +129,8 @@ class Claims:
             self._claimed_any = self._claimed_any or bool(mine)
             taken = {key for key, _, _ in others} & set(mine)
             if taken:
-                log.info("took over %d claims of runs that ended or stopped renewing", len(taken))
+                log.debug("took over %d claims of runs that ended or stopped renewing", len(taken))
+            result.taken_over |= taken
             result.claimed.update(mine)
             result.held |= held
             result.answered |= answered
@@ -165,6 +171,29 @@ class Claims:
             )
             found.update(key for key, owner, expires in rows if is_live(owner, expires, now))
         return found
+
+    def stale(self) -> set[str]:
+        """Keys claimed by other runs whose claims no longer bind (ended on this machine, or lease expired)."""
+        now = time.time()
+        rows = self._db.execute("SELECT key, owner, expires_at FROM claims WHERE owner != ?", (self.owner,))
+        return {key for key, owner, expires in rows if not is_live(owner, expires, now)}
+
+    def drop_answered(self, keys: Iterable[str]) -> int:
+        """Remove other runs' claims on those of ``keys`` that are answered (no run claims an answered key, so
+        such a claim of an ended run would stay forever); how many went. Call it with :meth:`stale` keys only."""
+        keys = list(keys)
+        dropped = 0
+        try:
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                dropped += self._db.execute(
+                    f"DELETE FROM claims WHERE key IN ({marks}) AND owner != ? AND key IN (SELECT key FROM responses)",
+                    (*chunk, self.owner),
+                ).rowcount
+        except sqlite3.Error as err:  # they bind nothing either way; a later run removes them
+            log.debug("could not remove claims of ended runs on answered requests: %s", err)
+        return dropped
 
     def confirm(self, key: str) -> bool:
         """Whether this run still holds its claim on ``key``; if so its lease starts afresh (one atomic statement).

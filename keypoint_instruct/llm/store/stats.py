@@ -2,12 +2,30 @@
 
 Takes the open SQLite connection of a :class:`keypoint_instruct.llm.store.cache.ResponseCache` (its ``stats()``
 calls :func:`read_stats`) and gives a :class:`CacheStats`, whose ``str`` is the table ``cache stats`` prints.
+
+Empty answers (no text, finish reason ``stop`` or none) are no answers: the engine records each as a failed attempt
+whose reason says what it cost (:func:`empty_answer_reason`), and ``cache stats`` adds that money to what was spent.
+One stored by an earlier version shows with status ``empty``, never ``ok``.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
+
+# SQL condition of an empty answer stored in ``responses`` (request.is_empty_answer, in SQL).
+EMPTY_SQL = "(finish_reason IN ('stop', 'unknown') AND trim(text, ' ' || char(9, 10, 11, 12, 13)) = '')"
+_EMPTY_PAID = re.compile(r"empty answer \(finish_reason [^;]*; \d+ prompt \+ \d+ completion tokens, \$([0-9.]+) paid")
+
+
+def empty_answer_reason(finish_reason: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> str:
+    """The failure reason recorded for a paid empty answer; :func:`read_stats` reads the money back from it."""
+    return (
+        f"empty answer (finish_reason {finish_reason}; {prompt_tokens} prompt + {completion_tokens} completion "
+        f"tokens, ${cost_usd:.6f} paid)"
+    )
+
 
 _ROW_NAMES = (
     "task",
@@ -23,7 +41,8 @@ _HEADER = ("task", "model", "status", "responses", "prompt_tok", "cached_tok", "
 
 
 def status_of(finish_reason: str) -> str:
-    """A finish reason as ``cache stats`` shows it: ``ok`` for a normal end (``stop``), else the reason."""
+    """A finish reason as ``cache stats`` shows it: ``ok`` for a normal end (``stop``), else the reason (``empty``
+    for an empty answer, see :data:`EMPTY_SQL`)."""
     return "ok" if finish_reason == "stop" else finish_reason
 
 
@@ -38,7 +57,9 @@ class CacheStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # answers stored plus empty answers paid for
+    empty_answers: int = 0  # paid empty answers recorded as failed attempts (not stored)
+    empty_usd: float = 0.0  # what they cost
 
     @property
     def cached_share(self) -> float:
@@ -60,10 +81,11 @@ class CacheStats:
             "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             for row in (_HEADER, *rows)
         ]
+        empty = f"; empty answers paid for: {self.empty_answers} (${self.empty_usd:.4f})" if self.empty_answers else ""
         lines += [
             f"cached-token share of prompt tokens: {self.cached_share:.1%}",
-            f"failed attempts: {self.failed_attempts}; keys failed and never answered: {self.unanswered_keys}",
-            f"money spent: ${self.cost_usd:.4f}",
+            f"failed attempts: {self.failed_attempts}; keys failed and never answered: {self.unanswered_keys}{empty}",
+            f"money spent: ${self.cost_usd:.4f}" + (" (empty answers included)" if empty else ""),
         ]
         return "\n".join(lines)
 
@@ -71,10 +93,11 @@ class CacheStats:
 def read_stats(db: sqlite3.Connection) -> CacheStats:
     """The :class:`CacheStats` of the cache open on ``db``."""
     stats = CacheStats()
+    status = f"CASE WHEN {EMPTY_SQL} THEN 'empty' ELSE finish_reason END"
     query = (
-        "SELECT task, model, finish_reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
-        "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, finish_reason "
-        "ORDER BY task, model, finish_reason"
+        f"SELECT task, model, {status} AS status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+        "SUM(cached_tokens), SUM(cost_usd) FROM responses GROUP BY task, model, status "
+        "ORDER BY task, model, status"
     )
     for row in db.execute(query):
         stats.rows.append(dict(zip(_ROW_NAMES, (*row[:2], status_of(row[2]), *row[3:]), strict=True)))
@@ -84,6 +107,11 @@ def read_stats(db: sqlite3.Connection) -> CacheStats:
         stats.cached_tokens += row[6]
         stats.cost_usd += row[7]
     stats.failed_attempts = db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+    for (reason,) in db.execute("SELECT reason FROM failures WHERE reason LIKE '%empty answer (%'"):
+        if found := _EMPTY_PAID.search(reason):
+            stats.empty_answers += 1
+            stats.empty_usd += float(found[1])
+    stats.cost_usd += stats.empty_usd
     stats.unanswered_keys = db.execute(
         "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
     ).fetchone()[0]

@@ -84,3 +84,32 @@ def test_a_refusal_and_answers_without_usage_in_a_batch_are_kept_like_online_one
             assert stored.cost_usd == pytest.approx(expected) and stored.cost_usd > 0
     warnings = [r.getMessage() for r in caplog.records if "no token usage" in r.getMessage()]
     assert len(warnings) == 1, warnings
+
+
+def test_an_empty_answer_in_a_batch_is_a_paid_failure_and_generate_asks_again(
+    fake_openai, scenes, coco_root, tmp_path, capsys
+):
+    requests = make_requests(scenes)
+    empty = requests[0]
+    fake_openai.set_batch(line_faults={empty.key: "empty"})
+    client = client_for(fake_openai)
+    cache_path = tmp_path / "c.db"
+    with ResponseCache(cache_path, create=True) as cache:
+        submit(client, requests, cache, tmp_path / "files")
+        fake_openai.complete_batches()
+        result = collect(client, cache)
+        assert (result.added, result.failures) == (len(requests) - 1, 1)
+        assert cache.get(empty.key) is None  # not stored: it is no answer
+        [failure] = cache.failures(empty.key)
+        assert "empty answer (finish_reason stop;" in failure["reason"] and " paid)" in failure["reason"]
+        stats = cache.stats()
+        assert stats.empty_answers == 1 and stats.cost_usd == pytest.approx(
+            sum(r.cost_usd for r in cache.iter_responses()) + stats.empty_usd
+        )
+        assert collect(client, cache).failures == 0  # collected once: nothing counted twice
+
+    fake_openai.clear_log()
+    argv = ["generate", "--task", "all", "--coco-root", str(coco_root), "--split", SPLIT, "--limit", "4"]
+    assert main([*argv, "--cache", str(cache_path), "--base-url", fake_openai.base_url, "--no-progress"]) == 0
+    sent = {request_key(e.body) for e in fake_openai.chat_log()}
+    assert empty.key in sent and sent.isdisjoint(r.key for r in requests[1:])  # asked again; the answered ones not

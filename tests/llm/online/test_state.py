@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError
+from keypoint_instruct.errors import CacheError, TeacherCallError, TeacherError, TeacherUnansweredError
 from keypoint_instruct.llm.online.budget import Budget, worst_case_usd
 from keypoint_instruct.llm.online.engine import EngineSettings, RunSummary
 from keypoint_instruct.llm.online.state import EngineRun, Status
@@ -158,7 +158,8 @@ def test_giving_up_before_the_endpoint_answered_anything_stops_the_run(cache):
         request, _ = run.queue.get_nowait()
         run.settle_failure(request, 3, SERVER_ERROR)
         assert run.status is Status.FATAL and run.summary.gave_up == 1
-        assert str(run.error).startswith("the endpoint has answered no request yet and one just failed 3 times")
+        assert isinstance(run.error, TeacherUnansweredError) and run.error.exit_code == 1
+        assert str(run.error).startswith("stopped: no request has been answered yet and one just failed 3 times")
 
     in_loop(go)
 
@@ -221,6 +222,7 @@ def test_cancelled_the_run_lets_the_attempts_in_flight_finish(cache):
 
     async def go():
         run = new_run(cache, n=6, teacher=teacher, concurrency=2)
+        run.gate.open = True  # as after the first answer: both slots in flight at once
         task = asyncio.create_task(run.execute())
         await until_in_flight(run, 2)
         task.cancel()
@@ -236,6 +238,7 @@ def test_cancelled_the_run_lets_the_attempts_in_flight_finish(cache):
 def test_a_drain_that_outlasts_drain_s_says_what_was_lost(cache, caplog):
     async def go():
         run = new_run(cache, n=2, teacher=Scripted(delay_s=5), concurrency=2, drain_s=0.05)
+        run.gate.open = True  # as after the first answer: both slots in flight at once
         task = asyncio.create_task(run.execute())
         await until_in_flight(run, 2)
         task.cancel()

@@ -329,3 +329,39 @@ def test_an_absurdly_long_lease_keeps_its_renewal_thread_alive(fake_openai, coco
     assert main([*argv, "--no-progress", "--claim-lease", "1e12"]) == 0
     assert "2 answered" in capsys.readouterr().out and crashed == []
     assert claim_rows(tmp_path / "c.sqlite") == []  # released at the end as usual
+
+
+def dead_owner() -> str:
+    """The claim owner of a run on this machine that was killed outright (its process is gone)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return f"{this_machine()}:{int(done.stdout)}:dead"
+
+
+def test_a_rerun_says_what_becomes_of_every_claim_a_killed_run_left(fake_openai, tmp_path, caplog):
+    import logging
+
+    from tests.llm.providers.test_openai import chat_request
+
+    requests = [chat_request(i) for i in range(6)]
+    answered = [chat_request(i) for i in range(10, 12)]  # answered by another run after the kill
+    foreign = [chat_request(i) for i in range(20, 23)]  # another selection's keys
+    cache = ResponseCache(tmp_path / "c.sqlite", create=True)
+    owner, expires = dead_owner(), time.time() + 600
+    for request in requests[:4] + answered + foreign:
+        cache.db.execute("INSERT INTO claims VALUES (?, ?, ?)", (request.key, owner, expires))
+    for request in answered:
+        cache.put(request, make_completion(), 0.1)
+    assert len(Claims(cache).stale()) == 9
+    settings = EngineSettings(progress=False, concurrency=2)  # claimed two at a time, as the run reaches them
+    with caplog.at_level(logging.INFO):
+        summary = run(OpenAIChat(base_url=fake_openai.base_url), requests + answered, cache, settings)
+    said = [r.getMessage() for r in caplog.records if "claims of runs that ended" in r.getMessage()]
+    assert said == [
+        "the cache holds 9 claims of runs that ended without releasing them (a run killed with kill -9 leaves its "
+        "claims): 4 on requests of this run, taken over as the run reaches them (2 at a time); 2 on requests "
+        "answered since, removed; 3 on requests this run does not send (another selection, or waiting in a batch), "
+        "left for a run that sends them"
+    ]
+    assert summary.answered == 6 and summary.taken_over == 4
+    assert summary.line().endswith("; took over 4 claims of ended runs")
+    assert sorted(claim_rows(cache.path)) == sorted((r.key, owner) for r in foreign)  # only those are left

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from keypoint_instruct.cli import main
 from keypoint_instruct.llm.store.cache import ResponseCache
 from keypoint_instruct.llm.store.stats import status_of
@@ -43,3 +45,33 @@ def test_an_empty_cache_has_only_the_total(tmp_path, capsys):
 
 def test_a_normal_end_shows_as_ok():
     assert status_of("stop") == "ok" and status_of("length") == "length"
+
+
+def test_an_empty_answer_stored_by_an_earlier_version_is_not_ok_and_is_asked_again(tmp_path):
+    request = make_request(1)
+    with ResponseCache(tmp_path / "c.sqlite", create=True) as cache:
+        cache.put(request, make_completion(text=" \n"), 1.0)  # as versions before empty answers were failures
+        cache.put(make_request(2), make_completion(), 1.0)
+        assert [(r["status"], r["responses"]) for r in cache.stats().rows] == [("empty", 1), ("ok", 1)]
+        assert not cache.get(request.key).ok
+        assert cache.answered([request.key, make_request(2).key]) == {make_request(2).key}  # a rerun asks again
+        stored = cache.put(request, make_completion(text="Question:\nQ?\n===\nAnswer:\nA real one."), 1.0)
+        assert stored.text.endswith("A real one.") and cache.get(request.key).ok  # the new answer replaces it
+        kept = cache.put(request, make_completion(text="Question:\nQ?\n===\nAnswer:\nAnother."), 1.0)
+        assert kept.text.endswith("A real one.")  # a real answer still wins over a later one
+
+
+def test_paid_empty_answers_recorded_as_failures_count_in_the_money_spent(tmp_path, capsys):
+    from keypoint_instruct.llm.store.stats import empty_answer_reason
+
+    with ResponseCache(tmp_path / "c.sqlite", create=True) as cache:
+        cache.put(make_request(1), make_completion(), 1.0)
+        cache.record_failure(make_request(2), "attempt 1: " + empty_answer_reason("stop", 1000, 0, 0.0025))
+        cache.record_failure(make_request(2), "attempt 2: HTTP 500 server_error")
+        stats = cache.stats()
+    assert (stats.empty_answers, stats.empty_usd) == (1, 0.0025)
+    assert stats.cost_usd == pytest.approx(0.0045 + 0.0025) and stats.rows[0]["status"] == "ok"
+    assert main(["cache", "stats", "--cache", str(tmp_path / "c.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert "failed attempts: 2; keys failed and never answered: 1; empty answers paid for: 1 ($0.0025)" in out
+    assert "money spent: $0.0070 (empty answers included)" in out
