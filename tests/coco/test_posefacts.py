@@ -247,8 +247,8 @@ def test_empty_scene_has_no_block():
 
 
 SNAPSHOT = """\
-Person 1 (on the left of the picture, standing, facing the camera): left elbow bent about 90 degrees; right elbow \
-straight; torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis \
+Person 1 (on the left of the picture, standing, facing the camera): right arm hanging straight down; left elbow bent \
+about 90 degrees; right elbow straight; torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis \
 racket; left of Person 2 in the picture; in front of Person 2.
 Person 2 (on the right of the picture, facing the picture's right): both arms raised above the head; left elbow \
 slightly bent, about 120 degrees; torso leaning forward about 20 degrees from vertical."""
@@ -292,7 +292,7 @@ def test_left_and_right_name_their_frame():
     side = {"nose": (560, 45), "left_eye": (552, 40), "left_shoulder": (532, 70), "right_shoulder": (528, 70),
             "left_hip": (500, 150), "right_hip": (499, 150)}  # fmt: skip
     block = facts_block(scene(person(STANDING), person(side, (480, 10, 90, 150), 2))).splitlines()
-    assert block[0].startswith("Person 1 (on the left of the picture, standing, facing the camera): left elbow")
+    assert block[0].startswith("Person 1 (on the left of the picture, standing, facing the camera): right arm hanging")
     assert block[0].endswith("; left of Person 2 in the picture; in front of Person 2.")
     assert block[1].startswith("Person 2 (on the right of the picture, facing the picture's right): ")
     framed = (
