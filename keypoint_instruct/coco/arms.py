@@ -87,8 +87,11 @@ def held_out(joints: dict, scale: float, raised_arms: tuple[tuple[str, str], ...
     return tuple(out)
 
 
-def arm_facts(joints: dict, scale: float, raised_arms: tuple, view: str | None) -> tuple[ArmFacts, ...]:
-    """Where each labelled wrist is against the body of an upright person."""
+def arm_facts(
+    joints: dict, scale: float, raised_arms: tuple, view: str | None, pose: str | None = None
+) -> tuple[ArmFacts, ...]:
+    """Where each labelled wrist is against the body of an upright person (``pose``: crossed arms or hands on the
+    hips, as :func:`crossed_or_on_hips` found them: such arms do not hang)."""
     ls, rs = point(joints, "left_shoulder"), point(joints, "right_shoulder")
     mid = (ls[0] + rs[0]) / 2 if ls and rs else None
     levels = dict(raised_arms)
@@ -106,7 +109,7 @@ def arm_facts(joints: dict, scale: float, raised_arms: tuple, view: str | None) 
         if view in ("front", "back") and mid is not None:
             away = 1.0 if shoulder[0] > mid else -1.0
             beyond = (wrist[0] - shoulder[0]) * away / scale
-        hangs = bool(
+        hangs = not pose and bool(
             elbow
             and elbow[1] > shoulder[1] + 0.3 * scale
             and wrist[1] > elbow[1] + 0.3 * scale

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.coco import arms
@@ -200,6 +201,21 @@ def _region(bbox: tuple, width: int) -> str:
     return "on the left" if centre < 1 / 3 else "on the right" if centre > 2 / 3 else "in the centre"
 
 
+@lru_cache(maxsize=256)  # each person of a scene is measured once, not once per other person
+def _feet(inst: Instance) -> tuple[float, float, bool, float, float] | None:
+    """(torso length, lower ankle's y, both legs standing straight, leftmost and rightmost joint x) of a person."""
+    joints = labelled_joints(inst)
+    axis = torso(joints)
+    la, ra = point(joints, "left_ankle"), point(joints, "right_ankle")
+    if not (axis and la and ra) or dist(*axis) < MIN_SCALE_PX:
+        return None
+    scale = dist(*axis)
+    legs = sides_of(joints, scale)
+    straight = len(legs) == 2 and all(leg.reading == "standing" and leg.knee >= 150 for leg in legs)
+    xs = [x for x, _, _ in joints.values()]
+    return scale, max(la[1], ra[1]), straight, min(xs), max(xs)
+
+
 def _ground(number: int, persons: list[Instance]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(people of the same size standing with straight legs whose feet are well below this person's feet,
     people of the same size whose feet are well above this person's, who stands with straight legs).
@@ -208,24 +224,12 @@ def _ground(number: int, persons: list[Instance]) -> tuple[tuple[int, ...], tupl
     are at one height in the picture: feet half a torso above the other's are off that ground (jumping, or standing
     higher)."""
 
-    def measure(inst: Instance):
-        joints = labelled_joints(inst)
-        axis = torso(joints)
-        la, ra = point(joints, "left_ankle"), point(joints, "right_ankle")
-        if not (axis and la and ra) or dist(*axis) < MIN_SCALE_PX:
-            return None
-        scale = dist(*axis)
-        legs = sides_of(joints, scale)
-        straight = len(legs) == 2 and all(leg.reading == "standing" and leg.knee >= 150 for leg in legs)
-        xs = [x for x, _, _ in joints.values()]
-        return scale, max(la[1], ra[1]), straight, min(xs), max(xs)
-
-    me = measure(persons[number - 1])
+    me = _feet(persons[number - 1])
     if me is None:
         return (), ()
     above, below = [], []
     for j, other in enumerate(persons, start=1):
-        them = None if j == number else measure(other)
+        them = None if j == number else _feet(other)
         # Side by side (one behind the other would stand higher in the picture) and of one size.
         if them is None or abs(them[0] / me[0] - 1) > 0.1 or (them[3] < me[4] and me[3] < them[4]):
             continue
@@ -296,6 +300,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
     lifted = lifted_leg(joints, legs, scale) if found == "standing" else None
     objects = [o for o in scene.instances if o.category != "person" and not o.iscrowd]
     raised, at_head = arms.raised(joints, scale) if upright else ((), ())
+    pose = arms.crossed_or_on_hips(joints, scale) if upright else None
     above, below = _ground(number, persons)
     shoulders = [point(joints, f"{s}_shoulder") for s in SIDES]
     full = None
@@ -310,7 +315,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         facing=facing,
         raised=raised,
         hand_at_head=at_head,
-        arms=arms.crossed_or_on_hips(joints, scale) if upright else None,
+        arms=pose,
         held_out=arms.held_out(joints, scale, raised) if upright else (),
         angles=tuple(angles),
         lean_degrees=lean_degrees,
@@ -322,7 +327,7 @@ def person_facts(scene: Scene, number: int) -> PersonFacts:
         view=view,
         head_turn=arms.head_turn(joints, scale) if facing == "the camera" else None,
         ruled_out=ruled_out(found, legs, lean, _tall(joints, body_axis, scale)),
-        arm_facts=arms.arm_facts(joints, scale, raised, view) if upright else (),
+        arm_facts=arms.arm_facts(joints, scale, raised, view, pose) if upright else (),
         legs=tuple(legs),
         feet_gap=feet_gap(joints, scale),
         feet_down=feet_down(joints, legs, scale),

@@ -98,6 +98,8 @@ def _crossed(claim: Claim, f: PersonFacts) -> str | None:
 
     if f.arms == "hands on the hips":
         return "hands on the hips"
+    if f.arms == "arms crossed":
+        return None
     found = [(a, apart(a)) for a in f.arm_facts]
     hit = next(((a, why) for a, why in found if why), None)
     return f"{hit[0].side} {hit[1]}" if hit else None
@@ -115,6 +117,8 @@ def _on_hips(claim: Claim, f: PersonFacts) -> str | None:
 
     if f.arms == "arms crossed":
         return "arms crossed in front of the chest"
+    if f.arms == "hands on the hips":
+        return None
     return _every(claim, _arms(claim, f), off)
 
 

@@ -78,6 +78,8 @@ def find_contradictions(text: str, scene: Scene) -> list[Contradiction]:
             claims, opening = (opening + clause.claims if who.kind != "none" else clause.claims), []
             if _names_a_part(clause.subject):  # "his right hand sits in front of him": not how the body rests
                 claims = [c for c in claims if c.name not in _WHOLE_BODY]
+            if re.match(r"(?:an?|any)\b", clause.subject.strip(), re.I) and _names_a_part(clause.text):
+                claims = []  # "An arm stretched out level goes with pointing": arms in general
             if who.kind in ("person", "group") and claims:
                 if about and about[-1][0] == who:
                     about[-1][1].extend(claims)

@@ -161,6 +161,7 @@ def test_what_the_geometry_cannot_decide_is_never_a_contradiction():
     end_on = scene(person(body(right_elbow=(-36, 178), right_wrist=(-35, 184))))  # arm pointing at the lens
     assert not flags("His right elbow is sharply bent.", end_on)
     assert not flags("Her face is hidden behind the sunglasses.", STANDER)  # no pose claim at all
+    assert not flags("He stands. An arm held straight out to the side goes with pointing.", STANDER)  # arms in general
 
 
 @pytest.mark.parametrize(
@@ -226,12 +227,15 @@ def test_people_without_keypoints_in_a_crowd_may_be_anyone():
 
 
 def test_the_verifier_agrees_with_the_pose_notes():
-    bodies = [body(), body("up"), body("crossed"), SITTING_RIGHT, LYING, HANDSTAND, BENT_RIGHT]
-    for joints in bodies:
+    bodies = [body(), body("up"), body("crossed"), body("hips"), body("left_out"), SITTING_RIGHT, LYING, HANDSTAND]
+    akimbo = body("hips", left_elbow=(58, 240), right_elbow=(-58, 240))  # elbows low: the arms also nearly hang
+    for joints in [*bodies, BENT_RIGHT, akimbo]:
         s = scene(person(joints))
         (facts,) = scene_facts(s)
         if facts.posture:
             assert not flags(f"The person is {facts.posture}.", s), facts.posture
+        if facts.arms:
+            assert not flags(f"The person has {facts.arms}.", s), facts.arms
         if facts.facing in ("the camera", "away from the camera"):
             assert not flags(f"The person is facing {facts.facing}.", s)
         for excluded, _ in facts.ruled_out:
