@@ -30,6 +30,8 @@ class Who:
     size: int = 1  # kind "group": how many of the people it names (0: all of them)
 
 
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
+_NTH = re.compile(r"\b(" + "|".join(_ORDINALS) + r")\s+(?:[a-z]+\s+)?from the (left|right)\b")
 _PRONOUNS = ("he", "she", "him", "his", "her", "hers", "they", "them", "their", "theirs")
 NOBODY = Who("none")
 SOMEONE = Who("person")
@@ -146,9 +148,12 @@ class People:
         candidates = set(range(1, self.count + 1))
         explicit = False
         for kind, phrases in self.data["locators"].items():
-            if _phrase(low, phrases):
+            if _phrase(low, phrases) and not (kind in ("left", "right") and _NTH.search(low)):
                 candidates &= self._place(kind)
                 explicit = True
+        if match := _NTH.search(low):  # "the second person from the left"
+            candidates &= self._nth(_ORDINALS.index(match[1]), match[2])
+            explicit = True
         held = self._held(low)
         if held is not None:
             candidates &= held
@@ -201,6 +206,20 @@ class People:
         found = {f.number for f in self.facts if any(r.relation == relation for r in f.relations)}
         found |= {r.other for f in self.facts for r in f.relations if r.relation == _opposite(relation)}
         return found or everyone
+
+    def _nth(self, index: int, side: str) -> set[int]:
+        """The person at place ``index`` (0: first) counted from the picture's ``side``, when clearly apart."""
+        everyone = set(range(1, self.count + 1))
+        centre = [b[0] + b[2] / 2 for b in self.boxes]
+        order = sorted(range(self.count), key=lambda i: centre[i], reverse=side == "right")
+        if index >= self.count:
+            return everyone
+        pick = order[index]
+        for other in order[max(0, index - 1) : index + 2]:
+            width = (self.boxes[pick][2] + self.boxes[other][2]) / 2
+            if other != pick and abs(centre[pick] - centre[other]) < 0.5 * width:
+                return everyone
+        return {pick + 1}
 
     def _held(self, text: str) -> set[int] | None:
         """People with a hand at the object that a role or a "holding the ..." names; None: no such cue."""

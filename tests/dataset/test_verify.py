@@ -209,6 +209,13 @@ def test_person_resolution_between_two_people():
     assert flags("The woman on the left stands still. She sits down on the bench.", s)  # "she": the woman before
 
 
+def test_ordinals_count_from_a_side_of_the_picture():
+    s = scene(person(LYING, at=180, ident=1), person(body(), at=420, ident=2), person(SITTING_RIGHT, at=560, ident=3))
+    assert flags("The second person from the left is lying down.", s)[0].person == 2
+    assert not flags("The first person from the left is lying down.", s)
+    assert flags("The first person from the right is lying down.", s)[0].person == 3
+
+
 def test_roles_objects_and_captions_name_people():
     racket = thing("tennis racket", (250, 40, 30, 40))  # at the raised right wrist of the person at x=300
     s = scene(person(body(), at=100, ident=1), person(body("right_up"), at=300, ident=2), racket)
