@@ -120,7 +120,7 @@ class People:
     def _group(self, toks: list[str]) -> Who | None:
         sizes = self.data["group_words"]
         for i, t in enumerate(toks):
-            if t not in sizes or t in ("they", "them"):
+            if t not in sizes:
                 continue
             rest = toks[i + 1 : i + 4]
             if rest and rest[0] in self.data["body_parts"]:

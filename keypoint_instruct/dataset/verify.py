@@ -46,35 +46,44 @@ def find_contradictions(text: str, scene: Scene) -> list[Contradiction]:
     if not facts:
         return []
     question, answer, offset = split_answer(text)
-    previous = _question_subject(question, people)
+    reader = _Reader(people, _question_subject(question, people))
     out = []
     for sentence, start, end in sentences(answer, offset):
         if sentence.rstrip().endswith("?"):
             continue
+        for who, claims in reader.read(sentence):
+            found = _judge(who, claims, facts, people)
+            if found:
+                claim, person, fact = found
+                out.append(Contradiction(text[start:end], start, end, claim, person, fact))
+                break
+    return out
+
+
+class _Reader:
+    """Reads sentences in order, keeping track of whom "he", "she" and "they" mean."""
+
+    def __init__(self, people: People, previous: Who | None):
+        self.people, self.previous = people, previous
+
+    def read(self, sentence: str) -> list[tuple[Who, list[Claim]]]:
+        """(who, their claims) in the order the sentence makes them."""
         about: list[tuple[Who, list[Claim]]] = []
         lead, mentioned, opening, named = "", "", [], ""
         for index, clause in enumerate(clauses(sentence)):
             if index == 0 and not clause.subject and re.match(r"[A-Za-z]+ing\b", clause.text):
                 opening = clause.claims  # "Facing away from the viewer, their attention is ...": the next subject's
                 continue
-            if not clause.claims and _only_place(clause.subject, clause.text):
-                if named and previous == Who("person"):  # "Her friend, on the right of the picture, stands ..."
-                    previous = people.who(f"{named} {clause.text}", None) or previous
+            if not clause.claims and _only_place(clause.text):
+                if named and self.previous == Who("person"):  # "Her friend, on the right of the picture, stands"
+                    placed = self.people.who(f"{named} {clause.text}", None)
+                    self.previous = placed if placed and placed.kind == "person" else self.previous
                 else:
                     lead = f"{lead} {clause.text}"  # "On the left of the picture," / "Beneath her,": the next noun's
                 continue
-            mention = last_mention(mentioned) if re.match(r"who\b", clause.text, re.I) else None
-            if mention:  # "... presses against the player in white, who has lifted his knee"
-                who = people.who(mention, previous)
-            else:
-                who = people.who(clause.subject, previous, lead)
-            mentioned = clause.text
-            named = clause.subject if who and not clause.claims else ""
-            lead = ""
-            if who is None:
-                who = previous or Who("person", 1 if people.alone else None)
-            if who.kind != "none":  # "The ball is in the air. He ..." still means the person before
-                previous = who
+            who, own = self._who(clause, lead, mentioned)
+            mentioned, lead = clause.text, ""
+            named = clause.subject if own and not clause.claims else ""  # a noun phrase a place may follow
             claims, opening = (opening + clause.claims if who.kind != "none" else clause.claims), []
             if _names_a_part(clause.subject):  # "his right hand sits in front of him": not how the body rests
                 claims = [c for c in claims if c.name not in _WHOLE_BODY]
@@ -85,13 +94,21 @@ def find_contradictions(text: str, scene: Scene) -> list[Contradiction]:
                     about[-1][1].extend(claims)
                 else:
                     about.append((who, list(claims)))
-        for who, claims in about:
-            found = _judge(who, claims, facts, people)
-            if found:
-                claim, person, fact = found
-                out.append(Contradiction(text[start:end], start, end, claim, person, fact))
-                break
-    return out
+        return about
+
+    def _who(self, clause, lead: str, mentioned: str) -> tuple[Who, bool]:
+        """Whom the clause is about, and whether its own words say so."""
+        mention = last_mention(mentioned) if re.match(r"who\b", clause.text, re.I) else None
+        if mention:  # "... presses against the player in white, who has lifted his knee"
+            who = self.people.who(mention, self.previous)
+        else:
+            who = self.people.who(clause.subject, self.previous, lead)
+        own = who is not None
+        if who is None:  # no subject of its own: the one before goes on
+            who = self.previous or Who("person", 1 if self.people.alone else None)
+        if who.kind != "none":  # "The ball is in the air. He ..." still means the person before
+            self.previous = who
+        return who, own
 
 
 _RECENT: list[tuple[Scene, list[PersonFacts], People | None]] = []  # the last few scenes (a build goes image by image)
@@ -126,7 +143,7 @@ def _names_a_part(subject: str) -> bool:
     return any(t in words()["body_parts"] for t in toks) and not any(t in words()["person_nouns"] for t in toks)
 
 
-def _only_place(subject: str, text: str) -> bool:
+def _only_place(text: str) -> bool:
     """A clause that only says where ("On the right side of the picture", "Beneath her")."""
     toks = tokens(text)
     if len(toks) > 8 or any(t in words()["person_nouns"] for t in toks):
