@@ -6,5 +6,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOTS = REPO / "tests" / "snapshots"
-# ../shared/realposes: real photographs with real keypoints, read in place (never copied into the package)
-REALPOSES = REPO.parent / "shared" / "realposes"
+# ../shared/realposes: real photographs with real keypoints, read in place (never copied into the package); a
+# checkout one folder deeper (a git worktree under ../wt/) finds it one level further up
+REALPOSES = next(
+    (p / "shared" / "realposes" for p in (REPO.parent, REPO.parent.parent) if (p / "shared" / "realposes").is_dir()),
+    REPO.parent / "shared" / "realposes",
+)

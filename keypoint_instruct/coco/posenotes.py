@@ -20,7 +20,7 @@ def describe(facts: PersonFacts) -> str:
     head = [f"{facts.region} of the picture"] + [p for p in (facts.posture,) if p]
     if facts.facing:
         head.append(f"facing the picture's {facts.facing}" if facts.facing in SIDES else f"facing {facts.facing}")
-    parts = []
+    parts = [f"head turned towards the picture's {facts.head_turn}"] if facts.head_turn else []
     raised = dict(facts.raised)
     if len(raised) == 2 and raised["left"] == raised["right"]:
         parts.append(f"both arms raised above {raised['left']}")
@@ -35,6 +35,12 @@ def describe(facts: PersonFacts) -> str:
         parts.append("both arms held out level")
     else:
         parts += [f"{side} arm held out level" for side in facts.held_out]
+    hanging = [arm.side for arm in facts.arm_facts if arm.hangs]
+    parts += (
+        ["both arms hanging straight down"]
+        if len(hanging) == 2
+        else [f"{s} arm hanging straight down" for s in hanging]
+    )
     parts += [a.words for a in facts.angles if "elbow" in a.joint]
     if facts.lean_degrees is not None:
         if facts.lean_degrees < 10:
@@ -47,6 +53,7 @@ def describe(facts: PersonFacts) -> str:
     if facts.lifted_leg:
         parts.append(f"{facts.lifted_leg} leg lifted")
     parts += [f"{h.side} hand {h.relation} the {h.category}" for h in facts.hands]
+    parts += [f"feet well above those of Person {n}, who is the same size" for n in facts.feet_above]
     parts += [f"{r.relation} Person {r.other}" + (" in the picture" if r.relation in ("left of", "right of") else "")
               for r in facts.relations]  # fmt: skip
     if not parts:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from keypoint_instruct.coco import posenotes
 from keypoint_instruct.coco.annotations import Instance, Scene
 from keypoint_instruct.coco.context import format_context
@@ -247,9 +249,9 @@ def test_empty_scene_has_no_block():
 
 
 SNAPSHOT = """\
-Person 1 (on the left of the picture, standing, facing the camera): left elbow bent about 90 degrees; right elbow \
-straight; torso upright; left knee straight; right knee straight; feet about hip-width apart; left hand at the tennis \
-racket; left of Person 2 in the picture; in front of Person 2.
+Person 1 (on the left of the picture, standing, facing the camera): right arm hanging straight down; left elbow bent \
+about 90 degrees; right elbow straight; torso upright; left knee straight; right knee straight; feet about hip-width \
+apart; left hand at the tennis racket; left of Person 2 in the picture; in front of Person 2.
 Person 2 (on the right of the picture, facing the picture's right): both arms raised above the head; left elbow \
 slightly bent, about 120 degrees; torso leaning forward about 20 degrees from vertical."""
 
@@ -292,7 +294,7 @@ def test_left_and_right_name_their_frame():
     side = {"nose": (560, 45), "left_eye": (552, 40), "left_shoulder": (532, 70), "right_shoulder": (528, 70),
             "left_hip": (500, 150), "right_hip": (499, 150)}  # fmt: skip
     block = facts_block(scene(person(STANDING), person(side, (480, 10, 90, 150), 2))).splitlines()
-    assert block[0].startswith("Person 1 (on the left of the picture, standing, facing the camera): left elbow")
+    assert block[0].startswith("Person 1 (on the left of the picture, standing, facing the camera): right arm hanging")
     assert block[0].endswith("; left of Person 2 in the picture; in front of Person 2.")
     assert block[1].startswith("Person 2 (on the right of the picture, facing the picture's right): ")
     framed = (
@@ -385,3 +387,103 @@ def test_an_arm_stretched_out_level_is_stated():
     assert facts_of(STANDING).held_out == ()  # hanging and bent arms are not held out
     bent_level = STANDING | {"right_elbow": (50, 70), "right_wrist": (50, 40)}  # upper arm level, forearm up
     assert facts_of(bent_level).held_out == ()
+
+
+# --- fixes found on real photographs (issue 12) ------------------------------------------------------------------
+
+
+def test_crossed_arms_with_a_wrist_a_few_pixels_short_of_the_midline():
+    # Forearms level across the chest; the left wrist stops 3 px (under a tenth of the torso) short of the middle.
+    folded = STANDING | {"left_elbow": (122, 112), "right_elbow": (78, 112), "left_wrist": (103, 108),
+                         "right_wrist": (118, 106)}  # fmt: skip
+    assert facts_of(folded).arms == "arms crossed"
+    apart = folded | {"left_wrist": (112, 108)}  # a tenth of the torso short: hands in front, not folded
+    assert facts_of(apart).arms is None
+
+
+def test_a_tilt_seen_from_the_front_has_no_direction():
+    # Facing the camera, shoulders 30 px to the picture's right of the hips: a forward lean of a body turned a little,
+    # or a sideways one, cannot be told apart; the tilt is stated, a direction is not.
+    tilted = STANDING | {"left_shoulder": (150, 72), "right_shoulder": (110, 68), "nose": (130, 40)}
+    facts = facts_of(tilted)
+    assert facts.lean_degrees == 20 and facts.lean_direction is None
+    assert "torso tilted about 20 degrees from vertical" in posenotes.describe(facts)
+    assert "sideways" not in posenotes.describe(facts)
+
+
+def test_handstand_is_upside_down_and_rules_out_lying_and_standing():
+    hand = {"nose": (100, 215), "left_shoulder": (80, 190), "right_shoulder": (120, 190), "left_elbow": (78, 225),
+            "right_elbow": (122, 225), "left_wrist": (76, 260), "right_wrist": (124, 260), "left_hip": (88, 110),
+            "right_hip": (112, 110), "left_knee": (90, 60), "right_knee": (110, 60), "left_ankle": (92, 10),
+            "right_ankle": (108, 10)}  # fmt: skip
+    facts = facts_of(hand, bbox=(70, 5, 60, 260))
+    assert facts.posture == "upside down"
+    assert {"lying", "standing", "sitting"} <= dict(facts.ruled_out).keys()
+    assert facts.lean_degrees is None and facts.raised == () and facts.facing is None
+    assert posenotes.describe(facts).startswith("Person 1 (on the left of the picture, upside down): ")
+
+
+def test_a_lunge_with_the_knees_off_the_ground_is_not_kneeling():
+    # Side view: front thigh hanging, knee bent ~110 degrees but its ankle well below it (the knee is off the ground),
+    # back knee bent too: a lunge, which was read as kneeling.
+    lunge = {"left_shoulder": (100, 70), "right_shoulder": (102, 70), "left_hip": (100, 150),
+             "right_hip": (101, 150), "left_knee": (80, 200), "left_ankle": (110, 225), "right_knee": (125, 195),
+             "right_ankle": (105, 245)}  # fmt: skip
+    facts = facts_of(lunge)
+    assert facts.posture != "kneeling"
+    assert "kneeling" in dict(facts.ruled_out)
+    kneel = lunge | {"left_knee": (100, 210), "left_ankle": (50, 212), "right_knee": (101, 210),
+                     "right_ankle": (51, 212)}  # fmt: skip
+    assert facts_of(kneel).posture == "kneeling" and "kneeling" not in dict(facts_of(kneel).ruled_out)
+
+
+def test_feet_above_a_same_size_neighbour_on_level_ground():
+    jumper = {name: (x, y - 60) for name, (x, y) in STANDING.items()}
+    beside = {name: (x + 200, y) for name, (x, y) in STANDING.items()}
+    s = scene(person(jumper, (60, -40, 110, 235), 1), person(beside, (260, 20, 110, 235), 2))
+    first, second = person_facts(s, 1), person_facts(s, 2)
+    assert first.feet_above == (2,) and second.feet_below == (1,)
+    assert "feet well above those of Person 2, who is the same size" in posenotes.describe(first)
+    behind = {name: (x + 30, y - 60) for name, (x, y) in STANDING.items()}  # overlapping: farther back, not higher
+    assert person_facts(scene(person(behind, (90, -40, 110, 235), 1), person(STANDING, BOX, 2)), 1).feet_above == ()
+
+
+def _real(image_id: int):
+    from tests.paths import REALPOSES
+
+    if not (REALPOSES / "annotations").is_dir():
+        pytest.skip(f"no real poses at {REALPOSES} (a COCO tree of real photographs beside the checkout)")
+    from keypoint_instruct.coco.annotations import load_scenes
+
+    return load_scenes(REALPOSES, "val2017")[image_id]
+
+
+def test_real_handstand_and_chest_stand_are_upside_down_not_lying():
+    s = _real(900004)
+    for number in (1, 2):
+        facts = person_facts(s, number)
+        assert facts.posture == "upside down"
+        assert "lying" in dict(facts.ruled_out) and "standing" in dict(facts.ruled_out)
+    assert {a.joint: a.degrees for a in person_facts(s, 2).angles}["left elbow"] >= 160  # straight arms
+
+
+def test_real_tackle_defender_is_not_kneeling_and_no_lean_direction_is_guessed():
+    s = _real(900003)
+    defender = person_facts(s, 2)
+    assert defender.posture is None and "kneeling" in dict(defender.ruled_out)
+    assert defender.facing == "away from the camera"
+    assert defender.lean_degrees == 40 and defender.lean_direction is None
+    attacker = person_facts(s, 1)
+    assert attacker.posture == "standing" and attacker.stance == "feet wide apart"
+    assert attacker.lifted_leg is None  # the far foot is higher in the picture, not lifted off the turf
+    assert attacker.lean_direction is None and "sideways" not in facts_block(s)
+
+
+def test_real_walkers_and_player_keep_their_facts():
+    walkers = _real(900001)
+    woman, behind = person_facts(walkers, 1), person_facts(walkers, 2)
+    assert (woman.posture, woman.facing, woman.stance) == ("standing", "the camera", "feet close together")
+    assert [a.hangs for a in woman.arm_facts] == [True, True] and woman.lean_degrees == 0
+    assert behind.feet_above == ()  # farther back, overlapping: higher in the picture is not off the ground
+    player = person_facts(_real(900002), 1)
+    assert player.held_out == ("left",) and player.feet_down is True and player.posture == "standing"
