@@ -6,8 +6,11 @@ calls :func:`read_stats`) and gives a :class:`CacheStats`, whose ``str`` is the 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
+
+from keypoint_instruct.llm.request import describe_sampling
 
 _ROW_NAMES = (
     "task",
@@ -39,6 +42,9 @@ class CacheStats:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    # (model, sampling settings as llm.request.describe_sampling says them, answers); "not recorded" for answers
+    # stored before the cache kept settings (schema 4)
+    settings: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def cached_share(self) -> float:
@@ -65,11 +71,15 @@ class CacheStats:
             f"failed attempts: {self.failed_attempts}; keys failed and never answered: {self.unanswered_keys}",
             f"money spent: ${self.cost_usd:.4f}",
         ]
+        if self.settings:
+            lines.append("sampling settings of the answers (part of each request, so of its cache key):")
+            width = max(len(model) for model, _, _ in self.settings)
+            lines += [f"  {model.ljust(width)}  {said}: {n}" for model, said, n in self.settings]
         return "\n".join(lines)
 
 
-def read_stats(db: sqlite3.Connection) -> CacheStats:
-    """The :class:`CacheStats` of the cache open on ``db``."""
+def read_stats(db: sqlite3.Connection, *, with_settings: bool = True) -> CacheStats:
+    """The :class:`CacheStats` of the cache open on ``db``; ``with_settings=False`` for a file older than schema 4."""
     stats = CacheStats()
     query = (
         "SELECT task, model, finish_reason, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
@@ -87,4 +97,18 @@ def read_stats(db: sqlite3.Connection) -> CacheStats:
     stats.unanswered_keys = db.execute(
         "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
     ).fetchone()[0]
+    stats.settings = _settings(db) if with_settings else []
     return stats
+
+
+def _settings(db: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """Answers per (model, sampling settings), the most common first within a model."""
+    query = (
+        "SELECT r.model, s.settings, COUNT(*) FROM responses r LEFT JOIN response_settings s ON s.key = r.key "
+        "GROUP BY r.model, s.settings ORDER BY r.model, COUNT(*) DESC, s.settings"
+    )
+    rows = []
+    for model, settings, n in db.execute(query):
+        said = describe_sampling(json.loads(settings)) if settings else "not recorded (answered before schema 4)"
+        rows.append((model, said, n))
+    return rows
