@@ -158,7 +158,7 @@ def build_bench(
     record_prompts(cache, TASKS, context_mode)
     picked, keys, versions = _ask(order, images, make_teacher, cache, settings, context_mode, concurrency)
     clean.note_drawn(scene.image_id for scene, _ in picked)
-    (log.warning if clean.allow_overlap else log.info)("%s", clean.summary())
+    (log.warning if clean.allow_overlap else log.debug)("%s", clean.summary())  # `bench build` prints the record
     meta = {
         "name": "HPAUB",
         **draw,

@@ -141,16 +141,19 @@ def describe_record(record: dict | None) -> str:
     """The ``decontamination`` entry of a meta.json in words (the benchmark card, ``bench build``'s last line)."""
     if not record:
         return "not checked (built before keypoint-instruct left training images out)"
-    sources = ", ".join(f"{s['kind']} `{s['path']}` ({s['images']:,} images)" for s in record["sources"])
-    sources = sources or "no training split or source found"
+    kinds = {"coco_split": "COCO", "dataset": "dataset", "cache": "cache"}
+    sources = "; ".join(
+        f"{kinds.get(s['kind'], s['kind'])} `{s['path']}`, {s['images']:,} images" for s in record["sources"]
+    )
+    sources = f"sources: {sources}" if sources else "no training split or source found"
     if record.get("allow_training_overlap"):
         return (
             f"not left out (--allow-training-overlap): {record.get('drawn_in_training', '?')} of the drawn images are "
-            f"in a training source ({sources})"
+            f"training images ({sources})"
         )
     return (
-        f"{record['candidates_in_training']:,} of {record['candidates']:,} candidate images were in a training source "
-        f"and could not be drawn ({sources})"
+        f"{record['candidates_in_training']:,} of {record['candidates']:,} candidate images were training images and "
+        f"could not be drawn ({sources})"
     )
 
 

@@ -44,7 +44,8 @@ def test_a_val2014_benchmark_never_draws_a_train2017_image(coco_years, train2017
     assert bench_build(coco_years, tmp_path, "clean", "--images", "5") == 0
     assert drawn(tmp_path / "clean") <= clean
     out = capsys.readouterr().out
-    assert f"training images: {len(eligible & train2017)} of {len(eligible)} candidate images" in out
+    assert f"training images: {len(eligible & train2017)} of {len(eligible)} candidate images were training" in out
+    assert "sources: COCO `annotations/captions_train2017.json`, 36 images" in out
     meta = json.loads((tmp_path / "clean" / "meta.json").read_text())
     record = meta["decontamination"]
     assert record["allow_training_overlap"] is False and "never drawn" in record["rule"]
