@@ -15,26 +15,26 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 COCO="$OUT/coco"
 
 step "1. synthetic COCO tree (COCO's schema, drawn stick figures)"
-python scripts/make_coco_fixture.py "$COCO" --split train2017 --images 60 --seed 0
+python scripts/make_coco_fixture.py "$COCO" --split train2014 --images 60 --seed 0
 python scripts/make_coco_fixture.py "$COCO" --split val2014 --images 60 --seed 1
 
 step "2. symbolic contexts (captions, boxes, 17 keypoints per person)"
-$KI contexts --coco-root "$COCO" --split train2017 --out "$OUT/contexts.jsonl"
+$KI contexts --coco-root "$COCO" --split train2014 --out "$OUT/contexts.jsonl"
 head -c 1200 "$OUT/contexts.jsonl"; echo
 IMAGE_ID=$(python -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['image_id'])" "$OUT/contexts.jsonl")
-$KI show "$IMAGE_ID" --coco-root "$COCO" --split train2017 --out "$OUT/example.png"
+$KI show "$IMAGE_ID" --coco-root "$COCO" --split train2014 --out "$OUT/example.png"
 echo "picture: $OUT/example.png"
-$KI contexts --coco-root "$COCO" --split train2017 --context paper+facts --limit 1 \
+$KI contexts --coco-root "$COCO" --split train2014 --context paper+facts --limit 1 \
   | python -c "import json,sys; print(json.loads(sys.stdin.readline())['context'].split(chr(10)*2)[-1])"
 
 step "3. teacher: price it, then answer with the offline teacher (no key); a rerun sends nothing"
-$KI generate --task all --coco-root "$COCO" --split train2017 --cache "$OUT/teacher.sqlite" --dry-run
-$KI generate --task all --coco-root "$COCO" --split train2017 --cache "$OUT/teacher.sqlite" --teacher offline --no-progress
-$KI generate --task all --coco-root "$COCO" --split train2017 --cache "$OUT/teacher.sqlite" --teacher offline --no-progress
+$KI generate --task all --coco-root "$COCO" --split train2014 --cache "$OUT/teacher.sqlite" --dry-run
+$KI generate --task all --coco-root "$COCO" --split train2014 --cache "$OUT/teacher.sqlite" --teacher offline --no-progress
+$KI generate --task all --coco-root "$COCO" --split train2014 --cache "$OUT/teacher.sqlite" --teacher offline --no-progress
 $KI cache stats --cache "$OUT/teacher.sqlite"
 
 step "4. dataset folder in the Hub's layout (Parquet per config + card), read back with load_dataset"
-$KI build --coco-root "$COCO" --split train2017 --cache "$OUT/teacher.sqlite" --out "$OUT/dataset" --version 0.1.0
+$KI build --coco-root "$COCO" --split train2014 --cache "$OUT/teacher.sqlite" --out "$OUT/dataset" --version 0.1.0
 python - "$OUT/dataset" <<'PY'
 import sys
 from datasets import get_dataset_config_names, load_dataset
@@ -61,7 +61,7 @@ accelerate launch --config_file recipes/accelerate_configs/zero3_cpu.yaml --num_
 
 step "6. HPAUB on val2014: build (offline teacher), answer (base vs fine-tuned), judge (offline, NOT GPT-4o), report"
 $KI bench build --coco-root "$COCO" --split val2014 --cache "$OUT/teacher.sqlite" --out "$OUT/hpaub" \
-  --images 30 --seed 0 --teacher offline
+  --images 30 --seed 0 --teacher offline --exclude-training "$OUT/dataset"   # never a training image
 for model in tiny-llava tiny-llava-kpi; do
   $KI bench answer --bench "$OUT/hpaub" --model "$OUT/$model" --backend hf --name "$model" \
     --out "$OUT/answers_$model.jsonl" --max-new-tokens 32

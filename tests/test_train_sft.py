@@ -538,3 +538,16 @@ def test_a_template_without_generation_markers_is_refused_with_assistant_only_lo
     assert not (tmp_path / "out").exists()
     argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--chat_template_path", str(template))
     assert run([*argv, "--assistant_only_loss", "false", "--check_only"]) == 0
+
+
+def test_exclude_bench_refuses_a_dataset_holding_a_benchmark_image(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    """Issue 13: a model trained on a benchmark's images measures nothing on it; refused in one line, exit 2."""
+    from keypoint_instruct.dataset.exclusion import dataset_image_ids
+    from tests.dataset.test_exclusion import write_bench
+
+    held = sorted(dataset_image_ids(sft_dataset[0]))
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--check_only", "--exclude_bench")
+    code = run([*argv, str(write_bench(tmp_path / "overlapping", held[:2]))])
+    _assert_one_line_error(code, capsys.readouterr().err, "holds 2 of the 2 images of benchmark", "--exclude-bench")
+    assert run([*argv, str(write_bench(tmp_path / "apart", [max(held) + 1]))]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")

@@ -4,8 +4,11 @@ The questions come from the same teacher, prompts and settings as the training d
 response cache): conversation -> its first question/answer pair; detailed description -> an instruction from the
 list (``prompts.pick_instruction``) with the description as the answer; complex reasoning -> its question and
 answer. The teacher's answer is the reference the judge compares against; the judge's view of the image is the
-symbolic context (captions, boxes, keypoints). Image choice is a seeded shuffle of the eligible images; an image
-whose teacher answer cannot be parsed or failed is replaced by the next one in that order. Refusals found before
+symbolic context (captions, boxes, keypoints). Image choice is a seeded shuffle of the eligible images that are not
+training images (:mod:`keypoint_instruct.bench.decontam`); an image whose teacher answer cannot be parsed or failed
+is replaced by the next one in that order. ``meta.json`` records the draw, the teacher and its sampling settings,
+the exclusion rule with its counts, and the benchmark's content id (a hash of its image ids, by which
+``build --exclude-bench`` and ``train_sft.py --exclude_bench`` know it). Refusals found before
 any teacher call are :class:`BenchmarkError` (exit 2); too few usable answers after asking is
 :class:`BenchmarkShortError` (exit 1: the command ran and may have paid).
 """
@@ -63,15 +66,18 @@ def _extract(scene, texts: dict[str, str]) -> dict[str, tuple[str, str]] | None:
 
 # What a benchmark folder holds; anything else in --out is someone else's and is never overwritten.
 _BENCH_ENTRIES = {"questions.jsonl", "references.jsonl", "contexts.jsonl", "images", "meta.json", "hub"}
-_DRAW_KEYS = ("coco_split", "images", "seed", "min_keypoints", "teacher_model", "context_mode")
+_DRAW_KEYS = ("coco_split", "images", "seed", "min_keypoints", "teacher_model", "context_mode", "sampling")
+# What a benchmark folder built before a key was kept was built with (the sampling settings were fixed then).
+_EARLIER = {"sampling": {"max_tokens": 1024, "seed": 42, "temperature": 0.2}}
 
 
-def check_out(out: Path, meta: dict, *, overwrite: bool) -> None:
+def check_out(out: Path, meta: dict, *, overwrite: bool, image_ids=None) -> None:
     """Refuse an ``out`` that holds something other than this very benchmark, unless ``overwrite`` allows it.
 
-    Rebuilding the same benchmark (same draw, teacher and prompt versions, so the same question ids) into its folder
-    is allowed: it writes the same files. A different benchmark there would leave answers and results pointing at
-    questions that changed under them.
+    Rebuilding the same benchmark (same draw, teacher, sampling settings and prompt versions, so the same question
+    ids) into its folder is allowed: it writes the same files. A different benchmark there would leave answers and
+    results pointing at questions that changed under them; so would other images (``image_ids``, when given: a
+    draw that now leaves out training images).
     """
     if out.exists() and not out.is_dir():
         raise BenchmarkError(f"--out {out} is a file, not a benchmark folder")
@@ -86,9 +92,12 @@ def check_out(out: Path, meta: dict, *, overwrite: bool) -> None:
         old = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         old = {}
-    changed = [k for k in meta if old.get(k) != meta[k]]
+    changed = [k for k in meta if old.get(k, _EARLIER.get(k)) != meta[k]]
+    if image_ids is not None and _drawn_before(out) not in (None, set(image_ids)):
+        changed.append("images drawn")
+        meta = {**meta, "images drawn": "others (training images left out?)"}
     if changed and not overwrite:
-        diff = "; ".join(f"{k} {old.get(k)!r} -> {meta[k]!r}" for k in changed[:3])
+        diff = "; ".join(f"{k} {old.get(k, _EARLIER.get(k))!r} -> {meta[k]!r}" for k in changed[:3])
         raise BenchmarkError(
             f"--out {out} holds a different benchmark ({diff}); pass --overwrite to replace it, "
             "or write to another folder"
@@ -102,6 +111,16 @@ def _too_few(picked: int, images: int, eligible: int, split: str, unanswered: in
         f"only {picked} of {images} images got three usable teacher answers, with all {eligible} eligible images "
         f"of {split} tried{retry}; or lower --images"
     )
+
+
+def _drawn_before(out: Path) -> set[int] | None:
+    """The image ids of the benchmark in ``out``, or None when it has no readable questions."""
+    try:
+        from keypoint_instruct.dataset.exclusion import read_bench_images
+
+        return set(read_bench_images(out).image_ids)
+    except (OSError, ValueError):
+        return None
 
 
 def build_bench(
@@ -118,25 +137,61 @@ def build_bench(
     context_mode: str = "paper",
     concurrency: int = 16,
     overwrite: bool = False,
+    exclude_training=(),
+    allow_training_overlap: bool = False,
 ) -> Path:
-    """Write the benchmark folder ``out``; return it. See :func:`check_out` for when ``out`` may hold one already."""
-    from keypoint_instruct.bench.calls import complete_all
-    from keypoint_instruct.coco.annotations import image_path, load_scenes
-    from keypoint_instruct.coco.context import format_context
-    from keypoint_instruct.teacher.requests import build_requests
+    """Write the benchmark folder ``out``; return it. See :func:`check_out` for when ``out`` may hold one already.
+
+    Candidates in a training split under ``coco_root`` or in an ``exclude_training`` source are never drawn unless
+    ``allow_training_overlap`` (:mod:`keypoint_instruct.bench.decontam`); the line saying what was left out is
+    logged and the rule recorded in ``meta.json``.
+    """
+    from keypoint_instruct.bench.decontam import decontamination
+    from keypoint_instruct.coco.annotations import load_scenes
+    from keypoint_instruct.dataset.exclusion import content_id
+    from keypoint_instruct.teacher.catalogue import record_prompts
 
     if images < 1:
         raise BenchmarkError(f"--images must be at least 1, got {images}")
     out = Path(out)
-    draw = dict(zip(_DRAW_KEYS, (split, images, seed, min_keypoints, settings.model, context_mode), strict=True))
+    what = (split, images, seed, min_keypoints, settings.model, context_mode, settings.sampling())
+    draw = dict(zip(_DRAW_KEYS, what, strict=True))
     check_out(out, draw, overwrite=overwrite)  # before any teacher call
+    clean = decontamination(coco_root, split, exclude_training, allow_overlap=allow_training_overlap)
     scenes = load_scenes(coco_root, split)
-    order = draw_order(eligible_scenes(scenes.values(), min_keypoints=min_keypoints), seed)
+    order = draw_order(clean.filter(eligible_scenes(scenes.values(), min_keypoints=min_keypoints)), seed)
     if len(order) < images:
+        left = f" after leaving out {clean.in_training} training images" if clean.in_training else ""
         raise BenchmarkError(
-            f"{split} has {len(order)} image(s) with a person with >= {min_keypoints} labelled keypoints; "
+            f"{split} has {len(order)} image(s) with a person with >= {min_keypoints} labelled keypoints{left}; "
             f"{images} asked (lower --images or --min-keypoints)"
         )
+    record_prompts(cache, TASKS, context_mode)
+    picked, keys, versions = _ask(order, images, make_teacher, cache, settings, context_mode, concurrency)
+    clean.note_drawn(scene.image_id for scene, _ in picked)
+    (log.warning if clean.allow_overlap else log.debug)("%s", clean.summary())  # `bench build` prints the record
+    meta = {
+        "name": "HPAUB",
+        **draw,
+        "prompt_versions": versions,
+        "content_id": content_id(scene.image_id for scene, _ in picked),
+        "decontamination": clean.record(),
+    }
+    compared = {k: v for k, v in meta.items() if k not in ("content_id", "decontamination")}
+    check_out(out, compared, overwrite=overwrite, image_ids=[s.image_id for s, _ in picked])  # prompts may change
+    _write(out, coco_root, picked, keys, meta, settings.model)
+    log.info("wrote %d questions about %d images to %s", len(picked) * len(TASKS), len(picked), out)
+    return out
+
+
+def _ask(order: list, images: int, make_teacher, cache, settings, context_mode: str, concurrency: int):
+    """Ask the teacher about images in ``order`` until ``images`` of them have three usable answers.
+
+    Returns (picked: [(scene, {category: (question, reference)})] by image id, keys by image and task, versions).
+    """
+    from keypoint_instruct.bench.calls import complete_all
+    from keypoint_instruct.teacher.requests import build_requests
+
     picked: list[tuple[object, dict]] = []
     keys: dict[int, dict[str, str]] = {}
     versions: dict[str, str] = {}
@@ -157,10 +212,17 @@ def build_bench(
                 picked.append((scene, qa))
                 keys[scene.image_id] = {task: r.key for task, r in reqs.items()}
     if len(picked) < images:
+        split = order[0].coco_split if order else "the split"
         raise _too_few(len(picked), images, len(order), split, unanswered)
     picked.sort(key=lambda item: item[0].image_id)
-    meta = {"name": "HPAUB", **draw, "prompt_versions": versions}
-    check_out(out, meta, overwrite=overwrite)  # the prompts may have changed since the folder was built
+    return picked, keys, versions
+
+
+def _write(out: Path, coco_root, picked: list, keys: dict, meta: dict, teacher_model: str) -> None:
+    """The benchmark folder's files: images, questions, references, contexts, meta.json and the Hub copy."""
+    from keypoint_instruct.coco.annotations import image_path
+    from keypoint_instruct.coco.context import format_context
+
     shutil.rmtree(out / "images", ignore_errors=True)  # no image of an earlier draw stays behind
     (out / "images").mkdir(parents=True, exist_ok=True)
     questions, references, contexts = [], [], []
@@ -174,14 +236,12 @@ def build_bench(
             qid = question_id(category, scene.image_id)
             question, reference = qa[category]
             questions.append(Question(qid, scene.file_name, scene.image_id, category, question))
-            references.append(Reference(qid, category, reference, settings.model, keys[scene.image_id][category]))
+            references.append(Reference(qid, category, reference, teacher_model, keys[scene.image_id][category]))
     write_jsonl(out / "questions.jsonl", questions)
     write_jsonl(out / "references.jsonl", references)
     write_jsonl(out / "contexts.jsonl", contexts)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     write_hub_folder(out, questions, references, contexts, meta)
-    log.info("wrote %d questions about %d images to %s", len(questions), len(picked), out)
-    return out
 
 
 def write_hub_folder(out: Path, questions, references, contexts, meta: dict) -> Path:
@@ -281,8 +341,11 @@ def _hub_readme(n: int, meta: dict, ref: str, info: dict) -> str:
         f"at least {meta['min_keypoints']} labelled keypoints.\n"
         f"- Teacher (questions and reference answers): `{meta['teacher_model']}`, context mode "
         f"`{meta['context_mode']}`; prompt versions: {versions}.\n"
+        f"- Teacher sampling: {_sampling(meta)}.\n"
+        f"- Training images: {_decontam(meta)}.\n"
         "- Conversation: the teacher's first question and answer; detailed description: an instruction from a fixed "
-        "list and the teacher's description; complex reasoning: the teacher's question and answer.\n\n"
+        "list (the teacher was asked it) and the teacher's description; complex reasoning: the teacher's question "
+        "and answer.\n\n"
         "## Use it\n\n"
         "```python\nfrom datasets import load_dataset\n\n"
         f'bench = load_dataset("{ref}", "{HUB_CONFIG}", split="test")\n```\n\n'
@@ -294,3 +357,15 @@ def _hub_readme(n: int, meta: dict, ref: str, info: dict) -> str:
         "from. The embedded images belong to their Flickr owners and are covered by the "
         "[COCO terms of use](https://cocodataset.org/#termsofuse).\n"
     )
+
+
+def _sampling(meta: dict) -> str:
+    from keypoint_instruct.llm.request import describe_sampling
+
+    return describe_sampling(meta.get("sampling"))
+
+
+def _decontam(meta: dict) -> str:
+    from keypoint_instruct.bench.decontam import describe_record
+
+    return describe_record(meta.get("decontamination"))

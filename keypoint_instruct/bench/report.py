@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keypoint_instruct.bench.decontam import report_header
 from keypoint_instruct.bench.judge import JudgeResult
 from keypoint_instruct.bench.layout import CATEGORY_TITLES
 from keypoint_instruct.bench.report_html import write_report_html
@@ -248,6 +249,7 @@ def render_markdown(
     judges = sorted({r.judge_label for r in results})
     rubrics = ", ".join(sorted({r.rubric_version for r in results}))
     lines = ["# HPAUB results", "", f"Judge: {'; '.join(judges)}. Rubric version: {rubrics}.", ""]
+    lines += report_header(results)  # a benchmark built with --allow-training-overlap says so (bench.decontam)
     if len(judges) > 1:
         lines += ["**Warning: these results were graded by different judges; their scores are not comparable.**", ""]
     if len({r.rubric_version for r in results}) > 1:

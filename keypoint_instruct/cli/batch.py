@@ -13,6 +13,7 @@ from keypoint_instruct.cli.selection import (
     add_claim_option,
     add_endpoint_options,
     add_selection_options,
+    record_prompts,
     say_claimed_elsewhere,
     select_requests,
 )
@@ -98,6 +99,7 @@ def cmd_batch_submit(args: argparse.Namespace) -> int:
         claim_lease_s=args.claim_lease,
         max_cost_usd=args.max_cost,
     )
+    record_prompts(args)  # what the submitted prompt versions stand for, kept in the cache
     _say_notes(result.notes)
     print(result)
     say_claimed_elsewhere(result.claimed_elsewhere)

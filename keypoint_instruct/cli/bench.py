@@ -7,6 +7,7 @@ Each step parses its options, checks what it can before any work (a key, a writa
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections import Counter
@@ -15,6 +16,7 @@ from pathlib import Path
 from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
 from keypoint_instruct.cli.exits import DONE, exit_status
+from keypoint_instruct.cli.sampling import add_sampling_options
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
 from keypoint_instruct.vocab import (
     CONTEXT_MODES,
@@ -48,10 +50,12 @@ def _register_build(steps) -> None:
         "build",
         help="pick images, ask the teacher, write a self-contained benchmark folder",
         description="Draw --images images with a well-labelled person from --split (seeded: same seed and split, "
-        "same images), ask the teacher the three tasks with the training prompts and keep one question per task and "
-        "image, the teacher's answer as the reference. Writes questions, references, contexts, the images and a "
-        "Hub-loadable copy to --out. Exit status 1 when the teacher gave too few usable answers (the run asked, "
-        "and kept what it got); 2 for bad input, found before any teacher call.",
+        "same images), never one of a COCO training split under --coco-root (image ids are shared across years: "
+        "train2017 holds most of val2014) or of an --exclude-training source; ask the teacher the three tasks with "
+        "the training prompts and keep one question per task and image, the teacher's answer as the reference. "
+        "Writes questions, references, contexts, the images, meta.json (the draw, the teacher's settings, the "
+        "exclusion rule and its counts) and a Hub-loadable copy to --out. Exit status 1 when the teacher gave too few "
+        "usable answers (the run asked, and kept what it got); 2 for bad input, found before any teacher call.",
     )
     p.add_argument("--coco-root", required=True, type=Path, help="COCO root holding annotations/ and <split>/ images")
     p.add_argument(
@@ -97,6 +101,20 @@ def _register_build(steps) -> None:
         action="store_true",
         help="replace a different benchmark already in --out (its answers and results no longer match it)",
     )
+    p.add_argument(
+        "--exclude-training",
+        action="append",
+        metavar="DATASET_DIR_OR_CACHE",
+        help="never draw an image of this training data: a dataset folder written by `build` (its rows' images) or "
+        "a response cache (its teacher answers for other splits than --split); repeat it for several. The training "
+        "splits under --coco-root (train2014, train2017) are always left out",
+    )
+    p.add_argument(
+        "--allow-training-overlap",
+        action="store_true",
+        help="draw training images too (meta.json and every report then say so); for those who mean it",
+    )
+    add_sampling_options(p, seed_flag="--teacher-seed")
     p.set_defaults(func=cmd_build)
 
 
@@ -231,8 +249,9 @@ def _writable(path: Path, *, folder: bool) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
     from keypoint_instruct.bench.build import build_bench
+    from keypoint_instruct.bench.decontam import describe_record
+    from keypoint_instruct.cli.sampling import generation_settings
     from keypoint_instruct.llm.providers.openai import OpenAIChat
-    from keypoint_instruct.llm.request import GenerationSettings
     from keypoint_instruct.llm.store.cache import ResponseCache
 
     if not args.coco_root.is_dir():
@@ -261,15 +280,18 @@ def cmd_build(args: argparse.Namespace) -> int:
             args.out,
             make_teacher=make_teacher,
             cache=cache,
-            settings=GenerationSettings(model=model),
+            settings=generation_settings(args, model),
             images=args.images,
             seed=args.seed,
             min_keypoints=args.min_keypoints,
             context_mode=args.context,
             concurrency=args.concurrency,
             overwrite=args.overwrite,
+            exclude_training=args.exclude_training or (),
+            allow_training_overlap=args.allow_training_overlap,
         )
     print(f"wrote {out}/questions.jsonl ({args.images * 3} questions about {args.images} images) and {out}/hub")
+    print(f"training images: {describe_record(json.loads((out / 'meta.json').read_text()).get('decontamination'))}")
     return DONE
 
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from keypoint_instruct.cli.exits import DONE
-from keypoint_instruct.vocab import ALL, TASKS
+from keypoint_instruct.vocab import ALL, CONTEXT_MODES, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ def _build(args: argparse.Namespace) -> int:
         embed_images=args.embed_images,
         teacher_models=args.teacher_model,
         prompt_versions=args.prompt_version,
+        context_mode=args.context,
+        exclude_benches=args.exclude_bench or (),
     )
     print(f"wrote {args.out} (version {args.version}, split {args.split})")
     for summary in summaries:
@@ -36,6 +38,8 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {reason:<22} {dropped[reason]:>9,}")
     teachers = ", ".join(f"{model} ({n:,} samples)" for model, n in sorted(stats.sample_models.items()))
     print(f"teacher: {teachers or 'none'}; spend ${stats.cost_usd:,.2f}")
+    if args.exclude_bench:
+        print(f"benchmark images left out ({', '.join(args.exclude_bench)}): {dropped['benchmark_image']:,} responses")
     return DONE
 
 
@@ -114,6 +118,21 @@ def _register_build(subparsers) -> None:
         metavar="VERSION",
         help="build from responses of this prompt version only (the rows' `prompt_version`: one per task, context "
         "mode and prompt edit); repeat it for several, e.g. one per task",
+    )
+    build.add_argument(
+        "--context",
+        choices=CONTEXT_MODES,
+        default=None,
+        help="build from the answers of this context mode only. Required when the cache holds answers of both "
+        "modes for --split (a dataset mixes no modes); the card names the mode",
+    )
+    build.add_argument(
+        "--exclude-bench",
+        action="append",
+        metavar="BENCH_DIR",
+        help="leave out every image of this benchmark folder (written by `bench build`), counted as "
+        "benchmark_image and named in the card, so that train_sft.py --exclude_bench accepts the dataset; repeat "
+        "it for several",
     )
     build.set_defaults(func=_build)
 

@@ -18,6 +18,7 @@ from keypoint_instruct.cli.selection import (
     add_endpoint_options,
     add_selection_options,
     open_cache,
+    record_prompts,
     say_claimed_elsewhere,
     select_requests,
 )
@@ -111,6 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from keypoint_instruct.llm.online.engine import RunInterrupted, run
 
     teacher = _make_teacher(args, offline)  # no key: one line, before the cache is created
+    record_prompts(args, offline=offline)  # what this run's prompt versions stand for, kept in the cache
     with open_cache(args.cache, create=True) as cache:
         if args.max_cost is not None:
             plan.check_first_fits(cache, requests, args.max_cost)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count, positive_float
 from keypoint_instruct.cli.endpoint import TEACHER_BASE_URL_HELP, add_base_url_option
+from keypoint_instruct.cli.sampling import add_sampling_options
 from keypoint_instruct.vocab import CONTEXT_MODES, DEFAULT_CONTEXT_MODE, TASK_CHOICES, TEACHER_MODEL
 
 # --------------------------------------------------------------------------- options
@@ -43,6 +44,7 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard", type=_shard, default=None, metavar="I/N", help="take every N-th selected image, starting at I"
     )
+    add_sampling_options(parser)
 
 
 def add_claim_option(parser: argparse.ArgumentParser) -> None:
@@ -74,16 +76,19 @@ def add_endpoint_options(parser: argparse.ArgumentParser, help_text: str = TEACH
 
 def selection_of(args: argparse.Namespace, *, offline: bool = False):
     """The :class:`~keypoint_instruct.teacher.plan.Selection` the selection options name."""
+    from keypoint_instruct.cli.sampling import generation_settings
     from keypoint_instruct.teacher.plan import Selection, teacher_model
 
+    model = teacher_model(args.model, offline=offline)
     return Selection(
         coco_root=args.coco_root,
         split=args.split,
         task=args.task,
         context_mode=args.context,
-        model=teacher_model(args.model, offline=offline),
+        model=model,
         limit=args.limit,
         shard=args.shard,
+        settings=generation_settings(args, model),
     )
 
 
@@ -98,6 +103,14 @@ def open_cache(path: Path, *, create: bool):
     from keypoint_instruct.teacher import plan
 
     return plan.open_cache(path, create=create)
+
+
+def record_prompts(args: argparse.Namespace, *, offline: bool = False) -> None:
+    """Record what the selection's prompt versions stand for in the cache (created if missing) before sending."""
+    from keypoint_instruct.teacher import plan
+
+    with plan.open_cache(args.cache, create=True) as cache:
+        plan.record_prompts(cache, selection_of(args, offline=offline))
 
 
 def not_to_send(cache, requests) -> tuple[set[str], set[str], set[str]]:

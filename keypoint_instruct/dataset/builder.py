@@ -74,6 +74,8 @@ class KeypointInstructConfig(datasets.BuilderConfig):
     embed_images: bool = False
     teacher_models: tuple[str, ...] | None = None  # build from these teachers' responses only (None: all)
     prompt_versions: tuple[str, ...] | None = None  # and from responses of these prompt versions only (None: all)
+    context_mode: str | None = None  # the answers' context mode (dataset.modes); images with its same context share
+    exclude_image_ids: tuple[int, ...] = ()  # images that give no row (a benchmark's: build --exclude-bench)
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,6 +109,7 @@ def _code_files() -> list[Path]:
     package = Path(keypoint_instruct.__file__).parent
     names = ("dataset/parse.py", "dataset/quality.py", "dataset/quality_filters.json", "dataset/samples.py")
     names += ("teacher/templates.py", "teacher/prompts/detailed_description/instructions.txt")  # the instructions
+    names += ("teacher/catalogue.py", "dataset/twins.py")
     return [Path(__file__), *(package / name for name in names)]
 
 
@@ -123,6 +126,18 @@ def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) 
 def split_scenes(coco_root: str | Path, coco_split: str) -> dict:
     """The scenes of ``coco_split``, read once per state of its annotation files (each config's builder needs them)."""
     return _scenes(str(coco_root), coco_split, inputs_hash(None, str(coco_root), coco_split))
+
+
+def split_twins(coco_root: str | Path, coco_split: str, context_mode: str) -> dict[int, tuple[int, ...]]:
+    """The images of ``coco_split`` that share their context with another (dataset.twins), once per state."""
+    return _twins(str(coco_root), coco_split, context_mode, inputs_hash(None, str(coco_root), coco_split))
+
+
+@lru_cache(maxsize=2)
+def _twins(coco_root: str, coco_split: str, context_mode: str, fingerprint: str) -> dict[int, tuple[int, ...]]:
+    from keypoint_instruct.dataset.twins import identical_contexts
+
+    return identical_contexts(split_scenes(coco_root, coco_split), context_mode)
 
 
 @lru_cache(maxsize=2)
@@ -179,6 +194,8 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
             "embed_images": config.embed_images,
             "teacher_models": config.teacher_models,
             "prompt_versions": config.prompt_versions,
+            "context_mode": config.context_mode,
+            "exclude_image_ids": config.exclude_image_ids,
         }
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
@@ -192,31 +209,50 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
         embed_images: bool,
         teacher_models: tuple[str, ...] | None,
         prompt_versions: tuple[str, ...] | None,
+        context_mode: str | None = None,
+        exclude_image_ids: tuple[int, ...] = (),
     ):
-        """``(Key(task index, row index), row)`` for every row of ``tasks``, in task order; drops go to ``stats``."""
+        """``(Key(task index, row index), row)`` for every row of ``tasks``, in task order; drops go to ``stats``.
+
+        Images whose context is the same text as another's share its answer (:mod:`keypoint_instruct.dataset.twins`);
+        a detailed description is paired with the instruction its prompt version picked for the image.
+        """
+        from keypoint_instruct.dataset.twins import with_twins
         from keypoint_instruct.llm.store.cache import ResponseCache
-        from keypoint_instruct.teacher.templates import pick_instruction
+        from keypoint_instruct.teacher.catalogue import known_prompts
 
         scenes = split_scenes(coco_root, coco_split)
         cache = ResponseCache(cache_path)
+        known = known_prompts(cache)
+        twins = split_twins(coco_root, coco_split, context_mode) if context_mode else {}
         self.stats = BuildStats()
         models = set(teacher_models) if teacher_models else None
         versions = set(prompt_versions) if prompt_versions else None
-        for shard, task in enumerate(tasks):
+
+        def selected(task: str):
             responses = cache.iter_responses(task=task, coco_split=coco_split)
             if models is not None:
                 responses = (r for r in responses if r.model in models)
             if versions is not None:
                 responses = (r for r in responses if r.prompt_version in versions)
+            return responses
+
+        def same_instruction(answer, twin: int) -> bool:  # a description twin shares the key only if so
+            version = answer.prompt_version
+            return known.instruction(twin, version) == known.instruction(answer.image_id, version)
+
+        for shard, task in enumerate(tasks):
+            shares = same_instruction if task == "detailed_description" else None
             rows = iter_rows(
-                responses,
+                with_twins(selected(task), twins, selected(task) if twins else (), shares),
                 scenes,
                 coco_root=coco_root,
                 conversation_turns=conversation_turns,
                 embed_images=embed_images,
-                instruction=pick_instruction,
+                instruction=known.instruction,
                 stats=self.stats,
                 source=f"response cache {cache_path}",
+                exclude_image_ids=frozenset(exclude_image_ids),
             )
             for index, row in enumerate(rows):
                 yield Key(shard, index), row

@@ -7,6 +7,7 @@ every config under ``configs:`` (``datasets`` reads that block to find the confi
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import string
@@ -73,8 +74,9 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
-    """The card's YAML metadata: configs (``all`` is the default), dataset_info, license, categories, tags."""
+def front_matter(configs: list[ConfigSummary], *, synthetic: bool, records: dict | None = None) -> dict:
+    """The card's YAML metadata: configs (``all`` is the default), dataset_info, license, categories, tags, and
+    ``records`` (keypoint-instruct's own: context mode, excluded benchmarks) under ``keypoint_instruct``."""
     total = next((c.num_examples for c in configs if c.name == ALL), sum(c.num_examples for c in configs))
     tags = ["human-pose", "keypoints", "human-action", "coco", "instruction-tuning", "llava", "vision-language"]
     if synthetic:
@@ -104,6 +106,51 @@ def front_matter(configs: list[ConfigSummary], *, synthetic: bool) -> dict:
             }
             for c in configs
         ],
+        **({"keypoint_instruct": records} if records else {}),
+    }
+
+
+def _sampling(counts: Any) -> str:
+    """Rows per sampling settings (JSON strings; None where the cache did not record them), most rows first."""
+    from keypoint_instruct.llm.request import describe_sampling
+
+    parts = []
+    for settings, n in sorted(counts.items(), key=lambda item: (-item[1], item[0] or "")):
+        said = (
+            f"`{describe_sampling(json.loads(settings))}`"
+            if settings
+            else "not recorded (answered before the cache kept them)"
+        )
+        parts.append(f"{said} ({n:,} samples)")
+    return "; ".join(parts) or "none"
+
+
+def _benchmarks(benches: Any, dropped: int) -> str:
+    if not benches:
+        return "none (`keypoint-instruct build --exclude-bench BENCH_DIR` leaves a benchmark's images out)"
+    named = ", ".join(
+        f"{b.name} `{b.content_id}` ({len(b.image_ids):,} `{b.coco_split}` images, built in `{b.root}`)"
+        for b in benches
+    )
+    return f"{named}; {dropped:,} responses about their images dropped (`benchmark_image` below)"
+
+
+def _provenance(configs: list[ConfigSummary], stats: Any, *, synthetic: bool, context_mode: Any, benches: Any) -> dict:
+    """The card's front matter, and its values about how the answers were asked: context mode, sampling, benchmarks
+    left out, responses read (the front matter records the mode and the benchmarks too, for train_sft.py)."""
+    shared = sum(stats.shared.values())
+    records = {
+        "context_mode": getattr(context_mode, "mode", None),
+        "excluded_benchmarks": [bench.record() for bench in benches],
+    }
+    head = front_matter(configs, synthetic=synthetic, records=records)
+    return {
+        "front_matter": yaml.dump(head, Dumper=_PlainDumper, sort_keys=False, width=1000),
+        "context_mode": context_mode.card_text() if context_mode is not None else "not recorded",
+        "sampling": _sampling(stats.sample_settings),
+        "excluded_benchmarks": _benchmarks(benches, stats.dropped_by_reason().get("benchmark_image", 0)),
+        "responses_total": f"{sum(stats.responses.values()):,}"
+        + (f" ({shared:,} of them also answer another image with the very same context)" if shared else ""),
     }
 
 
@@ -131,19 +178,20 @@ def render_card(
     embed_images: bool,
     dataset_ref: str,
     template: Path = CARD_TEMPLATE,
+    context_mode: Any = None,
+    excluded_benchmarks: Any = (),
 ) -> str:
     """README.md text for a dataset folder; ``stats`` is the build's :class:`samples.BuildStats`.
 
-    ``dataset_ref`` is what the card's examples pass to ``load_dataset``: the folder itself until ``push`` turns it
-    into the Hub repo id.
+    ``context_mode`` is the build's :class:`~keypoint_instruct.dataset.modes.ModeChoice`, ``excluded_benchmarks``
+    the :class:`~keypoint_instruct.dataset.exclusion.BenchImages` left out. ``dataset_ref`` is what the card's
+    examples pass to ``load_dataset``: the folder itself until ``push`` turns it into the Hub repo id.
     """
     synthetic = OFFLINE_TEACHER_MODEL in stats.sample_models
     total = sum(stats.sample_models.values())
     dropped = stats.dropped_by_reason()
     values = {
-        "front_matter": yaml.dump(
-            front_matter(configs, synthetic=synthetic), Dumper=_PlainDumper, sort_keys=False, width=1000
-        ),
+        **_provenance(configs, stats, synthetic=synthetic, context_mode=context_mode, benches=excluded_benchmarks),
         "pretty_name": PRETTY_NAME,
         "version": version,
         "synthetic_notice": (
@@ -178,7 +226,6 @@ def render_card(
             if stats.first_created
             else "unknown (no timestamps)"
         ),
-        "responses_total": f"{sum(stats.responses.values()):,}",
         "spend": f"${stats.cost_usd:,.2f} (sum of the cached responses' `cost_usd`)",
         "filter_table": "\n".join(f"| `{r}` | {dropped[r]:,} | {REASON_DESCRIPTIONS[r]} |" for r in REASONS),
         "image_usage": (

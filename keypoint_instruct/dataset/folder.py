@@ -25,6 +25,8 @@ from keypoint_instruct.dataset.checks import (
     warn_mixed_prompt_versions,
     warn_unanswered,
 )
+from keypoint_instruct.dataset.exclusion import read_bench_images
+from keypoint_instruct.dataset.modes import choose_context_mode
 from keypoint_instruct.dataset.samples import BuildStats
 from keypoint_instruct.errors import DatasetBuildError, InputNotFoundError, KeypointInstructError
 from keypoint_instruct.vocab import ALL, DATASET_CONFIGS, TASKS
@@ -47,6 +49,8 @@ def build_folder(
     embed_images: bool = False,
     teacher_models: Sequence[str] | None = None,
     prompt_versions: Sequence[str] | None = None,
+    context_mode: str | None = None,
+    exclude_benches: Sequence[str | Path] = (),
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> tuple[list[ConfigSummary], BuildStats]:
     """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
@@ -55,6 +59,9 @@ def build_folder(
     generates (tests/dataset/test_builder.py checks it), without parsing every response twice.
     ``teacher_models`` picks the teachers whose responses are read; a cache holding several is refused without it.
     ``prompt_versions`` picks the prompt versions likewise (several per task give a warning, not an error).
+    ``context_mode`` picks the answers of one context mode; without it, answers in several modes are refused
+    (:mod:`keypoint_instruct.dataset.modes`). ``exclude_benches`` are benchmark folders whose images give no row
+    (:mod:`keypoint_instruct.dataset.exclusion`); the card names them.
     """
     check_version(version)
     out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)
@@ -66,6 +73,9 @@ def build_folder(
     teacher_models = tuple(dict.fromkeys(teacher_models)) if teacher_models else None
     prompt_versions = tuple(dict.fromkeys(prompt_versions)) if prompt_versions else None
     check_selection(cache_path, coco_split, teacher_models, prompt_versions)
+    choice = choose_context_mode(cache_path, coco_split, teacher_models, prompt_versions, context_mode)
+    benches = [read_bench_images(path) for path in dict.fromkeys(exclude_benches)]
+    excluded = sorted(set().union(*(b.image_ids for b in benches)))
     check_out(out, overwrite)
     staging = _staging_folder(out)
     builder_kwargs = dict(
@@ -75,7 +85,9 @@ def build_folder(
         conversation_turns=conversation_turns,
         embed_images=embed_images,
         teacher_models=teacher_models,
-        prompt_versions=prompt_versions,
+        prompt_versions=choice.prompt_versions,
+        context_mode=choice.mode,
+        exclude_image_ids=tuple(excluded),
         version=version,
     )
     try:
@@ -90,6 +102,8 @@ def build_folder(
             conversation_turns=conversation_turns,
             embed_images=embed_images,
             dataset_ref=str(out),
+            context_mode=choice,
+            excluded_benchmarks=benches,
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
         if out.exists():

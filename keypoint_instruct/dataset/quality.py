@@ -25,6 +25,7 @@ REFUSAL = "refusal"  # "I'm sorry", "as an AI", "cannot be determined", ...; or 
 REPEATED_QUESTION = "repeated_question"  # the same question was already kept for this image and task
 SUPERSEDED = "superseded"  # another response for the same image and task is used (the newest complete one)
 EXTRA_PAIR = "extra_pair"  # a complex reasoning response's pairs after the first (one question per image is kept)
+BENCHMARK_IMAGE = "benchmark_image"  # the image is in a benchmark the build excludes (build --exclude-bench)
 
 REASONS = (
     TRUNCATED,
@@ -37,6 +38,7 @@ REASONS = (
     REPEATED_QUESTION,
     SUPERSEDED,
     EXTRA_PAIR,
+    BENCHMARK_IMAGE,
 )
 
 REASON_DESCRIPTIONS = {
@@ -50,6 +52,7 @@ REASON_DESCRIPTIONS = {
     REPEATED_QUESTION: "a question asked twice in one response (same image and task)",
     SUPERSEDED: "another response for the same image and task is used: the newest one not cut short",
     EXTRA_PAIR: "a complex reasoning response's questions after its first (one question per image is kept)",
+    BENCHMARK_IMAGE: "the image is in a benchmark excluded with `--exclude-bench` (never train on benchmark images)",
 }
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})

@@ -40,11 +40,16 @@ class BuildStats:
     sample_prompt_versions: Counter = field(default_factory=Counter)  # (task, prompt version) -> rows written
     prompt_versions: set = field(default_factory=set)
     answered: dict = field(default_factory=dict)  # task -> ids of the images with a response read
+    sample_settings: Counter = field(default_factory=Counter)  # sampling settings (JSON; None: unrecorded) -> rows
+    shared: Counter = field(default_factory=Counter)  # task -> answers given to a twin image (dataset.twins)
     first_created: str | None = None
     last_created: str | None = None
     cost_usd: float = 0.0
 
     def add_response(self, response: Any) -> None:
+        if getattr(response, "shared_from", None) is not None:  # a twin's copy: read and paid for once already
+            self.shared[response.task] += 1
+            return
         self.responses[response.task] += 1
         self.models.add(response.model)
         self.prompt_versions.add(response.prompt_version)
@@ -61,6 +66,8 @@ class BuildStats:
         self.models |= other.models
         self.sample_models.update(other.sample_models)
         self.sample_prompt_versions.update(other.sample_prompt_versions)
+        self.sample_settings.update(other.sample_settings)
+        self.shared.update(other.shared)
         self.prompt_versions |= other.prompt_versions
         for task, image_ids in other.answered.items():
             self.answered.setdefault(task, set()).update(image_ids)
@@ -130,10 +137,13 @@ def response_rows(
     image: dict,
     *,
     conversation_turns: str,
-    instruction: Callable[[int], str],
+    instruction: Callable[[int, str], str],
     stats: BuildStats,
 ) -> list[dict]:
-    """The rows of one cached response (possibly none); drops are counted in ``stats``."""
+    """The rows of one cached response (possibly none); drops are counted in ``stats``.
+
+    ``instruction(image_id, prompt_version)`` is the instruction the teacher answered with a detailed description.
+    """
     task = response.task
     reason = quality.response_reason(response.finish_reason)
     if reason:
@@ -141,7 +151,7 @@ def response_rows(
         return []
     try:
         if task == "detailed_description":
-            pairs = [QAPair(instruction(response.image_id), parse_description(response.text))]
+            pairs = [QAPair(instruction(response.image_id, response.prompt_version), parse_description(response.text))]
         else:
             pairs = parse_pairs(response.text)
     except ParseError as err:
@@ -173,6 +183,7 @@ def response_rows(
     stats.samples[task] += len(rows)
     stats.sample_models[response.model] += len(rows)
     stats.sample_prompt_versions[(task, response.prompt_version)] += len(rows)
+    stats.sample_settings[getattr(response, "settings", None)] += len(rows)
     return rows
 
 
@@ -183,11 +194,15 @@ def iter_rows(
     coco_root: str | Path,
     conversation_turns: str = "single",
     embed_images: bool = False,
-    instruction: Callable[[int], str],
+    instruction: Callable[[int, str], str],
     stats: BuildStats,
     source: str = "the cache",
+    exclude_image_ids: frozenset[int] = frozenset(),
 ) -> Iterator[dict]:
     """Rows of ``responses`` (ordered by task, image id), in that order.
+
+    The images in ``exclude_image_ids`` (a benchmark's: ``build --exclude-bench``) give no row; each of their
+    responses used is counted as ``benchmark_image``.
 
     When several responses exist for one image and task, the newest complete one (then the greatest key) is used
     and the others are counted as ``superseded``; an answer cut short is used only when no other is complete.
@@ -211,6 +226,9 @@ def iter_rows(
                 f"{source} has a {task} response for image id {image_id}, which is not in COCO split "
                 f"{group[0].coco_split!r}; build with the COCO root and split the responses were generated from"
             )
+        if image_id in exclude_image_ids:
+            stats.dropped[(task, quality.BENCHMARK_IMAGE)] += 1
+            continue
         if len(group) > 1:
             stats.dropped[(task, quality.SUPERSEDED)] += len(group) - 1
         # the newest complete answer; a newer one cut short (length, content filter, refusal) never replaces it

@@ -40,12 +40,13 @@ def chat_body(
     max_tokens: int,
     seed: int | None = None,
     reasoning_max_tokens: int = REASONING_MAX_TOKENS,
+    top_p: float | None = None,
 ) -> dict:
     """A chat body with the parameter names ``model`` takes (teacher, judge and benchmark answers alike).
 
-    A chat model gets ``temperature`` and ``max_tokens``; a reasoning model (:func:`is_reasoning_model`) gets
-    ``max_completion_tokens = reasoning_max_tokens`` and no temperature: it refuses both ``max_tokens`` and a
-    temperature other than 1. ``seed`` is sent when given.
+    A chat model gets ``temperature`` and ``max_tokens`` (and ``top_p`` when given); a reasoning model
+    (:func:`is_reasoning_model`) gets ``max_completion_tokens = reasoning_max_tokens`` and no temperature or top_p:
+    it refuses ``max_tokens`` and any sampling value but the default. ``seed`` is sent when given.
     """
     body: dict[str, Any] = {"model": model, "messages": messages}
     if is_reasoning_model(model):
@@ -53,9 +54,31 @@ def chat_body(
     else:
         body["temperature"] = temperature
         body["max_tokens"] = max_tokens
+        if top_p is not None:
+            body["top_p"] = top_p
     if seed is not None:
         body["seed"] = seed
     return body
+
+
+SAMPLING_NAMES = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "seed")
+
+
+def sampling_of(body: dict) -> dict:
+    """The sampling settings a chat body carries (every key but ``model`` and ``messages``), for the record.
+
+    They are part of the body and so of its key; the response store keeps them with each answer.
+    """
+    return {name: value for name, value in sorted(body.items()) if name not in ("model", "messages")}
+
+
+def describe_sampling(settings: dict | None) -> str:
+    """``{"max_tokens": 1024, "seed": 42, "temperature": 0.2}`` -> ``temperature 0.2, max_tokens 1024, seed 42``."""
+    if settings is None:
+        return "not recorded"
+    known = [name for name in SAMPLING_NAMES if name in settings]
+    known += sorted(name for name in settings if name not in SAMPLING_NAMES)
+    return ", ".join(f"{name} {settings[name]}" for name in known) or "none sent (the endpoint's defaults)"
 
 
 def max_output_tokens(body: dict) -> int:
@@ -65,24 +88,31 @@ def max_output_tokens(body: dict) -> int:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Model and sampling settings of every teacher request: the one place they are defined.
+    """Model and sampling settings of every teacher request: the one place their defaults are defined.
+
+    The defaults (temperature 0.2, max_tokens 1024, seed 42, no top_p) are the ones every cache so far was written
+    with: they are part of each request body, so of its key, and changing one would make every stored answer
+    unreachable (README, "Sampling settings"). ``seed=None`` sends no seed; ``top_p=None`` sends none.
 
     A reasoning model (:func:`is_reasoning_model`) gets ``max_completion_tokens = reasoning_max_tokens`` and no
-    temperature: it refuses both ``max_tokens`` and a temperature other than 1, and its hidden reasoning tokens come
-    out of the same limit, so 1024 would leave most answers cut short (finish_reason ``length``) with no text.
+    temperature or top_p: it refuses ``max_tokens`` and any sampling value but the default, and its hidden reasoning
+    tokens come out of the same limit, so 1024 would leave most answers cut short (finish_reason ``length``).
     """
 
     model: str = TEACHER_MODEL
     temperature: float = 0.2
     max_tokens: int = 1024
-    seed: int = 42
+    seed: int | None = 42
     reasoning_max_tokens: int = REASONING_MAX_TOKENS
+    top_p: float | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
             raise TeacherError("the teacher model name is empty; pass --model, e.g. --model gpt-4o-2024-08-06")
         if not 0.0 <= self.temperature <= 2.0:
             raise TeacherError(f"temperature {self.temperature} is out of range; expected 0.0 to 2.0")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise TeacherError(f"top_p {self.top_p} is out of range; expected above 0.0 and at most 1.0")
         if self.max_tokens < 1 or self.reasoning_max_tokens < 1:
             raise TeacherError(f"max_tokens {self.max_tokens} and reasoning_max_tokens must be at least 1")
 
@@ -90,8 +120,8 @@ class GenerationSettings:
         """The canonical chat body for ``messages``: everything that decides the answer, nothing else.
 
         It is sent as it is (and written as it is into Batch API files), so it uses the parameter names the model
-        takes. For the chat models it is unchanged (``model, messages, temperature, max_tokens, seed``), so the
-        cache keys of their answers stay the same.
+        takes. With the default settings a chat model's body is ``model, messages, temperature, max_tokens, seed``
+        as it always was, so the cache keys of earlier answers stay the same.
         """
         return chat_body(
             self.model,
@@ -100,7 +130,12 @@ class GenerationSettings:
             max_tokens=self.max_tokens,
             seed=self.seed,
             reasoning_max_tokens=self.reasoning_max_tokens,
+            top_p=self.top_p,
         )
+
+    def sampling(self) -> dict:
+        """The sampling settings this model's bodies carry (:func:`sampling_of` of a body)."""
+        return sampling_of(self.body([]))
 
 
 def canonical_json(body: dict) -> str:

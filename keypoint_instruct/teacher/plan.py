@@ -51,6 +51,7 @@ class Selection:
     model: str = TEACHER_MODEL
     limit: int | None = None  # the first N selected images
     shard: tuple[int, int] | None = None  # (I, N): every N-th selected image, starting at I
+    settings: GenerationSettings | None = None  # sampling settings (their model must be ``model``); None: defaults
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -66,7 +67,9 @@ def teacher_model(model: str | None, *, offline: bool = False) -> str:
 
 def select_requests(selection: Selection) -> list[ChatRequest]:
     """The requests of the selection, in image-id order, task by task."""
-    settings = GenerationSettings(model=selection.model)
+    settings = selection.settings or GenerationSettings(model=selection.model)
+    if settings.model != selection.model:
+        raise UsageError(f"the sampling settings are for model {settings.model}, the selection asks {selection.model}")
     scenes = select_scenes(load_scenes(selection.coco_root, selection.split).values(), limit=selection.limit)
     if selection.shard:
         index, count = selection.shard
@@ -75,7 +78,21 @@ def select_requests(selection: Selection) -> list[ChatRequest]:
     for task in selection.tasks:
         requests.extend(build_requests(scenes, task, settings, selection.context_mode, selection.split))
     log.info("%d images selected, %d requests", len(scenes), len(requests))
+    shared = len(requests) - len({r.key for r in requests})
+    if shared:
+        log.info(
+            "%d requests share their key with another image's (identical contexts): one answer serves each such "
+            "group, and `build` attaches it to every image of the group",
+            shared,
+        )
     return requests
+
+
+def record_prompts(cache: ResponseCache, selection: Selection) -> None:
+    """Record in ``cache`` what the selection's prompt versions stand for (before any of them is sent)."""
+    from keypoint_instruct.teacher.catalogue import record_prompts as record
+
+    record(cache, selection.tasks, selection.context_mode)
 
 
 def open_cache(path: Path, *, create: bool) -> ResponseCache:

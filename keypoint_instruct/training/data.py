@@ -163,3 +163,30 @@ def check_image_placeholders(dataset) -> None:
             f"{len(odd)} of {rows} rows have a different number of images than image placeholders "
             f"({shown}{more}): each image needs one {{type: image}} part in the messages"
         )
+
+
+def check_bench_images(script_args, dataset) -> None:
+    """Refuse a dataset holding an image of a benchmark of ``exclude_bench`` (dataset.exclusion), in one line."""
+    from keypoint_instruct.dataset.exclusion import check_bench_exclusion, rows_image_ids
+
+    name = script_args.dataset_name
+    check_bench_exclusion(name, rows_image_ids(dataset), _card_text(name, script_args.dataset_revision),
+                          script_args.exclude_bench)  # fmt: skip
+
+
+def _card_text(name: str, revision: str | None) -> str:
+    """The dataset card of a folder or Hub repo ("" when it cannot be read: the images are checked all the same)."""
+    folder = Path(name)
+    if folder.is_dir():
+        try:
+            return (folder / "README.md").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(name, "README.md", repo_type="dataset", revision=revision)
+        return Path(path).read_text(encoding="utf-8")
+    except Exception as err:  # noqa: BLE001 - offline, private, no card: fall back to the image check
+        logger.info("cannot read the card of %s (%s); checking its images against the benchmark", name, err)
+        return ""

@@ -57,6 +57,15 @@ class ScriptArguments:
         default=True,
         metadata={"help": "Pad images to a square of CLIP's mean colour before the processor (LLaVA-1.5), no crop."},
     )
+    exclude_bench: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Benchmark folders (written by `keypoint-instruct bench build`) the model will be judged on: "
+            "training is refused when the dataset holds one of their images, unless it was built with "
+            "`build --exclude-bench` of that benchmark.",
+            "nargs": "+",
+        },
+    )
     check_only: bool = field(
         default=False,
         metadata={
@@ -84,6 +93,9 @@ class ScriptArguments:
             )
         if len(set(self.dataset_configs)) != len(self.dataset_configs):
             raise TrainingConfigError(f"dataset_configs {self.dataset_configs}: a config is listed twice")
+        if isinstance(self.exclude_bench, str):
+            self.exclude_bench = [self.exclude_bench]
+        self.exclude_bench = list(self.exclude_bench or [])
         if self.coco_root is not None and not Path(self.coco_root).is_dir():
             raise TrainingConfigError(f"coco_root {self.coco_root} is not a folder (expected the COCO root)")
 

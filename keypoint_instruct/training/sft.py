@@ -24,7 +24,7 @@ from keypoint_instruct.training.checkpoints import (
     load_checkpoint_weights,
     resolve_resume,
 )
-from keypoint_instruct.training.data import check_image_placeholders, load_sft_dataset
+from keypoint_instruct.training.data import check_bench_images, check_image_placeholders, load_sft_dataset
 from keypoint_instruct.training.images import check_images, image_transform
 from keypoint_instruct.training.recipe import ScriptArguments, check_training_numbers
 from keypoint_instruct.training.upstream import resuming_by_saved_names
@@ -51,6 +51,8 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args, *, rep
         revision=script_args.dataset_revision,
         split=script_args.dataset_train_split,
     )
+    if script_args.exclude_bench:
+        check_bench_images(script_args, dataset)
     image_files = check_images(dataset, script_args.coco_root)
     check_image_placeholders(dataset)
     training_args.chat_template_path = resolve_chat_template_path(training_args.chat_template_path, repo_dir)

@@ -394,7 +394,9 @@ def test_prompt_version_picks_the_responses_built(coco_root, two_prompt_cache, t
     one_line_error(capsys, code, "p9", "p1: 4", "p2: 2")
 
 
-def test_the_mixed_prompt_warning_names_the_context_mode_of_current_prompts(coco_root, tmp_path, caplog):
+def test_answers_of_two_context_modes_are_refused_unless_context_picks_one(coco_root, tmp_path, capsys):
+    """Issue 13: a cache with paper and paper+facts answers for the same images built from whichever came last,
+    silently. Refused, naming the counts; --context builds one mode, and the card names it."""
     from keypoint_instruct.teacher.templates import load_prompt
 
     paper, facts = (load_prompt("complex_reasoning", mode).version for mode in ("paper", "paper+facts"))
@@ -404,10 +406,39 @@ def test_the_mixed_prompt_warning_names_the_context_mode_of_current_prompts(coco
         (3, "One.", {"prompt_version": paper}),
         (1, "Two.", {"prompt_version": facts}),
     )
+    code = main(build_args(coco_root, path, tmp_path / "mixed"))
+    one_line_error(capsys, code, "several context modes", "paper: 3", "paper+facts: 1", "--context")
+    assert not (tmp_path / "mixed").exists()
+    for mode, rows, answer in (("paper", 3, "One."), ("paper+facts", 1, "Two.")):
+        out = tmp_path / mode
+        assert main(build_args(coco_root, path, out, "--context", mode)) == 0
+        built = _rows(out)
+        assert len(built) == rows and {r["messages"][1]["content"][0]["text"] for r in built} == {answer}
+        card = (out / "README.md").read_text()
+        assert f"- Context mode: `{mode}`" in card and f"context_mode: {mode}" in card.split("\n---", 1)[0]
+    code = main(build_args(coco_root, path, tmp_path / "none", "--context", "paper", "--prompt-version", facts))
+    one_line_error(capsys, code, "no train2017 answers in context mode paper", "paper+facts: 1")
+
+
+def test_answers_of_an_unrecorded_prompt_version_join_the_one_known_mode(coco_root, tmp_path, caplog):
+    """An answer of an earlier keypoint-instruct (a version neither the cache nor the installed prompts describe)
+    has no known mode: it is built with the known mode's answers, with a warning; --context leaves it out."""
+    from keypoint_instruct.teacher.templates import load_prompt
+
+    paper = load_prompt("complex_reasoning", "paper").version
+    path = two_runs(
+        coco_root,
+        tmp_path / "r.sqlite",
+        (3, "Old.", {"prompt_version": "0ld"}),
+        (1, "New.", {"prompt_version": paper}),
+    )
     with caplog.at_level("WARNING"):
-        assert main(build_args(coco_root, path, tmp_path / "out")) == 0
-    warning = next(r.getMessage() for r in caplog.records if "prompt versions" in r.getMessage())
-    assert f"{paper} (paper): 2" in warning and f"{facts} (paper+facts): 1" in warning, warning
+        assert main(build_args(coco_root, path, tmp_path / "all")) == 0
+    assert any("context mode is unknown" in r.getMessage() for r in caplog.records)
+    assert len(_rows(tmp_path / "all")) == 3  # image 1 answered twice: the newest is used
+    assert "answers of an unrecorded prompt version read too" in (tmp_path / "all" / "README.md").read_text()
+    assert main(build_args(coco_root, path, tmp_path / "paper", "--context", "paper")) == 0
+    assert len(_rows(tmp_path / "paper")) == 1
 
 
 def test_a_shard_cache_built_alone_warns_that_selected_images_have_no_response(coco_root, tmp_path, caplog):

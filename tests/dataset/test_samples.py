@@ -42,7 +42,7 @@ def rows_of(responses, scenes, coco_root, **kwargs):
             responses,
             scenes,
             coco_root=coco_root,
-            instruction=lambda image_id: f"Describe the people in image {image_id}.",
+            instruction=lambda image_id, version: f"Describe the people in image {image_id}.",
             stats=stats,
             **kwargs,
         )

@@ -42,6 +42,16 @@ FACTS = (
     "Person 2 (on the right): no body joints marked."
 )
 
+# The instruction a detailed-description request ends with (one of the list; which one is the image's pick).
+INSTRUCTION = (
+    "Describe the people in this image in detail, paying close attention to their poses and what they are doing."
+)
+
+
+def _instruction(task: str) -> str | None:
+    return INSTRUCTION if task == "detailed_description" else None
+
+
 PERSON_LINE = re.compile(r"^person: \[([^\]]*)\], keypoints: \[([^\]]*)\]$")
 BOX_LINE = re.compile(r"^[a-z][a-z ]*: \[([^\]]*)\]$")
 
@@ -78,7 +88,8 @@ def test_the_fixed_context_has_the_contract_format():
 def test_snapshot_of_full_messages(task, mode):
     template = load_prompt(task, mode)
     context = CONTEXT if mode == "paper" else CONTEXT + "\n\n" + FACTS
-    got = {"task": task, "context_mode": mode, "version": template.version, "messages": template.messages(context)}
+    messages = template.messages(context, _instruction(task))
+    got = {"task": task, "context_mode": mode, "version": template.version, "messages": messages}
     path = SNAPSHOTS / (f"{task}.json" if mode == "paper" else f"{task}.{mode}.json")
     check_snapshot(path, json.dumps(got, indent=1, ensure_ascii=False) + "\n", f"the {task} prompt", load=json.loads)
 
@@ -87,9 +98,10 @@ def test_snapshot_of_full_messages(task, mode):
 @pytest.mark.parametrize("mode", CONTEXT_MODES)
 def test_static_prefix_is_byte_identical_and_context_last(task, mode):
     template = load_prompt(task, mode)
-    first, second = template.messages(CONTEXT), template.messages("another context")
+    first, second = template.messages(CONTEXT, _instruction(task)), template.messages("another", _instruction(task))
     assert json.dumps(first[:-1]) == json.dumps(second[:-1])
-    assert first[-1] == {"role": "user", "content": CONTEXT}
+    last = CONTEXT + ("\n\n" + INSTRUCTION if task == "detailed_description" else "")
+    assert first[-1] == {"role": "user", "content": last}
     assert [m["role"] for m in first] == ["system"] + ["user", "assistant"] * len(template.examples) + ["user"]
     assert len(template.examples) >= 2
 
@@ -246,6 +258,42 @@ def test_instructions_are_pose_focused_and_unique():
     instructions = description_instructions()
     assert len(instructions) >= 10 and len(set(instructions)) == len(instructions)
     assert all(re.search(r"pose|posture|bod(y|ies)|stand|movement|gesture|action", i, re.I) for i in instructions)
+
+
+def test_a_description_request_ends_with_its_instruction_and_examples_show_theirs():
+    """The teacher answers the instruction the dataset row will pair with its description (issue 13): the last user
+    line is the instruction, and each few-shot example shows one, so the answer follows the pattern."""
+    template = load_prompt("detailed_description")
+    assert template.asks_instruction and template.instructions == description_instructions()
+    messages = template.messages(CONTEXT, INSTRUCTION)
+    assert messages[-1]["content"].splitlines()[-1] == INSTRUCTION
+    assert messages[-1]["content"].startswith(CONTEXT + "\n\n")
+    for number, (context, _) in enumerate(template.examples):
+        shown = messages[1 + 2 * number]["content"]
+        assert shown == f"{context}\n\n{template.example_instructions[number]}"
+        assert template.example_instructions[number] in description_instructions()
+    assert "last line" in template.system and "request" in template.system
+    with pytest.raises(PromptError, match="needs an instruction"):
+        template.messages(CONTEXT)
+    with pytest.raises(PromptError, match="takes no instruction"):
+        load_prompt("conversation").messages(CONTEXT, INSTRUCTION)
+
+
+def test_a_rich_narrative_instruction_in_the_spirit_of_the_papers_table_3_is_in_the_list():
+    assert any("narrative" in line and "posed" in line for line in description_instructions())
+
+
+def test_the_description_version_follows_the_instruction_list(tmp_path, monkeypatch):
+    """The list decides each image's instruction, so a changed list is a new prompt version (and new keys)."""
+    copy = tmp_path / "prompts"
+    shutil.copytree(Path(prompts.__file__).parent / "prompts", copy)
+    monkeypatch.setattr(prompts, "_root", lambda: copy)
+    uncached = load_prompt.__wrapped__
+    assert uncached("detailed_description").version == load_prompt("detailed_description").version
+    listed = copy / "detailed_description" / "instructions.txt"
+    listed.write_text(listed.read_text() + "Describe every person's stance in this photo in detail.\n")
+    assert uncached("detailed_description").version != load_prompt("detailed_description").version
+    assert uncached("conversation").version == load_prompt("conversation").version
 
 
 def test_pick_instruction_is_stable_across_processes_and_spreads():

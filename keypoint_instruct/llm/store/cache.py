@@ -18,6 +18,7 @@ A cache of an older schema is brought up to date when it is opened (its data kep
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keypoint_instruct.errors import CacheError, InputNotFoundError
-from keypoint_instruct.llm.request import is_empty_answer
+from keypoint_instruct.llm.request import canonical_json, is_empty_answer, sampling_of
 from keypoint_instruct.llm.store.stats import EMPTY_SQL, CacheStats, read_stats
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: the claims table (claims.py); 3: batch_details (endpoint, counts)
+SCHEMA_VERSION = 4  # 2: the claims table (claims.py); 3: batch_details (endpoint, counts); 4: response_settings,
+# prompt_versions (prompts.py)
 _APPLICATION_ID = 0x4B505449  # "KPTI": marks the file as a keypoint-instruct cache
 _BUSY_TIMEOUT_S = 60.0  # how long a statement waits for another process's write lock
 
@@ -65,6 +67,14 @@ class CachedResponse:
     cost_usd: float
     latency_s: float
     created_at: str  # ISO 8601 UTC
+    # The request's sampling settings as canonical JSON (llm.request.sampling_of); None for an answer stored before
+    # schema 4 (they were not kept then).
+    settings: str | None = None
+
+    @property
+    def sampling(self) -> dict | None:
+        """The sampling settings of the request this answers, or None where they were not recorded."""
+        return json.loads(self.settings) if self.settings else None
 
     @property
     def ok(self) -> bool:
@@ -206,9 +216,15 @@ class ResponseCache:
         self.close()
 
     # ----------------------------------------------------------------- reading
+    def _select(self) -> str:
+        """SELECT ... FROM responses r, with each answer's settings (NULL before schema 4 or in an older file)."""
+        cols = ", ".join(f"r.{c}" for c in RESPONSE_COLUMNS)
+        if self.schema_version < 4:  # a read-only older file has no settings table
+            return f"SELECT {cols}, NULL FROM responses r"
+        return f"SELECT {cols}, s.settings FROM responses r LEFT JOIN response_settings s ON s.key = r.key"
+
     def get(self, key: str) -> CachedResponse | None:
-        cols = ", ".join(RESPONSE_COLUMNS)
-        row = self._db.execute(f"SELECT {cols} FROM responses WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute(f"{self._select()} WHERE r.key = ?", (key,)).fetchone()
         return CachedResponse(*row) if row else None
 
     def answered(self, keys: Iterable[str]) -> set[str]:
@@ -227,13 +243,13 @@ class ResponseCache:
         """Responses ordered by (task, image_id, key), optionally of one task and split."""
         where, params = [], []
         if task is not None:
-            where.append("task = ?")
+            where.append("r.task = ?")
             params.append(task)
         if coco_split is not None:
-            where.append("coco_split = ?")
+            where.append("r.coco_split = ?")
             params.append(coco_split)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        query = f"SELECT {', '.join(RESPONSE_COLUMNS)} FROM responses{clause} ORDER BY task, image_id, key"
+        query = f"{self._select()}{clause} ORDER BY r.task, r.image_id, r.key"
         for row in self._db.execute(query, params):
             yield CachedResponse(*row)
 
@@ -241,6 +257,15 @@ class ResponseCache:
         """Responses per COCO split, by split name."""
         query = "SELECT coco_split, COUNT(*) FROM responses GROUP BY coco_split ORDER BY coco_split"
         return dict(self._db.execute(query).fetchall())
+
+    def image_ids(self, tasks: Iterable[str]) -> dict[str, set[int]]:
+        """The ids of the images answered for ``tasks``, per COCO split (the ``coco_split`` column)."""
+        tasks = list(tasks)
+        query = f"SELECT DISTINCT coco_split, image_id FROM responses WHERE task IN ({', '.join('?' * len(tasks))})"
+        found: dict[str, set[int]] = {}
+        for split, image_id in self._db.execute(query, tasks):
+            found.setdefault(split, set()).add(int(image_id))
+        return found
 
     def failed_keys(self, coco_split: str) -> int:
         """How many keys of ``coco_split`` have failed attempts recorded (answered or not)."""
@@ -264,7 +289,7 @@ class ResponseCache:
 
     def stats(self) -> CacheStats:
         """Answers by task, model and status, tokens, money and failures (:mod:`keypoint_instruct.llm.store.stats`)."""
-        return read_stats(self._db)
+        return read_stats(self._db, with_settings=self.schema_version >= 4)
 
     # ----------------------------------------------------------------- writing
     def put(
@@ -281,9 +306,12 @@ class ResponseCache:
 
         ``cost_usd`` defaults to the synchronous price of the completion (``batch collect`` passes the Batch price).
         ``claim_owner``: release that run's claim on the key in the same transaction
-        (:mod:`keypoint_instruct.llm.store.claims`).
+        (:mod:`keypoint_instruct.llm.store.claims`). The request's sampling settings are kept with the answer; they
+        are written first, so a crash between the two leaves a harmless settings row (the same key always has the
+        same settings), never an answer without them.
         """
         model = completion.model or str(request.body.get("model", ""))
+        settings = canonical_json(sampling_of(request.body))
         if cost_usd is None:
             cost_usd = completion_cost(str(request.body.get("model", model)), completion)
         values = (
@@ -308,14 +336,17 @@ class ResponseCache:
             f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) VALUES ({marks}) "
             f"ON CONFLICT(key) DO UPDATE SET {updates} WHERE {EMPTY_SQL.replace('text', 'responses.text')}"
         )
+        keep_settings = "INSERT OR IGNORE INTO response_settings (key, settings) VALUES (?, ?)"
         if claim_owner is None:
+            self._db.execute(keep_settings, (request.key, settings))
             cursor = self._db.execute(insert, values)
         else:
             with self.transaction():
+                self._db.execute(keep_settings, (request.key, settings))
                 cursor = self._db.execute(insert, values)
                 self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (request.key, claim_owner))
         if cursor.rowcount == 1:
-            return CachedResponse(*values)
+            return CachedResponse(*values, settings)
         log.warning("key %s was already answered; kept the stored response", request.key[:12])
         return self.get(request.key)  # type: ignore[return-value]
 

@@ -6,9 +6,10 @@ Takes cache files (:class:`keypoint_instruct.llm.store.cache.ResponseCache`) and
     merge_into(out, inputs) -> MergeReport            # the command: checks, creates ``out`` if missing, merges
     check_merge_inputs(out, inputs)                   # the first problem of the inputs, before anything is written
 
-Responses, failures and batch records are copied; claims are not: they belong to runs on the other file, which
-cannot renew or release them here. A key answered in both keeps this file's answer, unless only the other one
-finished normally (``stop``): a complete paid answer is never thrown away for a cut one.
+Responses (with their sampling settings), failures, batch records and the prompt catalogue are copied; claims are
+not: they belong to runs on the other file, which cannot renew or release them here. A key answered in both keeps
+this file's answer, unless only the other one finished normally (``stop``): a complete paid answer is never thrown
+away for a cut one.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def _copy_attached(cache: ResponseCache, counts: dict[str, float]) -> None:
             "INSERT OR IGNORE INTO main.batch_details (batch_id, base_url, completed, failed) "
             "SELECT batch_id, base_url, completed, failed FROM other.batch_details"
         )
+    for table, cols in (("response_settings", "key, settings"), ("prompt_versions", "prompt_version, task, details")):
+        if db.execute(  # schema 4: a key has one body, so one settings row, whichever file answered it
+            "SELECT 1 FROM other.sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone():
+            db.execute(f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table}")
 
 
 def check_merge_inputs(out: str | Path, inputs: Iterable[str | Path]) -> None:

@@ -67,3 +67,18 @@ CREATE TABLE IF NOT EXISTS batch_details (
     completed INTEGER,
     failed INTEGER
 );
+-- Schema 4: the sampling settings of each answer's request (the body's keys other than model and messages:
+-- temperature, top_p, max_tokens or max_completion_tokens, seed) as canonical JSON, one row per answered key,
+-- written with the answer. Answers stored before schema 4 have none. Carried by `cache merge`.
+CREATE TABLE IF NOT EXISTS response_settings (
+    key TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+);
+-- Schema 4: what a prompt version stands for, as the runs that sent it recorded it: its task and a JSON object
+-- of details (for the teacher: the context mode and the detailed-description instructions). Carried by
+-- `cache merge` (llm/store/prompts.py).
+CREATE TABLE IF NOT EXISTS prompt_versions (
+    prompt_version TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    details TEXT NOT NULL
+);

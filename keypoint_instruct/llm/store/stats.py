@@ -10,9 +10,12 @@ One stored by an earlier version shows with status ``empty``, never ``ok``.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
+
+from keypoint_instruct.llm.request import describe_sampling
 
 # SQL condition of an empty answer stored in ``responses`` (request.is_empty_answer, in SQL).
 EMPTY_SQL = "(finish_reason IN ('stop', 'unknown') AND trim(text, ' ' || char(9, 10, 11, 12, 13)) = '')"
@@ -60,6 +63,9 @@ class CacheStats:
     cost_usd: float = 0.0  # answers stored plus empty answers paid for
     empty_answers: int = 0  # paid empty answers recorded as failed attempts (not stored)
     empty_usd: float = 0.0  # what they cost
+    # (model, sampling settings as llm.request.describe_sampling says them, answers); "not recorded" for answers
+    # stored before the cache kept settings (schema 4)
+    settings: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def cached_share(self) -> float:
@@ -87,11 +93,15 @@ class CacheStats:
             f"failed attempts: {self.failed_attempts}; keys failed and never answered: {self.unanswered_keys}{empty}",
             f"money spent: ${self.cost_usd:.4f}" + (" (empty answers included)" if empty else ""),
         ]
+        if self.settings:
+            lines.append("sampling settings of the answers (part of each request, so of its cache key):")
+            width = max(len(model) for model, _, _ in self.settings)
+            lines += [f"  {model.ljust(width)}  {said}: {n}" for model, said, n in self.settings]
         return "\n".join(lines)
 
 
-def read_stats(db: sqlite3.Connection) -> CacheStats:
-    """The :class:`CacheStats` of the cache open on ``db``."""
+def read_stats(db: sqlite3.Connection, *, with_settings: bool = True) -> CacheStats:
+    """The :class:`CacheStats` of the cache open on ``db``; ``with_settings=False`` for a file older than schema 4."""
     stats = CacheStats()
     status = f"CASE WHEN {EMPTY_SQL} THEN 'empty' ELSE finish_reason END"
     query = (
@@ -115,4 +125,18 @@ def read_stats(db: sqlite3.Connection) -> CacheStats:
     stats.unanswered_keys = db.execute(
         "SELECT COUNT(DISTINCT key) FROM failures WHERE key NOT IN (SELECT key FROM responses)"
     ).fetchone()[0]
+    stats.settings = _settings(db) if with_settings else []
     return stats
+
+
+def _settings(db: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """Answers per (model, sampling settings), the most common first within a model."""
+    query = (
+        "SELECT r.model, s.settings, COUNT(*) FROM responses r LEFT JOIN response_settings s ON s.key = r.key "
+        "GROUP BY r.model, s.settings ORDER BY r.model, COUNT(*) DESC, s.settings"
+    )
+    rows = []
+    for model, settings, n in db.execute(query):
+        said = describe_sampling(json.loads(settings)) if settings else "not recorded (answered before schema 4)"
+        rows.append((model, said, n))
+    return rows

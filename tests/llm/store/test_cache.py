@@ -163,3 +163,31 @@ def _open_or_error(path):
         return ResponseCache(path, create=True)
     except CacheError as err:
         return err
+
+
+def test_each_answer_keeps_the_sampling_settings_of_its_request(tmp_path):
+    """They are part of the body, so of the key: stored with the answer, they say what it was asked with."""
+    with ResponseCache(tmp_path / "c.sqlite", create=True) as cache:
+        plain = cache.put(make_request(1), make_completion(), 0.1)
+        hot = GenerationSettings(temperature=0.9, top_p=0.5, seed=None).body([{"role": "user", "content": "x"}])
+        stored = cache.put(ChatRequest("conversation", 2, "val2014", "v1", hot), make_completion(), 0.1)
+        assert plain.sampling == {"max_tokens": 1024, "seed": 42, "temperature": 0.2}
+        assert stored.sampling == {"max_tokens": 1024, "temperature": 0.9, "top_p": 0.5}
+        assert [r.sampling for r in cache.iter_responses()] == [plain.sampling, stored.sampling]
+        assert cache.get(stored.key) == stored
+
+
+def test_answers_stored_before_schema_4_say_their_settings_were_not_recorded(tmp_path, capsys):
+    from tests.llm.store.test_claims import write_schema_1_cache
+
+    path = tmp_path / "old.sqlite"
+    write_schema_1_cache(path)
+    with ResponseCache(path) as cache:  # upgraded in place: the answer stays, without settings
+        [old] = cache.iter_responses()
+        assert old.text == "text" and old.settings is None and old.sampling is None
+        cache.put(make_request(1), make_completion(), 0.1)
+    assert main(["cache", "stats", "--cache", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "not recorded (answered before schema 4): 1" in out and "temperature 0.2, max_tokens 1024, seed 42: 1" in out
+    )

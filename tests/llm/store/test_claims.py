@@ -151,7 +151,7 @@ def test_a_schema_1_cache_is_migrated_and_keeps_its_data(tmp_path):
         assert BatchJobs(cache).ids() == {"b1"}
         assert Claims(cache).claim(["k1", "k2"]).claimed == {"k2"}
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     with ResponseCache(path) as cache:  # opening it again changes nothing
         assert cache.stats().responses == 1
 
@@ -184,7 +184,7 @@ def test_a_schema_2_cache_keeps_its_batches_and_invents_no_counts(tmp_path, caps
             [row] = BatchJobs(cache).rows()
             assert (row["batch_id"], row["base_url"], row["completed"]) == ("b2", None, None)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == (2 if locked else 3)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == (2 if locked else SCHEMA_VERSION)
     assert main(["cache", "merge", str(tmp_path / "all.sqlite"), str(path)]) == 0
     with ResponseCache(tmp_path / "all.sqlite") as merged:
         assert [r["batch_id"] for r in BatchJobs(merged).rows()] == ["b2"]

@@ -77,3 +77,15 @@ def test_failed_merge_leaves_no_new_output_and_keeps_an_old_one(tmp_path, capsys
         assert [r.image_id for r in cache.iter_responses()] == [2]
     assert main(["cache", "merge", str(old), str(old)]) == 2
     assert "into itself" in capsys.readouterr().err
+
+
+def test_merge_carries_the_settings_and_the_prompt_records(tmp_path):
+    from keypoint_instruct.llm.store.prompts import PromptCatalogue
+
+    with ResponseCache(tmp_path / "s.sqlite", create=True) as shard:
+        shard.put(make_request(1), make_completion(), 0.1)
+        PromptCatalogue(shard).record({"v1": ("conversation", {"context_mode": "paper"})})
+    with ResponseCache(tmp_path / "all.sqlite", create=True) as out:
+        merge(out, [tmp_path / "s.sqlite"])
+        assert out.get(make_request(1).key).sampling == {"max_tokens": 1024, "seed": 42, "temperature": 0.2}
+        assert PromptCatalogue(out).read() == {"v1": ("conversation", {"context_mode": "paper"})}

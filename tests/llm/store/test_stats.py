@@ -17,6 +17,8 @@ total                                                 3          3000        512
 cached-token share of prompt tokens: 17.1%
 failed attempts: 1; keys failed and never answered: 1
 money spent: $0.0129
+sampling settings of the answers (part of each request, so of its cache key):
+  gpt-4o-2024-08-06  temperature 0.2, max_tokens 1024, seed 42: 3
 """
 EMPTY = """\
 task   model  status  responses  prompt_tok  cached_tok  completion_tok  usd
