@@ -58,12 +58,8 @@ def _register_build(steps) -> None:
         "usable answers (the run asked, and kept what it got); 2 for bad input, found before any teacher call.",
     )
     p.add_argument("--coco-root", required=True, type=Path, help="COCO root holding annotations/ and <split>/ images")
-    p.add_argument(
-        "--split", default="val2014", help="COCO split to draw images from (default: %(default)s, as the paper)"
-    )
-    p.add_argument(
-        "--cache", required=True, type=Path, help="response cache (SQLite) of the teacher; created if absent"
-    )
+    p.add_argument("--split", default="val2014", help="COCO split to draw from (default: %(default)s, as the paper)")
+    p.add_argument("--cache", required=True, type=Path, help="the teacher's response cache (created if absent)")
     p.add_argument("--out", required=True, type=Path, help="benchmark folder to write (BENCH_DIR)")
     p.add_argument(
         "--images",

@@ -131,10 +131,11 @@ def _kept_indices(rows: Sequence[dict]) -> set[int]:
     return {int(row["id"].rsplit("-", 1)[1]) for row in rows}
 
 
-def decide(response: Any, scene: Any, *, instruction: Callable[[int], str]) -> Decision:
+def decide(response: Any, scene: Any, *, instruction: Callable[[int, str], str]) -> Decision:
     """What the build does with ``response`` (a cached teacher answer) about ``scene``: THE adapter to swap.
 
-    ``instruction`` is the build's instruction for a detailed description (``teacher.templates.pick_instruction``).
+    ``instruction`` is the build's instruction for a detailed description, by image id and prompt version
+    (``teacher.catalogue.KnownPrompts.instruction``).
     Conversation questions are decided one by one as the default single-turn build does.
     """
     task = response.task
@@ -148,7 +149,7 @@ def decide(response: Any, scene: Any, *, instruction: Callable[[int], str]) -> D
         return _whole(response, whole)
     try:
         if task == "detailed_description":
-            pairs = [(instruction(response.image_id), parse_description(response.text))]
+            pairs = [(instruction(response.image_id, response.prompt_version), parse_description(response.text))]
         else:
             pairs = [(p.question, p.answer) for p in parse_pairs(response.text)]
     except ParseError as err:

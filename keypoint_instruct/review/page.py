@@ -205,7 +205,7 @@ def write_review(
     """Write the review folder ``out`` for the answers in ``cache_path`` about ``split`` of ``coco_root``."""
     from keypoint_instruct.coco.annotations import load_scenes
     from keypoint_instruct.llm.store.cache import ResponseCache
-    from keypoint_instruct.teacher.templates import pick_instruction
+    from keypoint_instruct.teacher.catalogue import known_prompts
 
     filters = filters or Filters()
     if per_page < 1:
@@ -214,7 +214,7 @@ def write_review(
     _check_out(out)
     scenes = load_scenes(coco_root, split)
     with ResponseCache(cache_path) as cache:
-        summary, tags = survey(cache, scenes, split, filters, cache_path, pick_instruction)
+        summary, tags = survey(cache, scenes, split, filters, cache_path, known_prompts(cache).instruction)
         if not summary.responses:
             held = ", ".join(f"{s} ({n:,})" for s, n in cache.splits().items()) or "nothing"
             raise UsageError(
@@ -223,7 +223,7 @@ def write_review(
             )
         wanted = {i: t for i, t in tags.items() if filters.wants(t)}
         chosen, shown = sample(wanted, limit)
-        entries = gather(cache, scenes, split, filters, cache_path, chosen, pick_instruction)
+        entries = gather(cache, scenes, split, filters, cache_path, chosen, known_prompts(cache).instruction)
     out.mkdir(parents=True, exist_ok=True)
     pages, missing, total = [], 0, max(1, math.ceil(len(chosen) / per_page))
     title = f"Review: teacher answers in {cache_path.name} ({split})"

@@ -17,7 +17,7 @@ from tests.pages import LEAKY_CONVERSATION, TWO_QUESTIONS
 SPLIT = "train2017"
 
 
-def instruction(image_id: int) -> str:
+def instruction(image_id: int, prompt_version: str = "") -> str:
     return f"Describe the people in image {image_id}."
 
 

@@ -50,7 +50,8 @@ def test_counts_per_reason_at_the_top(folder):
     assert re.search(r"<code>superseded</code></td><td class='n'>5</td>", top)
     assert re.search(r"<code>names_source</code></td><td class='n'>2</td>", top)
     assert 'data-set-reason="refusal"' in top
-    assert "No drops for: <code>truncated</code>, <code>content_filter</code>, <code>empty</code>." in top
+    none = ", ".join(f"<code>{code}</code>" for code in ("truncated", "content_filter", "empty", "benchmark_image"))
+    assert f"No drops for: {none}." in top
     assert "<b>gpt-4o-2024-08-06</b> (5)" in top and "<b>offline-posefacts</b>" in top
     assert "This cache holds answers of 2 teacher models. <code>build</code> refuses it" in top
 
