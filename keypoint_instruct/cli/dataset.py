@@ -26,6 +26,8 @@ def _build(args: argparse.Namespace) -> int:
         embed_images=args.embed_images,
         teacher_models=args.teacher_model,
         prompt_versions=args.prompt_version,
+        verify_poses=args.verify_poses,
+        report=args.report,
     )
     print(f"wrote {args.out} (version {args.version}, split {args.split})")
     for summary in summaries:
@@ -36,6 +38,9 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  {reason:<22} {dropped[reason]:>9,}")
     teachers = ", ".join(f"{model} ({n:,} samples)" for model, n in sorted(stats.sample_models.items()))
     print(f"teacher: {teachers or 'none'}; spend ${stats.cost_usd:,.2f}")
+    print("pose verification: " + ("on" if stats.verify_poses else "off (--no-verify-poses)"))
+    if args.report:
+        print(f"report: {len(stats.report):,} dropped responses and pairs in {args.report}")
     return DONE
 
 
@@ -79,7 +84,8 @@ def _register_build(subparsers) -> None:
         description="Parse and filter the cached teacher responses of one COCO split and write a folder in the "
         f"Hugging Face Hub layout (configs {', '.join(TASKS)} and {ALL}, the default) that "
         "`datasets.load_dataset(FOLDER, CONFIG)` reads. The responses and pairs dropped per filter reason are "
-        "printed and written into the card.",
+        "printed and written into the card. Each answer's pose claims are checked against the keypoints "
+        "(pose_contradiction) unless --no-verify-poses is given.",
     )
     build.add_argument("--coco-root", required=True, help="COCO folder holding annotations/ and the image folders")
     build.add_argument("--split", required=True, help="COCO split the responses were generated from, e.g. train2017")
@@ -114,6 +120,18 @@ def _register_build(subparsers) -> None:
         metavar="VERSION",
         help="build from responses of this prompt version only (the rows' `prompt_version`: one per task, context "
         "mode and prompt edit); repeat it for several, e.g. one per task",
+    )
+    build.add_argument(
+        "--no-verify-poses",
+        dest="verify_poses",
+        action="store_false",
+        help="do not check the answers' pose claims against the keypoints (checked by default)",
+    )
+    build.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write one JSON line per dropped response or pair to FILE: response key, image id, task, reason, the "
+        "offending text, and for pose_contradiction the claim, the person and the fact",
     )
     build.set_defaults(func=_build)
 

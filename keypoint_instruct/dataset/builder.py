@@ -74,6 +74,7 @@ class KeypointInstructConfig(datasets.BuilderConfig):
     embed_images: bool = False
     teacher_models: tuple[str, ...] | None = None  # build from these teachers' responses only (None: all)
     prompt_versions: tuple[str, ...] | None = None  # and from responses of these prompt versions only (None: all)
+    verify_poses: bool = True  # drop answers whose pose claims the keypoints disprove (dataset/verify.py)
 
     def __post_init__(self):
         super().__post_init__()
@@ -105,9 +106,10 @@ def _code_files() -> list[Path]:
     import keypoint_instruct
 
     package = Path(keypoint_instruct.__file__).parent
-    names = ("dataset/parse.py", "dataset/quality.py", "dataset/quality_filters.json", "dataset/samples.py")
+    names = ("coco/geometry.py", "coco/posefacts.py")  # the pose facts the leak filters and the verifier read
     names += ("teacher/templates.py", "teacher/prompts/detailed_description/instructions.txt")  # the instructions
-    return [Path(__file__), *(package / name for name in names)]
+    dataset = sorted((package / "dataset").glob("*.py")) + sorted((package / "dataset").glob("*.json"))
+    return [Path(__file__), *dataset, *(package / name for name in names)]
 
 
 def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) -> str:
@@ -179,6 +181,7 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
             "embed_images": config.embed_images,
             "teacher_models": config.teacher_models,
             "prompt_versions": config.prompt_versions,
+            "verify_poses": config.verify_poses,
         }
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
@@ -192,6 +195,7 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
         embed_images: bool,
         teacher_models: tuple[str, ...] | None,
         prompt_versions: tuple[str, ...] | None,
+        verify_poses: bool = True,
     ):
         """``(Key(task index, row index), row)`` for every row of ``tasks``, in task order; drops go to ``stats``."""
         from keypoint_instruct.llm.store.cache import ResponseCache
@@ -217,6 +221,7 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
                 instruction=pick_instruction,
                 stats=self.stats,
                 source=f"response cache {cache_path}",
+                verify_poses=verify_poses,
             )
             for index, row in enumerate(rows):
                 yield Key(shard, index), row

@@ -180,6 +180,13 @@ def render_card(
         ),
         "responses_total": f"{sum(stats.responses.values()):,}",
         "spend": f"${stats.cost_usd:,.2f} (sum of the cached responses' `cost_usd`)",
+        "verification": (
+            "on: each answer's pose claims (posture, arms, lean, facing, legs, ...) were checked against the "
+            "keypoints, and an answer whose claim they disprove was dropped (`pose_contradiction`); claims 2-D "
+            "keypoints cannot decide were kept"
+            if stats.verify_poses
+            else "off (`build --no-verify-poses`): the answers' pose claims were not checked against the keypoints"
+        ),
         "filter_table": "\n".join(f"| `{r}` | {dropped[r]:,} | {REASON_DESCRIPTIONS[r]} |" for r in REASONS),
         "image_usage": (
             'Images are embedded: `ds[0]["images"][0]` is a PIL image.'

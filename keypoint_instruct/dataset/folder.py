@@ -8,6 +8,7 @@ Takes a response cache, a COCO root and a version; runs :class:`KeypointInstruct
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -47,6 +48,8 @@ def build_folder(
     embed_images: bool = False,
     teacher_models: Sequence[str] | None = None,
     prompt_versions: Sequence[str] | None = None,
+    verify_poses: bool = True,
+    report: str | Path | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> tuple[list[ConfigSummary], BuildStats]:
     """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
@@ -55,6 +58,8 @@ def build_folder(
     generates (tests/dataset/test_builder.py checks it), without parsing every response twice.
     ``teacher_models`` picks the teachers whose responses are read; a cache holding several is refused without it.
     ``prompt_versions`` picks the prompt versions likewise (several per task give a warning, not an error).
+    ``verify_poses`` drops answers whose pose claims the keypoints disprove (``pose_contradiction``); ``report``
+    names a JSONL file to write one line per dropped response or pair into (:func:`write_report`).
     """
     check_version(version)
     out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)
@@ -67,6 +72,8 @@ def build_folder(
     prompt_versions = tuple(dict.fromkeys(prompt_versions)) if prompt_versions else None
     check_selection(cache_path, coco_split, teacher_models, prompt_versions)
     check_out(out, overwrite)
+    if report is not None:
+        check_report(Path(report), out)
     staging = _staging_folder(out)
     builder_kwargs = dict(
         coco_root=str(coco_root),
@@ -76,6 +83,7 @@ def build_folder(
         embed_images=embed_images,
         teacher_models=teacher_models,
         prompt_versions=prompt_versions,
+        verify_poses=verify_poses,
         version=version,
     )
     try:
@@ -92,6 +100,8 @@ def build_folder(
             dataset_ref=str(out),
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
+        if report is not None:
+            write_report(stats, Path(report))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -119,6 +129,30 @@ def check_out(out: Path, overwrite: bool) -> None:
         )
     if not overwrite:
         raise DatasetBuildError(f"--out {out} is not empty; pass --overwrite to replace the dataset folder in it")
+
+
+def check_report(report: Path, out: Path) -> None:
+    """Refuse a --report that is a folder, sits inside --out (the build replaces that folder) or cannot be written."""
+    if report.is_dir():
+        raise DatasetBuildError(f"--report {report} is a folder; give a file name such as dropped.jsonl")
+    if report.resolve().is_relative_to(out.resolve()):
+        raise DatasetBuildError(f"--report {report} is inside --out {out}; write the report next to the folder")
+    if not report.parent.is_dir():
+        raise DatasetBuildError(f"--report {report}: folder {report.parent} does not exist")
+
+
+def write_report(stats: BuildStats, report: Path) -> None:
+    """One JSON object per line and per dropped response or pair (see :func:`samples.report_record`), in build
+    order; written next to ``report`` and moved into place, so a failed write leaves no half file."""
+    partial = report.with_name(f".{report.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for record in stats.report:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        partial.replace(report)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise DatasetBuildError(f"cannot write --report {report}: {err.strerror or err}") from None
 
 
 def _staging_folder(out: Path) -> Path:
