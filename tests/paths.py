@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOTS = REPO / "tests" / "snapshots"
-# ../shared/realposes: real photographs with real keypoints, read in place (never copied into the package)
-REALPOSES = REPO.parent / "shared" / "realposes"
+# ../shared/realposes: real photographs with real keypoints, read in place (never copied into the package);
+# KPI_REALPOSES names it for a checkout that has no ../shared beside it (a git worktree elsewhere)
+REALPOSES = Path(os.environ.get("KPI_REALPOSES") or REPO.parent / "shared" / "realposes")
