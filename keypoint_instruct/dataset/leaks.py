@@ -90,13 +90,14 @@ def person_label_leak(text: str, rules: LeakRules, scene: Scene | None = None) -
 
     "a person 2 metres away" is no label: a determiner before "person" or a unit after the number rules it out.
     """
-    captions = _caption_labels(scene)
+    captions = None
     for match in rules.person_label.finditer(text):
         before = text[: match.start()].split()
         if before and before[-1].lower().strip("(\"'") in rules.person_label_not_after:
             continue
         if rules.quantity_after.match(text, match.end()):
             continue
+        captions = _caption_labels(scene) if captions is None else captions
         if " ".join(match.group(0).lower().split()) in captions:
             continue
         return match.span()

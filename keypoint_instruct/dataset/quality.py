@@ -106,6 +106,7 @@ class FilterRules:
     leaks: dict[str, tuple[re.Pattern[str], ...]]  # reason code -> patterns (notes, skeleton, visibility)
     special: LeakRules  # angles and person labels
     refusal: RefusalRules
+    triggers: dict[str, tuple[str, ...]]  # reason code -> substrings one of which any text it drops contains
 
 
 def _any_phrase(phrases: list[str]) -> re.Pattern[str]:
@@ -129,6 +130,7 @@ def load_rules() -> FilterRules:
         },
         special=leak_rules(raw),
         refusal=refusal_rules(raw),
+        triggers={reason: tuple(t.lower() for t in words) for reason, words in raw["triggers"].items()},
     )
 
 
@@ -166,6 +168,13 @@ def text_hit(text: str, *, scene: Scene | None = None, check_refusal: bool = Tru
     """
     rules = load_rules()
     text = text.translate(_APOSTROPHES)  # one character for one: the offsets hold for the original text
+    lowered = text.lower()
+
+    def triggered(reason: str) -> bool:
+        """A cheap substring test before the patterns: most answers hold none of a reason's trigger words."""
+        words = rules.triggers.get(reason)
+        return words is None or len(lowered) != len(text) or any(word in lowered for word in words)
+
     checks = {
         COORDINATE_LEAKAGE: lambda: _first(rules.coordinates, text),
         LEAK_ANGLE: lambda: angle_leak(text, rules.special, scene),
@@ -173,10 +182,12 @@ def text_hit(text: str, *, scene: Scene | None = None, check_refusal: bool = Tru
         NAMES_SOURCE: lambda: _first((rules.source, *rules.source_patterns), text),
     }
     for reason in LEAK_REASONS:
+        if not triggered(reason):
+            continue
         span = checks[reason]() if reason in checks else _first(rules.leaks.get(reason, ()), text)
         if span:
             return Hit(reason, *span)
-    if check_refusal:
+    if check_refusal and triggered(REFUSAL):
         span = refusal_span(text, rules.refusal)
         if span:
             return Hit(REFUSAL, *span)

@@ -264,3 +264,18 @@ def test_a_number_the_scenes_notes_print_is_an_angle_even_in_object_wording():
     assert quality.text_reason(sentence) is None
     assert quality.text_reason(sentence, scene=scene) == quality.LEAK_ANGLE
     assert quality.text_reason("The tray is held at a 45-degree angle.", scene=scene) is None
+
+
+def test_every_term_and_phrase_holds_a_trigger_of_its_reason():
+    """The substring triggers spare the patterns on most answers; a term without one would never be looked for."""
+    import json
+    from importlib import resources
+
+    raw = json.loads(resources.files("keypoint_instruct.dataset").joinpath("quality_filters.json").read_text())
+    triggers = raw["triggers"]
+    for reason, words in (("names_source", raw["source_terms"]), ("refusal", raw["refusal_phrases"])):
+        for word in words:
+            assert any(t in word.lower() for t in triggers[reason]), (reason, word)
+    for answer, reason in LEAKS + REALISTIC_DROPPED:
+        lowered = answer.lower().replace("\u2019", "'")
+        assert any(t in lowered for t in triggers[reason]), (reason, answer)
