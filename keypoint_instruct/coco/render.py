@@ -184,9 +184,9 @@ LEGEND_ROWS = (
     (LEFT, "line", "person's own left"),
     (RIGHT, "line", "person's own right"),
     (ACROSS, "line", "across the body"),
-    (LEFT, "dot", "joint visible (v=2)"),
-    (LEFT, "ring", "joint hidden (v=1), dashed"),
-    (PERSON_BOX, "tag", "person number, as in the notes"),
+    (LEFT, "dot", "visible joint (v=2)"),
+    (LEFT, "ring", "hidden joint (v=1)"),
+    (PERSON_BOX, "tag", "Person N of the notes"),
 )
 
 

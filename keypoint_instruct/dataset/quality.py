@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from keypoint_instruct.dataset.leaks import LeakRules, angle_leak, leak_rules, person_label_leak
 from keypoint_instruct.dataset.refusals import RefusalRules, refusal_rules, refusal_span
+from keypoint_instruct.dataset.sentences import sentence_at
 
 if TYPE_CHECKING:
     from keypoint_instruct.coco.annotations import Scene
@@ -100,6 +101,8 @@ _NON_WORD = re.compile(r"[^\w]+")
 
 @dataclass(frozen=True)
 class FilterRules:
+    decimal: re.Pattern[str]  # a lone normalised number
+    ordinary_number: re.Pattern[str]  # a sentence whose decimals are ordinary numbers (a batting average, a price)
     coordinates: tuple[re.Pattern[str], ...]
     source: re.Pattern[str]
     source_patterns: tuple[re.Pattern[str], ...]
@@ -121,6 +124,8 @@ def load_rules() -> FilterRules:
     units = "|".join(re.escape(u) for u in sorted(raw["ordinary_number_units"], key=len, reverse=True))
     sensitive = tuple(re.compile(p) for p in raw.get("source_patterns_case_sensitive", ()))
     return FilterRules(
+        decimal=re.compile(raw["decimal_pattern"].replace("UNITS", units)),
+        ordinary_number=re.compile(raw["ordinary_number_context"], re.IGNORECASE),
         coordinates=tuple(re.compile(p.replace("UNITS", units)) for p in raw["coordinate_patterns"]),
         source=_any_phrase(raw["source_terms"]),
         source_patterns=sensitive + tuple(re.compile(p, re.IGNORECASE) for p in raw["source_patterns"]),
@@ -154,6 +159,16 @@ class Hit:
     end: int
 
 
+def _coordinates(text: str, rules: FilterRules) -> tuple[int, int] | None:
+    """The first coordinate in ``text``: a lone decimal outside a sentence about ordinary numbers, a number list or
+    pair, an ``x=`` value."""
+    for match in rules.decimal.finditer(text):
+        start, end = sentence_at(text, match.start())
+        if not rules.ordinary_number.search(text, start, end):
+            return match.span()
+    return _first(rules.coordinates, text)
+
+
 def _first(patterns, text: str) -> tuple[int, int] | None:
     found = [m.span() for m in (p.search(text) for p in patterns) if m]
     return min(found) if found else None
@@ -176,7 +191,7 @@ def text_hit(text: str, *, scene: Scene | None = None, check_refusal: bool = Tru
         return words is None or len(lowered) != len(text) or any(word in lowered for word in words)
 
     checks = {
-        COORDINATE_LEAKAGE: lambda: _first(rules.coordinates, text),
+        COORDINATE_LEAKAGE: lambda: _coordinates(text, rules),
         LEAK_ANGLE: lambda: angle_leak(text, rules.special, scene),
         LEAK_PERSON_LABEL: lambda: person_label_leak(text, rules.special, scene),
         NAMES_SOURCE: lambda: _first((rules.source, *rules.source_patterns), text),

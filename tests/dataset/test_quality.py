@@ -162,6 +162,7 @@ LEAKS = [
     ("Her key points show a deep squat.", quality.NAMES_SOURCE),
     ("She is at about 0.41, 0.25 in the frame.", quality.COORDINATE_LEAKAGE),
     ("His head is near x = 0.17 on the left.", quality.COORDINATE_LEAKAGE),
+    ("The ball sits at about .312 of the image width.", quality.COORDINATE_LEAKAGE),
 ]
 
 ORDINARY = [
@@ -174,6 +175,8 @@ ORDINARY = [
     "She bends her front knee to about a right angle, and from this angle her back foot is hidden.",
     "He wears number 23, and the scoreboard shows 3-1 with 12:45 left on the clock.",
     "A .300 hitter is considered excellent, and he has a .285 average this season.",
+    "His batting average is .312 going into the final game.",
+    "The drink costs 0.75 at the stand by the gate.",
     "A fastball takes about 0.45 seconds to reach the plate, and the race is 0.25 miles long.",
     "Studies put conversation distance at 0.5 to 1.2 metres.",
     "A person 2 metres away watches him juggle.",
