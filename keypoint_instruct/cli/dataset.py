@@ -28,6 +28,8 @@ def _build(args: argparse.Namespace) -> int:
         prompt_versions=args.prompt_version,
         context_mode=args.context,
         exclude_benches=args.exclude_bench or (),
+        verify_poses=args.verify_poses,
+        report=args.report,
     )
     print(f"wrote {args.out} (version {args.version}, split {args.split})")
     for summary in summaries:
@@ -40,6 +42,9 @@ def _build(args: argparse.Namespace) -> int:
     print(f"teacher: {teachers or 'none'}; spend ${stats.cost_usd:,.2f}")
     if args.exclude_bench:
         print(f"benchmark images left out ({', '.join(args.exclude_bench)}): {dropped['benchmark_image']:,} responses")
+    print("pose verification: " + ("on" if stats.verify_poses else "off (--no-verify-poses)"))
+    if args.report:
+        print(f"report: {len(stats.report):,} dropped responses and pairs in {args.report}")
     return DONE
 
 
@@ -83,7 +88,8 @@ def _register_build(subparsers) -> None:
         description="Parse and filter the cached teacher responses of one COCO split and write a folder in the "
         f"Hugging Face Hub layout (configs {', '.join(TASKS)} and {ALL}, the default) that "
         "`datasets.load_dataset(FOLDER, CONFIG)` reads. The responses and pairs dropped per filter reason are "
-        "printed and written into the card.",
+        "printed and written into the card. Each answer's pose claims are checked against the keypoints "
+        "(pose_contradiction) unless --no-verify-poses is given.",
     )
     build.add_argument("--coco-root", required=True, help="COCO folder holding annotations/ and the image folders")
     build.add_argument("--split", required=True, help="COCO split the responses were generated from, e.g. train2017")
@@ -133,6 +139,18 @@ def _register_build(subparsers) -> None:
         help="leave out every image of this benchmark folder (written by `bench build`), counted as "
         "benchmark_image and named in the card, so that train_sft.py --exclude_bench accepts the dataset; repeat "
         "it for several",
+    )
+    build.add_argument(
+        "--no-verify-poses",
+        dest="verify_poses",
+        action="store_false",
+        help="do not check the answers' pose claims against the keypoints (checked by default)",
+    )
+    build.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write one JSON line per dropped response or pair to FILE: response key, image id, task, reason, the "
+        "offending text, and for pose_contradiction the claim, the person and the fact",
     )
     build.set_defaults(func=_build)
 

@@ -76,6 +76,7 @@ class KeypointInstructConfig(datasets.BuilderConfig):
     prompt_versions: tuple[str, ...] | None = None  # and from responses of these prompt versions only (None: all)
     context_mode: str | None = None  # the answers' context mode (dataset.modes); images with its same context share
     exclude_image_ids: tuple[int, ...] = ()  # images that give no row (a benchmark's: build --exclude-bench)
+    verify_poses: bool = True  # drop answers whose pose claims the keypoints disprove (dataset/verify.py)
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,10 +108,12 @@ def _code_files() -> list[Path]:
     import keypoint_instruct
 
     package = Path(keypoint_instruct.__file__).parent
-    names = ("dataset/parse.py", "dataset/quality.py", "dataset/quality_filters.json", "dataset/samples.py")
-    names += ("teacher/templates.py", "teacher/prompts/detailed_description/instructions.txt")  # the instructions
-    names += ("teacher/catalogue.py", "dataset/twins.py")
-    return [Path(__file__), *(package / name for name in names)]
+    names = ("teacher/templates.py", "teacher/prompts/detailed_description/instructions.txt")  # the instructions
+    names += ("teacher/catalogue.py",)
+    # the dataset stage, and the COCO stage whose pose facts the leak filters and the verifier read
+    stages = [p for stage in ("dataset", "coco") for p in sorted((package / stage).glob("*.py"))]
+    stages += sorted((package / "dataset").glob("*.json"))
+    return [Path(__file__), *stages, *(package / name for name in names)]
 
 
 def inputs_hash(cache_path: str | None, coco_root: str | None, coco_split: str) -> str:
@@ -196,6 +199,7 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
             "prompt_versions": config.prompt_versions,
             "context_mode": config.context_mode,
             "exclude_image_ids": config.exclude_image_ids,
+            "verify_poses": config.verify_poses,
         }
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
@@ -211,6 +215,7 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
         prompt_versions: tuple[str, ...] | None,
         context_mode: str | None = None,
         exclude_image_ids: tuple[int, ...] = (),
+        verify_poses: bool = True,
     ):
         """``(Key(task index, row index), row)`` for every row of ``tasks``, in task order; drops go to ``stats``.
 
@@ -253,6 +258,7 @@ class KeypointInstruct(datasets.GeneratorBasedBuilder):
                 stats=self.stats,
                 source=f"response cache {cache_path}",
                 exclude_image_ids=frozenset(exclude_image_ids),
+                verify_poses=verify_poses,
             )
             for index, row in enumerate(rows):
                 yield Key(shard, index), row

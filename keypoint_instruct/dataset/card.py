@@ -168,6 +168,22 @@ def _day_time(stamp: str) -> str:
     return stamp.replace("T", " ")[:19]
 
 
+def _filter_table(dropped: dict[str, int]) -> str:
+    """One table row per reason code: the count and what it means."""
+    return "\n".join(f"| `{r}` | {dropped[r]:,} | {REASON_DESCRIPTIONS[r]} |" for r in REASONS)
+
+
+def _verification(verified: bool) -> str:
+    """The card's line on pose verification (``build`` runs it unless ``--no-verify-poses``)."""
+    if not verified:
+        return "off (`build --no-verify-poses`). The answers' pose claims were not checked against the keypoints"
+    return (
+        "on. Each answer's pose claims (posture, arms, lean, facing, legs, ...) were checked against the keypoints, "
+        "and an answer whose claim they disprove was dropped (`pose_contradiction`); claims that 2-D keypoints "
+        "cannot decide were kept"
+    )
+
+
 def render_card(
     configs: list[ConfigSummary],
     stats: Any,
@@ -189,7 +205,6 @@ def render_card(
     """
     synthetic = OFFLINE_TEACHER_MODEL in stats.sample_models
     total = sum(stats.sample_models.values())
-    dropped = stats.dropped_by_reason()
     values = {
         **_provenance(configs, stats, synthetic=synthetic, context_mode=context_mode, benches=excluded_benchmarks),
         "pretty_name": PRETTY_NAME,
@@ -227,7 +242,8 @@ def render_card(
             else "unknown (no timestamps)"
         ),
         "spend": f"${stats.cost_usd:,.2f} (sum of the cached responses' `cost_usd`)",
-        "filter_table": "\n".join(f"| `{r}` | {dropped[r]:,} | {REASON_DESCRIPTIONS[r]} |" for r in REASONS),
+        "verification": _verification(stats.verify_poses),
+        "filter_table": _filter_table(stats.dropped_by_reason()),
         "image_usage": (
             'Images are embedded: `ds[0]["images"][0]` is a PIL image.'
             if embed_images

@@ -8,6 +8,7 @@ Takes a response cache, a COCO root and a version; runs :class:`KeypointInstruct
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -51,6 +52,8 @@ def build_folder(
     prompt_versions: Sequence[str] | None = None,
     context_mode: str | None = None,
     exclude_benches: Sequence[str | Path] = (),
+    verify_poses: bool = True,
+    report: str | Path | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> tuple[list[ConfigSummary], BuildStats]:
     """Run the builder for every task config and write a Hub-layout dataset folder; returns (summaries, stats).
@@ -62,6 +65,8 @@ def build_folder(
     ``context_mode`` picks the answers of one context mode; without it, answers in several modes are refused
     (:mod:`keypoint_instruct.dataset.modes`). ``exclude_benches`` are benchmark folders whose images give no row
     (:mod:`keypoint_instruct.dataset.exclusion`); the card names them.
+    ``verify_poses`` drops answers whose pose claims the keypoints disprove (``pose_contradiction``); ``report``
+    names a JSONL file to write one line per dropped response or pair into (:func:`write_report`).
     """
     check_version(version)
     out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)
@@ -77,6 +82,8 @@ def build_folder(
     benches = [read_bench_images(path) for path in dict.fromkeys(exclude_benches)]
     excluded = sorted(set().union(*(b.image_ids for b in benches)))
     check_out(out, overwrite)
+    if report is not None:
+        check_report(Path(report), out)
     staging = _staging_folder(out)
     builder_kwargs = dict(
         coco_root=str(coco_root),
@@ -88,6 +95,7 @@ def build_folder(
         prompt_versions=choice.prompt_versions,
         context_mode=choice.mode,
         exclude_image_ids=tuple(excluded),
+        verify_poses=verify_poses,
         version=version,
     )
     try:
@@ -106,6 +114,8 @@ def build_folder(
             excluded_benchmarks=benches,
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
+        if report is not None:
+            write_report(stats, Path(report))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -133,6 +143,30 @@ def check_out(out: Path, overwrite: bool) -> None:
         )
     if not overwrite:
         raise DatasetBuildError(f"--out {out} is not empty; pass --overwrite to replace the dataset folder in it")
+
+
+def check_report(report: Path, out: Path) -> None:
+    """Refuse a --report that is a folder, sits inside --out (the build replaces that folder) or cannot be written."""
+    if report.is_dir():
+        raise DatasetBuildError(f"--report {report} is a folder; give a file name such as dropped.jsonl")
+    if report.resolve().is_relative_to(out.resolve()):
+        raise DatasetBuildError(f"--report {report} is inside --out {out}; write the report next to the folder")
+    if not report.parent.is_dir():
+        raise DatasetBuildError(f"--report {report}: folder {report.parent} does not exist")
+
+
+def write_report(stats: BuildStats, report: Path) -> None:
+    """One JSON object per line and per dropped response or pair (see :func:`samples.report_record`), in build
+    order; written next to ``report`` and moved into place, so a failed write leaves no half file."""
+    partial = report.with_name(f".{report.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for record in stats.report:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        partial.replace(report)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise DatasetBuildError(f"cannot write --report {report}: {err.strerror or err}") from None
 
 
 def _staging_folder(out: Path) -> Path:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from keypoint_instruct.dataset import quality
-from keypoint_instruct.dataset.parse import ParseError, QAPair, parse_description, parse_pairs
+from keypoint_instruct.dataset.decide import Finding, decide
+from keypoint_instruct.dataset.parse import QAPair
 from keypoint_instruct.errors import InputNotFoundError, UnknownImageError, UsageError
 from keypoint_instruct.vocab import TASKS
 
@@ -45,6 +46,8 @@ class BuildStats:
     first_created: str | None = None
     last_created: str | None = None
     cost_usd: float = 0.0
+    verify_poses: bool = True  # whether the answers' pose claims were checked against the keypoints
+    report: list = field(default_factory=list)  # one record per dropped response or pair (`build --report`)
 
     def add_response(self, response: Any) -> None:
         if getattr(response, "shared_from", None) is not None:  # a twin's copy: read and paid for once already
@@ -72,6 +75,8 @@ class BuildStats:
         for task, image_ids in other.answered.items():
             self.answered.setdefault(task, set()).update(image_ids)
         self.cost_usd += other.cost_usd
+        self.verify_poses = self.verify_poses and other.verify_poses
+        self.report.extend(other.report)
         for created in (other.first_created, other.last_created):
             if created:
                 self.first_created = min(self.first_created or created, created)
@@ -83,6 +88,28 @@ class BuildStats:
         for (_, reason), count in self.dropped.items():
             totals[reason] += count
         return {reason: totals[reason] for reason in quality.REASONS}
+
+    def drop(self, response: Any, finding: Finding, pair: int | None = None) -> None:
+        """Count one dropped response (``pair`` None) or pair, and keep its record for the report."""
+        self.dropped[(response.task, finding.reason)] += 1
+        self.report.append(report_record(response, finding, pair))
+
+
+def report_record(response: Any, finding: Finding, pair: int | None = None) -> dict:
+    """One line of `build --report`: which response (and pair) was dropped, why, and the offending text."""
+    record = {
+        "response_key": response.key,
+        "image_id": int(response.image_id),
+        "task": response.task,
+        "pair": pair,
+        "reason": finding.reason,
+        "span": finding.span or None,
+        "start": finding.start,
+        "end": finding.end,
+    }
+    if finding.reason == quality.POSE_CONTRADICTION:
+        record.update(claim=finding.claim, person=finding.person, fact=finding.fact)
+    return record
 
 
 def image_value(scene: Any, coco_root: str | Path, *, embed: bool) -> dict:
@@ -139,41 +166,26 @@ def response_rows(
     conversation_turns: str,
     instruction: Callable[[int, str], str],
     stats: BuildStats,
+    verify_poses: bool = True,
 ) -> list[dict]:
-    """The rows of one cached response (possibly none); drops are counted in ``stats``.
+    """The rows of one cached response (possibly none); what :func:`decide` drops is counted in ``stats``.
 
     ``instruction(image_id, prompt_version)`` is the instruction the teacher answered with a detailed description.
     """
     task = response.task
-    reason = quality.response_reason(response.finish_reason)
-    if reason:
-        stats.dropped[(task, reason)] += 1
+    decision = decide(response.text, task, scene, finish_reason=response.finish_reason, verify_poses=verify_poses)
+    if decision.finding is not None:
+        stats.drop(response, decision.finding)
         return []
-    try:
-        if task == "detailed_description":
-            pairs = [QAPair(instruction(response.image_id, response.prompt_version), parse_description(response.text))]
-        else:
-            pairs = parse_pairs(response.text)
-    except ParseError as err:
-        stats.dropped[(task, err.reason)] += 1
-        return []
-    if task == "complex_reasoning" and len(pairs) > 1:
-        stats.dropped[(task, quality.EXTRA_PAIR)] += len(pairs) - 1
-        pairs = pairs[:1]
-
     kept: list[tuple[int, QAPair]] = []
-    seen: set[str] = set()
-    for index, pair in enumerate(pairs):
-        question = None if task == "detailed_description" else pair.question
-        reason = quality.pair_reason(question, pair.answer)
-        if not reason and question is not None:
-            normalized = quality.normalize_question(pair.question)
-            reason = quality.REPEATED_QUESTION if normalized in seen else None
-            seen.add(normalized)
-        if reason:
-            stats.dropped[(task, reason)] += 1
+    for unit in decision.units:
+        if unit.finding is not None:
+            stats.drop(response, unit.finding, None if task == "detailed_description" else unit.index)
         else:
-            kept.append((index, pair))
+            question = (
+                instruction(response.image_id, response.prompt_version) if unit.question is None else unit.question
+            )
+            kept.append((unit.index, QAPair(question, unit.answer)))
     if not kept:
         return []
     if task == "conversation" and conversation_turns == "single":
@@ -198,6 +210,7 @@ def iter_rows(
     stats: BuildStats,
     source: str = "the cache",
     exclude_image_ids: frozenset[int] = frozenset(),
+    verify_poses: bool = True,
 ) -> Iterator[dict]:
     """Rows of ``responses`` (ordered by task, image id), in that order.
 
@@ -207,12 +220,13 @@ def iter_rows(
     When several responses exist for one image and task, the newest complete one (then the greatest key) is used
     and the others are counted as ``superseded``; an answer cut short is used only when no other is complete.
     A response for an image missing from ``scenes`` raises :class:`UnknownImageError`: the cache and the COCO
-    split do not belong together.
+    split do not belong together. ``verify_poses`` checks every answer's pose claims against the keypoints.
     """
     if conversation_turns not in CONVERSATION_TURNS:
         raise UsageError(
             f"conversation_turns must be one of {', '.join(CONVERSATION_TURNS)}, not {conversation_turns!r}"
         )
+    stats.verify_poses = verify_poses
     for (task, image_id), group in itertools.groupby(responses, key=lambda r: (r.task, r.image_id)):
         group = list(group)
         for response in group:
@@ -226,16 +240,23 @@ def iter_rows(
                 f"{source} has a {task} response for image id {image_id}, which is not in COCO split "
                 f"{group[0].coco_split!r}; build with the COCO root and split the responses were generated from"
             )
-        if image_id in exclude_image_ids:
-            stats.dropped[(task, quality.BENCHMARK_IMAGE)] += 1
+        if image_id in exclude_image_ids:  # a benchmark's image: its answer gives no row
+            stats.drop(max(group, key=lambda r: (r.created_at or "", r.key)), Finding(quality.BENCHMARK_IMAGE))
             continue
-        if len(group) > 1:
-            stats.dropped[(task, quality.SUPERSEDED)] += len(group) - 1
         # the newest complete answer; a newer one cut short (length, content filter, refusal) never replaces it
         newest = max(
             group, key=lambda r: (quality.response_reason(r.finish_reason) is None, r.created_at or "", r.key)
         )
+        for other in group:
+            if other is not newest:
+                stats.drop(other, Finding(quality.SUPERSEDED))
         image = image_value(scene, coco_root, embed=embed_images)
         yield from response_rows(
-            newest, scene, image, conversation_turns=conversation_turns, instruction=instruction, stats=stats
+            newest,
+            scene,
+            image,
+            conversation_turns=conversation_turns,
+            instruction=instruction,
+            stats=stats,
+            verify_poses=verify_poses,
         )

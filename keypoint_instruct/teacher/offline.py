@@ -91,6 +91,23 @@ def person_names(scene: Scene) -> dict[int, str]:
     return {number: labels[i] for i, number in enumerate(order)}
 
 
+ENOUGH_JOINTS = 5  # labelled joints that make a person worth describing (a head and shoulders: 5-7)
+FOCUS = 3  # people described in detail
+
+
+def prominent(scene: Scene, facts: list[PersonFacts]) -> list[PersonFacts]:
+    """The people described in detail: the largest boxes among those with at least :data:`ENOUGH_JOINTS` labelled
+    joints (any labelled joint when nobody has that many), largest first, at most :data:`FOCUS`.
+
+    The most prominent people, as a viewer sees them; a small figure in the background with every joint labelled
+    never displaces the large one in front.
+    """
+    area = {inst.id: inst.bbox[2] * inst.bbox[3] for inst in person_instances(scene)}
+    posed = [f for f in facts if f.labelled]
+    enough = [f for f in posed if f.labelled >= ENOUGH_JOINTS] or posed
+    return sorted(enough, key=lambda f: (-area[f.instance_id], f.number))[:FOCUS]
+
+
 def _angle_kind(degrees: int) -> str:
     return "straight" if degrees >= 160 else "slight" if degrees >= 120 else "bent" if degrees >= 70 else "sharp"
 
@@ -116,9 +133,7 @@ class _Writer:
         self.facts = scene_facts(scene)
         self.names = person_names(scene)
         self.captions = _captions(scene)
-        posed = [f for f in self.facts if f.labelled]
-        area = {inst.id: inst.bbox[2] * inst.bbox[3] for inst in person_instances(scene)}
-        self.focus = sorted(posed, key=lambda f: (-f.labelled, -area[f.instance_id], f.number))[:3]
+        self.focus = prominent(scene, self.facts)
 
     def pick(self, options: list[str], **values: object) -> str:
         return self.rng.choice(options).format(**values)

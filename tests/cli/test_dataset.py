@@ -469,3 +469,73 @@ def test_a_shard_cache_built_alone_warns_that_selected_images_have_no_response(c
     merged = tmp_path / "merged.sqlite"
     assert main(["cache", "merge", str(merged), *map(str, shards)]) == 0
     assert warnings_of(merged, "whole") == []
+
+
+def test_build_keeps_the_good_answers_and_reports_why_it_dropped_the_others(coco_root, tmp_path, capsys, monkeypatch):
+    """Leaking, contradicting and good answers: exactly the good ones become rows; the report says why for the rest
+    (the verifier is stood in for: every sentence saying "lying on the grass" is contradicted)."""
+    import json
+
+    from keypoint_instruct.dataset import verify
+
+    def find(text, scene):
+        at = text.find("lying on the grass")
+        if at < 0:
+            return []
+        return [verify.Contradiction(text, 0, len(text), "lying", 1, "torso upright, hips far above the knees")]
+
+    monkeypatch.setattr(verify, "find_contradictions", find)
+    ids = list(load_scenes(coco_root, DATASET_SPLIT))
+    path = tmp_path / "responses.sqlite"
+    with ResponseCache(path, create=True) as cache:
+        put_response(
+            cache,
+            "conversation",
+            ids[0],
+            "Question: What is he doing?\nAnswer: He is a .300 hitter, waiting for the pitch.\n===\n"
+            "Question: How is his arm?\nAnswer: The right elbow is bent at about 110 degrees.\n===\n"
+            "Question: Who is behind him?\nAnswer: Person 2, the umpire in black.\n===\n"
+            "Question: Is he resting?\nAnswer: Yes, he is lying on the grass.",
+        )
+        put_response(cache, "detailed_description", ids[0], "A man is lying on the grass next to his bat.")
+        put_response(
+            cache,
+            "complex_reasoning",
+            ids[0],
+            "Question: Will he catch it?\nAnswer: It cannot be determined exactly, but his raised glove suggests so.",
+        )
+    out, report = tmp_path / "ds", tmp_path / "dropped.jsonl"
+    assert main(build_args(coco_root, path, out, "--report", str(report))) == 0
+    printed = capsys.readouterr().out
+    assert "pose verification: on" in printed and f"4 dropped responses and pairs in {report}" in printed
+    rows = {row["id"] for row in _rows(out)}
+    assert rows == {f"conversation-{ids[0]}-0", f"complex_reasoning-{ids[0]}-0"}
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(r["task"], r["pair"], r["reason"]) for r in lines] == [
+        ("conversation", 1, "leak_angle"),
+        ("conversation", 2, "leak_person_label"),
+        ("conversation", 3, "pose_contradiction"),
+        ("detailed_description", None, "pose_contradiction"),
+    ]
+    contradiction = lines[2]
+    assert contradiction["claim"] == "lying" and contradiction["person"] == 1 and contradiction["image_id"] == ids[0]
+    assert contradiction["fact"].startswith("torso upright") and contradiction["span"].startswith("Yes, he is lying")
+    card = (out / "README.md").read_text()
+    assert "Pose verification: on" in card and "| `pose_contradiction` | 2 |" in card
+    assert "| `leak_angle` | 1 |" in card and "| `leak_person_label` | 1 |" in card
+
+    off = tmp_path / "off"
+    assert main(build_args(coco_root, path, off, "--no-verify-poses")) == 0
+    assert "pose verification: off" in capsys.readouterr().out
+    assert "Pose verification: off" in (off / "README.md").read_text()
+    assert len(_rows(off)) == 4  # the two answers the verifier dropped are rows now
+
+
+def test_a_report_path_that_cannot_be_written_is_one_line(coco_root, filter_cache, tmp_path, capsys):
+    out = tmp_path / "ds"
+    one_line_error(capsys, main(build_args(coco_root, filter_cache, out, "--report", str(tmp_path))), "is a folder")
+    code = main(build_args(coco_root, filter_cache, out, "--report", str(tmp_path / "no" / "r.jsonl")))
+    one_line_error(capsys, code, "does not exist")
+    code = main(build_args(coco_root, filter_cache, out, "--report", str(out / "r.jsonl")))
+    one_line_error(capsys, code, "inside --out")
+    assert not out.exists()

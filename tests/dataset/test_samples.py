@@ -212,3 +212,52 @@ def test_stats_record_the_images_answered_per_task_dropped_answers_too(scenes, c
     other = BuildStats(answered={"conversation": {third}})
     other.merge(stats)
     assert other.answered == {"conversation": {first, second, third}, "complex_reasoning": {third}}
+
+
+def test_every_drop_has_a_report_record_with_its_span(scenes, coco_root, monkeypatch):
+    """The records `build --report` writes: one per dropped response or pair, the contradiction's claim and fact."""
+    from keypoint_instruct.dataset import verify
+
+    def find(text, scene):
+        at = text.find("sitting")
+        return (
+            [verify.Contradiction(text, 0, len(text), "sitting", 1, "knees straight below the hips")]
+            if at >= 0
+            else []
+        )
+
+    monkeypatch.setattr(verify, "find_contradictions", find)
+    first, second = list(scenes)[:2]
+    conversation = (
+        "Question: What is he doing?\nAnswer: He is sitting on a bench.\n===\n"
+        "Question: How is his arm?\nAnswer: Bent at about 100 degrees.\n===\n"
+        "Question: Where is he?\nAnswer: In a park."
+    )
+    responses = [
+        response("conversation", first, conversation),
+        response("detailed_description", second, "old", key="a", created_at="2026-11-01T00:00:00+00:00"),
+        response("detailed_description", second, "A man is sitting.", key="b", created_at="2026-11-02T00:00:00+00:00"),
+    ]
+    rows, stats = rows_of(responses, scenes, coco_root)
+    assert [row["id"] for row in rows] == [f"conversation-{first}-2"]
+    records = {(r["response_key"], r["reason"]): r for r in stats.report}
+    assert set(records) == {
+        (f"conversation-{first}-key", quality.POSE_CONTRADICTION),
+        (f"conversation-{first}-key", quality.LEAK_ANGLE),
+        ("a", quality.SUPERSEDED),
+        ("b", quality.POSE_CONTRADICTION),
+    }
+    sitting = records[(f"conversation-{first}-key", quality.POSE_CONTRADICTION)]
+    assert sitting["pair"] == 0 and sitting["image_id"] == first and sitting["task"] == "conversation"
+    assert (sitting["span"], sitting["claim"], sitting["person"]) == ("He is sitting on a bench.", "sitting", 1)
+    assert sitting["fact"] == "knees straight below the hips"
+    angle = records[(f"conversation-{first}-key", quality.LEAK_ANGLE)]
+    assert angle["pair"] == 1 and angle["span"] == "100 degrees" and "claim" not in angle
+    assert conversation[angle["start"] : angle["end"]] == "100 degrees"
+    assert records[("b", quality.POSE_CONTRADICTION)]["pair"] is None  # a description has no pairs
+    assert records[("a", quality.SUPERSEDED)]["span"] is None
+    assert stats.dropped_by_reason()[quality.POSE_CONTRADICTION] == 2 and stats.verify_poses
+
+    rows, stats = rows_of(responses, scenes, coco_root, verify_poses=False)
+    assert len(rows) == 3 and not stats.verify_poses
+    assert stats.dropped_by_reason()[quality.POSE_CONTRADICTION] == 0

@@ -10,14 +10,17 @@ import pytest
 
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco.annotations import load_scenes
+from keypoint_instruct.coco.posefacts import scene_facts
+from keypoint_instruct.dataset.decide import decide
 from keypoint_instruct.dataset.parse import parse_description, parse_pairs
 from keypoint_instruct.dataset.quality import pair_reason, text_reason
 from keypoint_instruct.errors import TeacherError
 from keypoint_instruct.llm.request import ChatRequest, GenerationSettings
-from keypoint_instruct.teacher.offline import OfflineTeacher, person_names, respond
+from keypoint_instruct.teacher.offline import OfflineTeacher, person_names, prominent, respond
 from keypoint_instruct.teacher.requests import build_requests
 from keypoint_instruct.vocab import OFFLINE_TEACHER_MODEL
 from tests.coco.test_posefacts import STANDING, person, scene, thing
+from tests.paths import REALPOSES
 
 TASKS = ("conversation", "detailed_description", "complex_reasoning")
 FORBIDDEN = re.compile(r"caption|bounding box|key ?point|coordinate|annotation|degree|\d\.\d|\[", re.IGNORECASE)
@@ -42,6 +45,40 @@ def test_every_fixture_scene_parses_and_passes_the_quality_filters(fixture_scene
         assert "Question:" not in description
         assert text_reason(parse_description(description)) is None, (s.image_id, description)
         assert not FORBIDDEN.search(description), (s.image_id, description)
+
+
+def _kept_whole(scenes):
+    """Every offline response about ``scenes`` goes through the build's decision function untouched."""
+    for s in scenes:
+        for task in TASKS:
+            decision = decide(respond(s, task), task, s)
+            assert decision.verified and not decision.findings, (s.image_id, task, decision.findings)
+
+
+def test_the_build_keeps_every_offline_answer_about_the_fixture_coco(coco_root, fixture_scenes):
+    """Leak filters, refusal rules and the pose verifier together drop nothing the offline teacher writes."""
+    _kept_whole(fixture_scenes + list(load_scenes(coco_root, "train2017").values()))
+
+
+@pytest.mark.skipif(not (REALPOSES / "annotations").is_dir(), reason=f"the real-pose tree {REALPOSES} is not there")
+def test_the_build_keeps_every_offline_answer_about_real_photographs():
+    _kept_whole(list(load_scenes(REALPOSES, "val2017").values()))
+
+
+def test_the_largest_people_with_enough_joints_are_described_not_the_most_labelled():
+    """A small, fully labelled figure far back does not displace the large one in front, whose box is much bigger
+    though a few of its joints are unlabelled; a big box with two labelled joints is no candidate."""
+    small = person(STANDING, bbox=(500, 20, 40, 90), ident=1)  # 17 joints, tiny box
+    upper = {k: v for k, v in STANDING.items() if not k.endswith(("knee", "ankle"))}
+    large = person({k: (x * 2, y * 1.5) for k, (x, y) in upper.items()}, bbox=(100, 20, 250, 400), ident=2)
+    two = {k: v for k, v in STANDING.items() if k in ("left_shoulder", "right_shoulder")}
+    huge = person(two, bbox=(0, 0, 640, 480), ident=3)
+    s = scene(small, large, huge)
+    assert [f.number for f in prominent(s, scene_facts(s))] == [2, 1]
+    alone = scene(huge)
+    assert [f.number for f in prominent(alone, scene_facts(alone))] == [1]  # nobody better: the one there is
+    described = respond(s, "detailed_description")
+    assert described.index(person_names(s)[2].capitalize()) < described.index(person_names(s)[1].capitalize())
 
 
 def test_responses_are_deterministic_but_vary_across_images(fixture_scenes):
