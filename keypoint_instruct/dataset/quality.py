@@ -165,11 +165,14 @@ class Hit:
 def _coordinates(text: str, rules: FilterRules) -> tuple[int, int] | None:
     """The first coordinate in ``text``: a lone decimal outside a sentence about ordinary numbers, a number list or
     pair, an ``x=`` value."""
+    listed = [m.span() for p in rules.coordinates for m in p.finditer(text)]
     for match in rules.decimal.finditer(text):
         start, end = sentence_at(text, match.start())
         if not rules.ordinary_number.search(text, start, end):
-            return match.span()
-    return _first(rules.coordinates, text)
+            # a decimal inside a number list or pair: the whole list is the span ("[0.42, 0.31]")
+            around = [(a, b) for a, b in listed if a <= match.start() and match.end() <= b]
+            return min(around, key=lambda span: (span[0], -span[1])) if around else match.span()
+    return min(listed) if listed else None
 
 
 def _first(patterns, text: str) -> tuple[int, int] | None:

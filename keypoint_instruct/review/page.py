@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from keypoint_instruct.coco.render import OCCLUDED, VISIBLE
+from keypoint_instruct.coco.render import LEGEND_ROWS
 from keypoint_instruct.errors import UsageError
 from keypoint_instruct.review.collect import DROPPED, KEPT, Filters, Summary, gather, sample, survey
 from keypoint_instruct.review.html import asset, document, esc, inline, write_page
@@ -47,11 +47,16 @@ def _rgb(colour) -> str:
 
 
 def legend() -> str:
+    """What the picture's colours and marks mean, from the same table ``show`` draws its legend from."""
+    marks = {"line": "bar", "dot": "dot", "ring": "ring", "tag": "tag"}
+    items = []
+    for colour, mark, text in LEGEND_ROWS:
+        style = f"border-color:{_rgb(colour)}" if mark == "ring" else f"background:{_rgb(colour)}"
+        items.append(f'<span class="{marks[mark]}" style="{style}"></span> {esc(text)}')
     return (
         '<p class="legend">As <code>keypoint-instruct show</code> draws them: '
-        f'<span class="dot" style="background:{_rgb(VISIBLE)}"></span> visible keypoint (v=2), '
-        f'<span class="ring" style="border-color:{_rgb(OCCLUDED)}"></span> labelled but hidden (v=1); '
-        "unlabelled keypoints are not drawn.</p>"
+        + ", ".join(items)
+        + "; unlabelled keypoints are not drawn.</p>"
     )
 
 

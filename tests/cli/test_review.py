@@ -31,7 +31,7 @@ def test_review_prints_the_counts_and_where_the_page_is(coco_root, mixed, tmp_pa
     assert review(coco_root, mixed, tmp_path / "r", "--limit", "6", "--per-page", "4") == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
-        "read 71 responses about 22 images; rows kept 125; dropped: unparseable 1, coordinate_leakage 1, "
+        "read 71 responses about 22 images; rows kept 124; dropped: unparseable 1, coordinate_leakage 1, "
         "names_source 2, refusal 1, repeated_question 1, superseded 5, extra_pair 1"
     )
     assert out[1] == "showing 6 images (sampled per reason from 22 matching) on 2 page(s)"

@@ -9,7 +9,7 @@ from keypoint_instruct.dataset.folder import build_folder
 from keypoint_instruct.errors import UnknownImageError, UsageError
 from keypoint_instruct.llm.store.cache import ResponseCache
 from keypoint_instruct.review.collect import Filters, gather, sample, survey
-from keypoint_instruct.teacher.templates import pick_instruction
+from keypoint_instruct.teacher.catalogue import known_prompts
 from tests.fixtures_dataset import DATASET_SPLIT
 from tests.pages import TEACHER, mixed_cache
 
@@ -22,7 +22,7 @@ def mixed(offline_cache, tmp_path_factory):
 def _survey(coco_root, cache_path, filters=None):
     scenes = load_scenes(coco_root, DATASET_SPLIT)
     with ResponseCache(cache_path) as cache:
-        return survey(cache, scenes, DATASET_SPLIT, filters or Filters(), cache_path, pick_instruction)
+        return survey(cache, scenes, DATASET_SPLIT, filters or Filters(), cache_path, known_prompts(cache).instruction)
 
 
 def test_the_counts_are_the_builds_counts(coco_root, mixed, tmp_path):
@@ -69,7 +69,9 @@ def test_gather_keeps_every_answer_of_the_chosen_images(coco_root, mixed):
     cache_path, cases = mixed
     scenes = load_scenes(coco_root, DATASET_SPLIT)
     with ResponseCache(cache_path) as cache:
-        found = gather(cache, scenes, DATASET_SPLIT, Filters(), cache_path, [cases["leaky"]], pick_instruction)
+        found = gather(
+            cache, scenes, DATASET_SPLIT, Filters(), cache_path, [cases["leaky"]], known_prompts(cache).instruction
+        )
     entries = found[cases["leaky"]]
     used = [e.response.task for e in entries if not e.superseded]
     assert used == ["conversation", "detailed_description", "complex_reasoning"]
@@ -81,7 +83,14 @@ def test_an_image_not_in_the_split_is_one_clear_error(coco_root, mixed):
     cache_path, _ = mixed
     scenes = load_scenes(coco_root, DATASET_SPLIT)
     with ResponseCache(cache_path) as cache, pytest.raises(UnknownImageError, match="not in COCO split"):
-        survey(cache, dict(list(scenes.items())[:3]), DATASET_SPLIT, Filters(), cache_path, pick_instruction)
+        survey(
+            cache,
+            dict(list(scenes.items())[:3]),
+            DATASET_SPLIT,
+            Filters(),
+            cache_path,
+            known_prompts(cache).instruction,
+        )
 
 
 def test_sampling_keeps_rare_reasons_and_is_stable():

@@ -3,7 +3,7 @@ own counts and choice of answer agreeing with it."""
 
 from __future__ import annotations
 
-import logging
+import types
 
 import pytest
 
@@ -11,7 +11,7 @@ from keypoint_instruct.coco.annotations import load_scenes
 from keypoint_instruct.dataset import quality
 from keypoint_instruct.dataset.samples import BuildStats, iter_rows
 from keypoint_instruct.llm.store.cache import CachedResponse
-from keypoint_instruct.review.decision import DROPPED, KEPT, UNATTRIBUTED, decide, used_response
+from keypoint_instruct.review.decision import DROPPED, KEPT, decide, used_response
 from tests.pages import LEAKY_CONVERSATION, TWO_QUESTIONS
 
 SPLIT = "train2017"
@@ -66,8 +66,8 @@ def test_findings_are_the_spans_the_filters_fired_on(scene):
     spans = {p.reason: [(f.where, f.text) for f in p.findings] for p in parts if p.reason}
     assert spans[quality.COORDINATE_LEAKAGE] == [("answer", "[0.42, 0.31]")]  # the numbers inside: one finding
     assert spans[quality.NAMES_SOURCE] == [("answer", "keypoints")]
-    assert [t for _, t in spans[quality.REFUSAL]] == ["I'm sorry", "I cannot see"]
-    assert spans[quality.REPEATED_QUESTION] == []  # the whole question is the finding; no span to mark
+    assert [t for _, t in spans[quality.REFUSAL]] == ["cannot see the image"]
+    assert spans[quality.REPEATED_QUESTION] == [("question", "Is the person on skis?")]  # the repeat itself
     for part in parts:
         for f in part.findings:
             text = part.answer if f.where == "answer" else part.question
@@ -109,22 +109,24 @@ def test_whole_response_drops_name_one_reason(scene, text, finish_reason, reason
     assert decision.dropped == {reason: 1}
 
 
-def test_a_disagreement_with_the_build_is_logged_not_guessed(scene, monkeypatch, caplog):
-    """The build gains a rule the adapter does not know: the adapter says so and names no reason of its own."""
-    import types
-
-    from keypoint_instruct.dataset import samples
+def test_a_rule_the_build_gains_shows_on_the_page_with_no_change_here(scene, monkeypatch):
+    """The page asks the build's own decide(): a new filter there is a new reason here, with its span."""
+    from keypoint_instruct.dataset import decide as build_rules
 
     stricter = types.SimpleNamespace(**vars(quality))
-    stricter.pair_reason = lambda q, a: "new_rule" if "glides" in a else quality.pair_reason(q, a)
-    monkeypatch.setattr(samples, "quality", stricter)
-    with caplog.at_level(logging.WARNING):
-        decision = decide(response("conversation", LEAKY_CONVERSATION, scene=scene), scene, instruction=instruction)
-    assert "differ from the build's counts" in caplog.text
-    # the build's own rows decide kept or dropped: the repeat of a dropped question is now kept
-    assert [p.status for p in decision.parts] == [DROPPED, DROPPED, DROPPED, KEPT, DROPPED]
-    assert [p.reason for p in decision.parts] == [UNATTRIBUTED] * 3 + [None, UNATTRIBUTED]
-    assert decision.dropped["new_rule"] == 1  # and its counts are the build's
+
+    def text_hit(text, *, scene=None, check_refusal=True):
+        if "glides" in text:
+            return quality.Hit("new_rule", text.index("glides"), text.index("glides") + len("glides"))
+        return quality.text_hit(text, scene=scene, check_refusal=check_refusal)
+
+    stricter.text_hit = text_hit
+    monkeypatch.setattr(build_rules, "quality", stricter)
+    decision = decide(response("conversation", LEAKY_CONVERSATION, scene=scene), scene, instruction=instruction)
+    glides = decision.parts[2]
+    assert (glides.status, glides.reason) == (DROPPED, "new_rule")
+    assert [(f.where, f.text) for f in glides.findings] == [("answer", "glides")]
+    assert decision.dropped["new_rule"] == 1
 
 
 def test_the_answer_used_among_several_is_the_one_the_build_uses(scene, coco_root):

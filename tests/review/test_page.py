@@ -50,7 +50,9 @@ def test_counts_per_reason_at_the_top(folder):
     assert re.search(r"<code>superseded</code></td><td class='n'>5</td>", top)
     assert re.search(r"<code>names_source</code></td><td class='n'>2</td>", top)
     assert 'data-set-reason="refusal"' in top
-    none = ", ".join(f"<code>{code}</code>" for code in ("truncated", "content_filter", "empty", "benchmark_image"))
+    unused = ("truncated", "content_filter", "empty", "leak_angle", "leak_notes", "leak_skeleton", "leak_visibility")
+    unused += ("leak_person_label", "pose_contradiction", "benchmark_image")
+    none = ", ".join(f"<code>{code}</code>" for code in unused)
     assert f"No drops for: {none}." in top
     assert "<b>gpt-4o-2024-08-06</b> (5)" in top and "<b>offline-posefacts</b>" in top
     assert "This cache holds answers of 2 teacher models. <code>build</code> refuses it" in top
@@ -69,7 +71,7 @@ def test_a_leaky_conversation_shows_each_question_decided_and_highlighted(folder
     conversation = section[: section.index('data-task="detailed_description"')]
     assert conversation.count('class="unit dropped"') == 4 and conversation.count('class="unit kept"') == 1
     assert '<mark class="leak" title="coordinate_leakage: ' in section and ">[0.42, 0.31]</mark>" in section
-    assert ">keypoints</mark>" in section and ">I&#x27;m sorry</mark>" in section
+    assert ">keypoints</mark>" in section and ">cannot see the image</mark>" in section
     assert "&lt;b&gt;not&lt;/b&gt;" in section  # the teacher's text is escaped, never markup
     assert 'data-task="conversation" data-status="dropped" data-reason="repeated_question"' in section
     assert "teacher <b>gpt-4o-2024-08-06</b> · prompt scripted-v1 (not today's prompts)" in section
