@@ -72,6 +72,8 @@ class People:
         text = f"{lead} {subject}".strip()
         if _phrase(subject, data["negative_subjects"]):
             return NOBODY
+        if re.match(r"\s*(?:one|either|any|some|a few|several|most|many)\s+of\b", subject, re.I):
+            return SOMEONE  # "one of the two players": true when anyone fits it
         if match := re.search(r"\bperson (\d+)\b", subject, re.I):
             number = int(match[1])
             return Who("person", number if 1 <= number <= self.count else None)

@@ -116,16 +116,18 @@ def _check(
     return None
 
 
-def _contradiction(answer: str, base: int | None, scene: Scene) -> Finding | None:
+def _contradiction(question: str | None, answer: str, base: int | None, scene: Scene) -> Finding | None:
+    """The first pose claim of ``answer`` the keypoints disprove; the question says whom "he" or "they" means."""
     from keypoint_instruct.dataset.verify import find_contradictions
 
-    for found in find_contradictions(answer, scene):
+    asked = f"Question: {question}\nAnswer: " if question else ""
+    for found in find_contradictions(asked + answer, scene):
         return _finding(
             quality.POSE_CONTRADICTION,
             answer,
             base,
-            found.start,
-            found.end,
+            found.start - len(asked),
+            found.end - len(asked),
             claim=found.claim,
             person=found.person,
             fact=found.fact,
@@ -173,6 +175,6 @@ def decide(
                 finding = _finding(quality.REPEATED_QUESTION, question, q_at, 0, len(question))
             seen.add(normalized)
         if finding is None and verified:
-            finding = _contradiction(answer, a_at, scene)
+            finding = _contradiction(question, answer, a_at, scene)
         units.append(Unit(index, question, answer, finding))
     return Decision(task, units=tuple(units), verified=verified)

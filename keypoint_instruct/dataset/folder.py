@@ -68,13 +68,8 @@ def build_folder(
     ``verify_poses`` drops answers whose pose claims the keypoints disprove (``pose_contradiction``); ``report``
     names a JSONL file to write one line per dropped response or pair into (:func:`write_report`).
     """
-    check_version(version)
     out, coco_root, cache_path = Path(out), Path(coco_root), Path(cache_path)
-    if not cache_path.is_file():
-        raise InputNotFoundError(f"response cache {cache_path} not found; run `keypoint-instruct generate` first")
-    if not coco_root.is_dir():
-        raise InputNotFoundError(f"COCO root {coco_root} not found")
-    check_split(cache_path, coco_split)
+    _check_inputs(version, coco_root, coco_split, cache_path)
     teacher_models = tuple(dict.fromkeys(teacher_models)) if teacher_models else None
     prompt_versions = tuple(dict.fromkeys(prompt_versions)) if prompt_versions else None
     check_selection(cache_path, coco_split, teacher_models, prompt_versions)
@@ -123,6 +118,16 @@ def build_folder(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return summaries, stats
+
+
+def _check_inputs(version: str, coco_root: Path, coco_split: str, cache_path: Path) -> None:
+    """One line for a bad version, a missing cache or COCO root, or a cache with nothing for the split."""
+    check_version(version)
+    if not cache_path.is_file():
+        raise InputNotFoundError(f"response cache {cache_path} not found; run `keypoint-instruct generate` first")
+    if not coco_root.is_dir():
+        raise InputNotFoundError(f"COCO root {coco_root} not found")
+    check_split(cache_path, coco_split)
 
 
 def check_out(out: Path, overwrite: bool) -> None:

@@ -5,6 +5,7 @@ import pytest
 from keypoint_instruct.coco.annotations import Instance, Scene
 from keypoint_instruct.dataset import decide as decide_module
 from keypoint_instruct.dataset import quality, verify
+from keypoint_instruct.dataset.claims import split_answer
 from keypoint_instruct.dataset.decide import decide
 
 SCENE = Scene(
@@ -23,8 +24,8 @@ def contradicting(claim_words: str, *, person: int | None = 1):
 
     def find(text, scene):
         out = []
-        start = 0
-        for sentence in text.split(". "):
+        _, answer, start = split_answer(text)  # like the real one: a "Question: ...\nAnswer: " lead is context
+        for sentence in answer.split(". "):
             if claim_words in sentence:
                 out.append(
                     verify.Contradiction(

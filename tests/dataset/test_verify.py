@@ -247,3 +247,19 @@ def test_the_verifier_agrees_with_the_pose_notes():
             assert not flags(f"The person is facing {facts.facing}.", s)
         for excluded, _ in facts.ruled_out:
             assert flags(f"The person is {excluded}.", s), excluded
+
+
+def test_one_of_several_people_is_contradicted_only_when_nobody_fits():
+    """'One of the two players is sitting' is true when either is; 'both' needs both."""
+    s = scene(person(body(), at=150, ident=1), person(SITTING_RIGHT, at=450, ident=2))
+    assert flags("One of the two players is sitting.", s) == []
+    assert flags("Either of the two players is standing.", s) == []
+    assert flags("Both players are sitting.", s)[0].person == 1
+
+
+def test_the_question_says_whom_the_answer_means():
+    """A conversation answer's 'they' is the person its question asked about, not everyone in the picture."""
+    s = scene(person(body(), at=150, ident=1), person(SITTING_RIGHT, at=450, ident=2))
+    assert flags("Question: What is the person on the right doing?\nAnswer: They are sitting.", s) == []
+    assert flags("Question: What is the person on the left doing?\nAnswer: They are sitting.", s)[0].person == 1
+    assert flags("They are sitting.", s)  # alone, with two people, "they" are both of them
