@@ -11,6 +11,11 @@ import pytest
 from keypoint_instruct.coco.annotations import annotation_file, image_path, load_scenes
 from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES, SKELETON
 from keypoint_instruct.errors import CocoFormatError, InputNotFoundError
+from tests.paths import REALPOSES, REPO, SNAPSHOTS
+from tests.snapshot_check import check_snapshot
+
+# the real-pose tree beside the checkout: ../shared/realposes from a clone, ../../shared/realposes from a worktree
+REAL_TREE = next((p for p in (REALPOSES, REPO.parent.parent / "shared" / "realposes") if p.is_dir()), None)
 
 
 def _bare(path):
@@ -43,6 +48,36 @@ def test_scenes_match_a_bare_pycocotools_join(coco_root, split):
                 assert got.num_keypoints == kps.anns[ann["id"]]["num_keypoints"]
             else:
                 assert got.keypoints is None and got.num_keypoints == 0
+
+
+def scene_lines(scenes) -> str:
+    """Every field of every scene, one JSON line per scene in the mapping's order: ints, floats and bools keep
+    their JSON spelling (``1`` vs ``1.0`` vs ``true``), so a changed type is a visible diff too."""
+    lines = []
+    for s in scenes.values():
+        objs = [
+            [i.id, i.category, list(i.bbox), i.iscrowd, None if i.keypoints is None else list(i.keypoints),
+             i.num_keypoints]
+            for i in s.instances
+        ]  # fmt: skip
+        assert type(s.captions) is tuple and type(s.instances) is tuple
+        assert all(type(i.bbox) is tuple and type(i.keypoints) in (tuple, type(None)) for i in s.instances)
+        row = [s.image_id, s.file_name, s.coco_split, s.width, s.height, list(s.captions), objs]
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("split", ["val2014", "train2017"])
+def test_scenes_of_the_fixture_are_unchanged(coco_root, split):
+    # the loader is tuned for speed: whatever it does inside, the scenes it hands out stay exactly these
+    text = scene_lines(load_scenes(coco_root, split))
+    check_snapshot(SNAPSHOTS / "scenes" / f"{split}.jsonl", text, f"scenes of the {split} fixture")
+
+
+@pytest.mark.skipif(REAL_TREE is None, reason="the real-pose tree (shared/realposes) is not beside this checkout")
+def test_scenes_of_the_real_poses_are_unchanged():
+    text = scene_lines(load_scenes(REAL_TREE, "val2017"))
+    check_snapshot(SNAPSHOTS / "scenes" / "realposes-val2017.jsonl", text, "scenes of the real-pose tree")
 
 
 def test_keypoint_names_and_skeleton_are_cocos(coco_root):
