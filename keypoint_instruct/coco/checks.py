@@ -1,15 +1,166 @@
-"""Checks of decoded COCO annotation files: each problem is one error naming the file and the image or annotation id.
+"""What is wrong with a split's annotation files: the first problem, as one error naming the file and the id.
 
-Used by :mod:`keypoint_instruct.coco.annotations` after decoding; msgspec has already enforced field types.
+:mod:`keypoint_instruct.coco.annotations` loads a split with strict types and cheap whole-file checks; when any of
+them fails it calls :func:`find_problem`, which reads the files again the careful way (forgiving types, then every
+check in file order) and raises the :class:`~keypoint_instruct.errors.CocoFormatError` that names the problem.
+Nothing here runs on files that load cleanly.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
+
+import msgspec
 
 from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES
 from keypoint_instruct.errors import CocoFormatError
+
+# --- decoding with the types of COCO's schema, so that a type error can be traced to its annotation ------------
+
+
+class _Image(TypedDict):
+    id: int
+    file_name: str
+    width: int
+    height: int
+
+
+class _Category(TypedDict):
+    id: int
+    name: str
+    keypoints: NotRequired[list[str]]  # keypoint names: only person_keypoints files have them
+
+
+class _Caption(TypedDict):
+    id: int
+    image_id: int
+    caption: str
+
+
+class _Instance(TypedDict):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float]
+    iscrowd: NotRequired[int]
+    keypoints: NotRequired[list[float]]
+
+
+class _InstancesFile(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_Instance]
+    categories: list[_Category]
+
+
+class _KeypointsFile(msgspec.Struct):  # the images repeat the instances file's: skipped
+    annotations: list[_Instance]
+
+
+class _CaptionAnnotations(msgspec.Struct):
+    annotations: list[_Caption]
+
+
+class _AnnotationIds(msgspec.Struct):  # second pass, only to name the annotation behind a type error
+    annotations: list[dict[str, Any]]
+
+
+class _Sniff(msgspec.Struct):  # second pass, only to name the COCO task of a file that is not the one expected
+    annotations: list[msgspec.Raw] = []
+    categories: list[dict[str, Any]] = []
+
+
+_DECODERS = {
+    "captions": msgspec.json.Decoder(_CaptionAnnotations),
+    "instances": msgspec.json.Decoder(_InstancesFile),
+    "person_keypoints": msgspec.json.Decoder(_KeypointsFile),
+}
+_ARCHIVES = {
+    b"\x1f\x8b": "gzip-compressed: decompress it (gunzip) first",
+    b"PK\x03\x04": "a zip archive: extract it first",
+}
+
+
+def find_problem(paths: dict[str, Path]) -> None:
+    """Raise the error naming the first problem of the split's files (``paths``: kind -> file), in the order of
+    instances (decode, categories, images, annotations), person_keypoints, captions. Returns if there is none."""
+    inst = _decode(paths["instances"], "instances")
+    if inst.categories and all("keypoints" in cat for cat in inst.categories):  # would load, minus every object
+        raise CocoFormatError(
+            f"{paths['instances']}: {not_this_task('person_keypoints', 'instances')} (its categories list keypoint "
+            "names; the instances file has every object category)"
+        )
+    check_images(paths["instances"], inst.images)
+    image_ids = {img["id"] for img in inst.images}
+    check_instances(paths["instances"], inst.annotations, image_ids, paths["instances"], keypoints=False)
+    categories = {cat["id"] for cat in inst.categories}
+    for ann in inst.annotations:
+        if ann["category_id"] not in categories:
+            raise CocoFormatError(
+                f"{paths['instances']}: annotation id {ann['id']} has unknown category id {ann['category_id']}"
+            )
+    del inst
+    kps = _decode(paths["person_keypoints"], "person_keypoints")
+    check_instances(paths["person_keypoints"], kps.annotations, image_ids, paths["instances"], keypoints=True)
+    del kps
+    caps = _decode(paths["captions"], "captions")
+    check_captions(paths["captions"], caps.annotations, image_ids, paths["instances"])
+
+
+def _decode(path: Path, kind: str):
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CocoFormatError(f"{path}: cannot read annotation file ({err.strerror or err})") from err
+    for magic, what in _ARCHIVES.items():
+        if data.startswith(magic):
+            raise CocoFormatError(f"{path}: the file is {what}")
+    try:
+        return _DECODERS[kind].decode(data)
+    except msgspec.ValidationError as err:
+        task = _task_of(data)
+        if task and task != kind:
+            raise CocoFormatError(f"{path}: {not_this_task(task, kind)} ({err})") from err
+        raise CocoFormatError(f"{path}: {_locate(data, str(err))}") from err
+    except msgspec.DecodeError as err:
+        raise CocoFormatError(f"{path}: not valid JSON ({err})") from err
+
+
+def _task_of(data: bytes) -> str | None:
+    """Which COCO task a file holds, judged by its first annotation and its categories; None when unclear."""
+    try:
+        sniff = msgspec.json.decode(data, type=_Sniff)
+        first = msgspec.json.decode(sniff.annotations[0]) if sniff.annotations else {}
+    except msgspec.MsgspecError:
+        return None
+    if not isinstance(first, dict):
+        return None
+    if "caption" in first:
+        return "captions"
+    if "segments_info" in first:
+        return "panoptic"
+    if "keypoints" in first or (
+        sniff.categories and all(isinstance(c, dict) and "keypoints" in c for c in sniff.categories)
+    ):
+        return "person_keypoints"
+    return "instances" if "category_id" in first else None
+
+
+def _locate(data: bytes, message: str) -> str:
+    """Turn msgspec's ``... - at `$.annotations[12].bbox``` into a message that names the annotation id."""
+    match = re.search(r"\$\.annotations\[(\d+)\]", message)
+    if not match:
+        return f"not in COCO's schema: {message}"
+    try:
+        ann = msgspec.json.decode(data, type=_AnnotationIds).annotations[int(match.group(1))]
+        who = f"annotation id {ann.get('id')!r}"
+    except (msgspec.MsgspecError, IndexError):
+        who = f"annotation #{match.group(1)}"
+    return f"{who} is not in COCO's schema: {message}"
+
+
+# --- checks of decoded files --------------------------------------------------------------------------------
 
 
 def not_this_task(task: str, kind: str) -> str:

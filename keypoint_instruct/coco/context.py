@@ -63,9 +63,10 @@ def _text(value: float, size: float) -> str:
 
 
 @lru_cache(maxsize=256)
-def _pixel_texts(size: int) -> tuple[str, ...]:
-    """The text of every whole pixel 0..size of one image side (COCO keypoints are whole pixels)."""
-    return tuple(_text(p, size) for p in range(size + 1))
+def _pixel_texts(size: int) -> dict[float, str]:
+    """``_text(p, size)`` of every whole pixel p in 0..size of one image side, keyed by value (COCO keypoints are
+    whole pixels: floats from JSON, ints in scenes built in code; both find their entry)."""
+    return {float(p): _text(p, size) for p in range(size + 1)}
 
 
 def labelled_keypoints(instance: Instance) -> int:
@@ -75,22 +76,31 @@ def labelled_keypoints(instance: Instance) -> int:
     return len([v for v in instance.keypoints[2::3] if v > 0])
 
 
-def _keypoints_text(kps: tuple[float, ...], width: int, height: int) -> str:
+def _has_keypoints(instance: Instance, at_least: int) -> bool:
+    """``labelled_keypoints(instance) >= at_least``, without counting where the answer is known sooner."""
+    if at_least <= 0:
+        return True
+    if at_least == 1:
+        return instance.keypoints is not None and any(v > 0 for v in instance.keypoints[2::3])
+    return labelled_keypoints(instance) >= at_least
+
+
+def _keypoints_text(kps: tuple[float, ...], width: int, height: int) -> str | None:
+    """``[x, y, v, ...]`` of a person's keypoints; None when none is labelled."""
     xs, ys = _pixel_texts(width), _pixel_texts(height)
     parts = []
-    for i in range(0, len(kps), 3):
-        v = kps[i + 2]
+    labelled = False
+    for x, y, v in zip(kps[0::3], kps[1::3], kps[2::3], strict=True):
         if v > 0:
-            x, y = kps[i], kps[i + 1]
-            # whole pixels: floats from JSON, or ints in scenes built in code (int has no is_integer before 3.12)
-            whole_x = x.is_integer() if isinstance(x, float) else x == int(x)
-            whole_y = y.is_integer() if isinstance(y, float) else y == int(y)
-            tx = xs[int(x)] if whole_x and 0.0 <= x <= width else _text(x, width)
-            ty = ys[int(y)] if whole_y and 0.0 <= y <= height else _text(y, height)
-            parts.append(f"{tx}, {ty}, {int(v)}")
+            labelled = True
+            tx = xs.get(x)  # a whole pixel inside the image; else worked out
+            ty = ys.get(y)
+            parts.append(
+                f"{_text(x, width) if tx is None else tx}, {_text(y, height) if ty is None else ty}, {int(v)}"
+            )
         else:
             parts.append("0.0, 0.0, 0")
-    return "[" + ", ".join(parts) + "]"
+    return "[" + ", ".join(parts) + "]" if labelled else None
 
 
 def instance_line(instance: Instance, width: int, height: int) -> str:
@@ -100,8 +110,8 @@ def instance_line(instance: Instance, width: int, height: int) -> str:
         f"{instance.category}: [{_text(x, width)}, {_text(y, height)}, {_text(x + w, width)}, {_text(y + h, height)}]"
     )
     kps = instance.keypoints
-    if kps is not None and labelled_keypoints(instance) > 0:
-        line += f", keypoints: {_keypoints_text(kps, width, height)}"
+    if kps is not None and (text := _keypoints_text(kps, width, height)) is not None:
+        line += f", keypoints: {text}"
     return line
 
 
@@ -130,7 +140,7 @@ def people(scene: Scene, min_keypoints: int = 0) -> int:
         [
             inst
             for inst in scene.instances
-            if inst.category == "person" and not inst.iscrowd and labelled_keypoints(inst) >= min_keypoints
+            if inst.category == "person" and not inst.iscrowd and _has_keypoints(inst, min_keypoints)
         ]
     )
 

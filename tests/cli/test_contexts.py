@@ -13,6 +13,11 @@ from PIL import Image
 from keypoint_instruct.cli import main
 from keypoint_instruct.coco.annotations import annotation_file, load_scenes
 from keypoint_instruct.coco.context import format_context, select_scenes
+from tests.paths import REALPOSES, REPO, SNAPSHOTS
+from tests.snapshot_check import check_snapshot
+
+# the real-pose tree beside the checkout: ../shared/realposes from a clone, ../../shared/realposes from a worktree
+REAL_TREE = next((p for p in (REALPOSES, REPO.parent.parent / "shared" / "realposes") if p.is_dir()), None)
 
 CLI = [sys.executable, "-m", "keypoint_instruct"]
 
@@ -77,6 +82,19 @@ def test_unicode_and_stray_whitespace_in_captions_reach_the_jsonl_intact(coco_co
     assert code == 0
     rows = {row["image_id"]: row for row in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
     assert "Un skieur à Zürich – “en piste”" in rows[first["image_id"]]["context"].splitlines()
+
+
+@pytest.mark.parametrize("tree", ["fixture/val2014", "fixture/train2017", "realposes/val2017"])
+def test_jsonl_of_every_image_is_byte_identical_to_the_snapshot(coco_root, tmp_path, tree):
+    # the whole file, every image (--min-persons 0), in the paper's format: a faster loader must write these bytes
+    name, split = tree.split("/")
+    root = coco_root if name == "fixture" else REAL_TREE
+    if root is None:
+        pytest.skip("the real-pose tree (shared/realposes) is not beside this checkout")
+    out = tmp_path / "ctx.jsonl"
+    assert main(["contexts", "--coco-root", str(root), "--split", split, "--min-persons", "0", "--out", str(out)]) == 0
+    text = out.read_bytes().decode("utf-8")
+    check_snapshot(SNAPSHOTS / "contexts" / f"cli-{name}-{split}.jsonl", text, f"contexts JSONL of {tree}")
 
 
 def test_forked_workers_write_the_same_lines_in_the_same_order(coco_root, tmp_path, monkeypatch):

@@ -8,9 +8,15 @@ import json
 
 import pytest
 
-from keypoint_instruct.coco.annotations import annotation_file, image_path, load_scenes
+from keypoint_instruct.coco.annotations import Instance, annotation_file, image_path, load_scenes
 from keypoint_instruct.coco.keypoints import KEYPOINT_NAMES, SKELETON
+from keypoint_instruct.coco.synthetic import TRAIN2017, write_coco_tree
 from keypoint_instruct.errors import CocoFormatError, InputNotFoundError
+from tests.paths import REALPOSES, REPO, SNAPSHOTS
+from tests.snapshot_check import check_snapshot
+
+# the real-pose tree beside the checkout: ../shared/realposes from a clone, ../../shared/realposes from a worktree
+REAL_TREE = next((p for p in (REALPOSES, REPO.parent.parent / "shared" / "realposes") if p.is_dir()), None)
 
 
 def _bare(path):
@@ -20,8 +26,7 @@ def _bare(path):
         return COCO(str(path))
 
 
-@pytest.mark.parametrize("split", ["val2014", "train2017"])
-def test_scenes_match_a_bare_pycocotools_join(coco_root, split):
+def assert_bare_join(coco_root, split):
     inst, kps, caps = (
         _bare(annotation_file(coco_root, split, k)) for k in ("instances", "person_keypoints", "captions")
     )
@@ -43,6 +48,50 @@ def test_scenes_match_a_bare_pycocotools_join(coco_root, split):
                 assert got.num_keypoints == kps.anns[ann["id"]]["num_keypoints"]
             else:
                 assert got.keypoints is None and got.num_keypoints == 0
+    return scenes
+
+
+@pytest.mark.parametrize("split", ["val2014", "train2017"])
+def test_scenes_match_a_bare_pycocotools_join(coco_root, split):
+    assert_bare_join(coco_root, split)
+
+
+def test_a_tree_shaped_like_train2017_matches_a_bare_pycocotools_join(tmp_path):
+    # up to 13 people per image, crowds, images without people: the mix the benchmark's second tree has
+    root = write_coco_tree(tmp_path, "train2017", 400, seed=5, draw_images=False, shape=TRAIN2017)
+    scenes = assert_bare_join(root, "train2017")
+    assert max(sum(i.category == "person" for i in s.instances) for s in scenes.values()) >= 8
+    assert any(i.iscrowd for s in scenes.values() for i in s.instances)
+
+
+def scene_lines(scenes) -> str:
+    """Every field of every scene, one JSON line per scene in the mapping's order: ints, floats and bools keep
+    their JSON spelling (``1`` vs ``1.0`` vs ``true``), so a changed type is a visible diff too."""
+    lines = []
+    for s in scenes.values():
+        objs = [
+            [i.id, i.category, list(i.bbox), i.iscrowd, None if i.keypoints is None else list(i.keypoints),
+             i.num_keypoints]
+            for i in s.instances
+        ]  # fmt: skip
+        assert type(s.captions) is tuple and type(s.instances) is tuple
+        assert all(type(i.bbox) is tuple and type(i.keypoints) in (tuple, type(None)) for i in s.instances)
+        row = [s.image_id, s.file_name, s.coco_split, s.width, s.height, list(s.captions), objs]
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("split", ["val2014", "train2017"])
+def test_scenes_of_the_fixture_are_unchanged(coco_root, split):
+    # the loader is tuned for speed: whatever it does inside, the scenes it hands out stay exactly these
+    text = scene_lines(load_scenes(coco_root, split))
+    check_snapshot(SNAPSHOTS / "scenes" / f"{split}.jsonl", text, f"scenes of the {split} fixture")
+
+
+@pytest.mark.skipif(REAL_TREE is None, reason="the real-pose tree (shared/realposes) is not beside this checkout")
+def test_scenes_of_the_real_poses_are_unchanged():
+    text = scene_lines(load_scenes(REAL_TREE, "val2017"))
+    check_snapshot(SNAPSHOTS / "scenes" / "realposes-val2017.jsonl", text, "scenes of the real-pose tree")
 
 
 def test_keypoint_names_and_skeleton_are_cocos(coco_root):
@@ -269,3 +318,83 @@ def test_an_image_without_captions_keeps_its_objects(coco_copy):
     )
     again = load_scenes(coco_copy, "train2017")
     assert again[image_id].captions == () and again[image_id].instances == scenes[image_id].instances
+
+
+# --- the fast load: what it does differently must not show --------------------------------------------------
+
+
+def test_an_unknown_category_id_is_named(coco_copy):
+    path = _rewrite(coco_copy, "instances", lambda data: data["annotations"][4].update(category_id=999))
+    ann_id = json.loads(path.read_text())["annotations"][4]["id"]
+    with pytest.raises(CocoFormatError, match=rf"{path.name}: annotation id {ann_id} has unknown category id 999"):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_keypoints_of_an_unknown_image_are_named(coco_copy):
+    path = _rewrite(coco_copy, "person_keypoints", lambda data: data["annotations"][1].update(image_id=31337))
+    ann_id = json.loads(path.read_text())["annotations"][1]["id"]
+    needle = rf"{path.name}: annotation id {ann_id} points at unknown image id 31337 \(not among the images of"
+    with pytest.raises(CocoFormatError, match=needle):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_an_empty_annotation_file_is_not_valid_json(coco_copy):
+    path = annotation_file(coco_copy, "train2017", "captions")
+    path.write_bytes(b"")  # cannot be memory-mapped: read the plain way
+    with pytest.raises(CocoFormatError, match=rf"{path.name}: not valid JSON"):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_labelled_keypoints_are_those_with_a_positive_visibility(coco_copy):
+    # COCO's visibilities are 0, 1, 2; other values still count by v > 0, as they always did
+    def odd_visibility(data):
+        ann = next(a for a in data["annotations"] if a["num_keypoints"] >= 4)
+        ann["keypoints"][2], ann["keypoints"][5], ann["keypoints"][8] = -1, 0.5, 0.0
+        data["odd"] = ann["id"]
+
+    path = _rewrite(coco_copy, "person_keypoints", odd_visibility)
+    data = json.loads(path.read_text())
+    ann = next(a for a in data["annotations"] if a["id"] == data["odd"])
+    got = next(i for s in load_scenes(coco_copy, "train2017").values() for i in s.instances if i.id == ann["id"])
+    assert got.keypoints == tuple(float(v) for v in ann["keypoints"])
+    assert got.num_keypoints == sum(1 for v in ann["keypoints"][2::3] if v > 0)
+
+
+def test_files_the_careful_checks_find_no_fault_in_still_give_one_error(coco_copy, monkeypatch):
+    import keypoint_instruct.coco.annotations as annotations
+
+    # should the quick checks ever flag what the careful ones let pass, the user still gets one line, not scenes
+    monkeypatch.setattr(annotations, "find_problem", lambda paths: None)
+    _rewrite(coco_copy, "captions", lambda data: data["annotations"][0].update(image_id=123))
+    with pytest.raises(CocoFormatError, match=r"the train2017 annotation files do not join \(unknown image"):
+        load_scenes(coco_copy, "train2017")
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(coco_root):
+    import gc
+
+    enabled = gc.isenabled()
+    try:
+        gc.disable()
+        load_scenes(coco_root, "train2017")
+        assert not gc.isenabled()
+        gc.enable()
+        load_scenes(coco_root, "train2017")
+        assert gc.isenabled()
+        gc.freeze()  # the caller's frozen objects stay frozen
+        frozen = gc.get_freeze_count()
+        load_scenes(coco_root, "train2017")
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
+        (gc.enable if enabled else gc.disable)()
+
+
+def test_instances_are_immutable_values():
+    one = Instance(7, "person", (1.0, 2.0, 3.0, 4.0), False, (0.0,) * 51, 0)
+    same = Instance(id=7, category="person", bbox=(1.0, 2.0, 3.0, 4.0), iscrowd=False, keypoints=(0.0,) * 51,
+                    num_keypoints=0)  # fmt: skip
+    assert one == same and hash(one) == hash(same) and {one: 1}[same] == 1
+    assert one != Instance(8, "person", (1.0, 2.0, 3.0, 4.0), False, (0.0,) * 51, 0)
+    with pytest.raises(AttributeError):
+        one.id = 8
