@@ -74,10 +74,14 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
             + (f"resuming from {resume}" if resume else "a fresh run")
             + f", output to {training_args.output_dir}"
         )
+        print("settings (* differs from LLaVA-1.5):")
+        print("\n".join(sft.settings_lines(script_args, training_args, model_args)))
         return
     trainer = build_trainer(script_args, training_args, model_args)
     plugin = trainer.accelerator.state.deepspeed_plugin
     where = f"DeepSpeed ZeRO-{plugin.zero_stage}" if plugin is not None else "plain"
+    if plugin is not None:  # the value DeepSpeed runs with, "auto" filled in from max_grad_norm
+        where += f", gradient_clipping {plugin.deepspeed_config.get('gradient_clipping', 'unset (1.0)')}"
     logger.info("training: %s on %d process(es)", where, trainer.accelerator.num_processes)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)

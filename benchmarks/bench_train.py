@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,7 @@ def _deepspeed_setup(trainer) -> dict | None:
         "offload_optimizer": (zero.get("offload_optimizer") or {}).get("device", "none"),
         "offload_param": (zero.get("offload_param") or {}).get("device", "none"),
         "bf16": config.get("bf16", {}).get("enabled"),
+        "gradient_clipping": config.get("gradient_clipping"),
         "zero_force_ds_cpu_optimizer": config.get("zero_force_ds_cpu_optimizer", True),
     }
 
@@ -180,12 +182,11 @@ def worker(summary_file: str, argv: list[str]) -> int:
     ours, argv = options.parse_known_args(argv)
     script_args, training_args, model_args = parse_args(argv)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    attn = model_args.attn_implementation
     built: dict = {}
 
-    def make_model():
+    def make_model():  # called by build_trainer once it has resolved attn_implementation ("auto")
         begun = time.perf_counter()
-        model = random_llava(model_args.model_name_or_path, dtype, attn)
+        model = random_llava(model_args.model_name_or_path, dtype, model_args.attn_implementation)
         done = time.perf_counter()
         built.update(model_build_s=round(done - begun, 2), model_built_at_s=round(done - started, 2))
         return model
@@ -216,6 +217,10 @@ def worker(summary_file: str, argv: list[str]) -> int:
         "max_steps": training_args.max_steps,
         "warmup_intervals_dropped": ours.warmup_steps,
         "deepspeed": _deepspeed_setup(trainer),
+        "attention": getattr(model.config, "_attn_implementation", None),
+        "loss_averaging": script_args.loss_averaging,
+        "group_by_modality_length": script_args.group_by_modality_length,
+        "tf32": bool(torch.cuda.is_available() and torch.backends.cuda.matmul.allow_tf32),
         **_device_facts(),
         "versions": _versions(),
         **built,
@@ -253,6 +258,8 @@ def worker(summary_file: str, argv: list[str]) -> int:
         if timed:
             step_s = sum(timed) / len(timed)
             summary.update(step_s=step_s, samples_per_s=samples_per_step / step_s)
+            summary.update(step_s_min=min(timed), step_s_max=max(timed), step_s_median=statistics.median(timed))
+            summary["step_s_sd"] = statistics.stdev(timed) if len(timed) > 1 else 0.0
             summary["tokens_per_s"] = sum(s["tokens"] for s in steps) / sum(timed)
             # 6 x parameters x tokens/s: the usual training-FLOP estimate (no attention, no recomputation)
             summary["tflops_6n"] = 6 * summary["parameters"] * summary["tokens_per_s"] / 1e12

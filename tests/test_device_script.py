@@ -3,12 +3,15 @@
 The script's PREPARE_ONLY path runs for real (data build, the LLaVA-1.5 skeleton, the offload fallback config), in
 its REHEARSE form (tiny widths and depths, same classes and 576 image tokens); then the worker it launches,
 ``bench_train.py --worker --random-weights``, trains that skeleton for two steps with plain python and writes its
-summary, and fails like an out-of-memory run when told to. (The full rehearsal under DeepSpeed takes minutes:
-``REHEARSE=1 REHEARSE_FORCE_FALLBACK=1 bash benchmarks/device_train_7b.sh 3``.)
+summary, and fails like an out-of-memory run when told to. benchmarks/device_check.py: the preflight names a missing or
+too old requirement in one line, the memory plan puts the 7B where it fits, the carry list pins this environment.
+(The full rehearsal under DeepSpeed takes minutes: ``REHEARSE=1 REHEARSE_FORCE_FALLBACK=1 bash
+benchmarks/device_train_7b.sh 3``.)
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -61,7 +64,8 @@ def test_prepare_only_builds_the_data_the_skeleton_and_the_fallback_config(prepa
 
     work, stdout = prepared
     assert "PREPARE_ONLY=1: no training" in stdout
-    assert "MISSING" not in stdout and "VERSION" not in stdout, stdout  # every carried requirement is met here
+    assert "preflight ok: " in stdout, stdout  # every requirement met, every module imported
+    assert "PLAN=full FALLBACK=offload SMALL_BATCH=4" in stdout  # the CPU's memory stands in for the GPU's here
     rows = load_dataset(str(work / "dataset"), "all", split="train")
     assert len(rows) > 100 and f"{len(rows)} samples" in stdout
 
@@ -101,9 +105,14 @@ def test_worker_trains_the_random_skeleton_and_writes_its_summary(prepared, tmp_
     assert summary["samples_per_s"] > 0 and summary["tokens_per_s"] > summary["samples_per_s"]
     assert summary["versions"]["transformers"] and summary["memory"]["host_peak_rss_gib"] > 0
     (tmp_path / "summary.json").rename(tmp_path / "device_train_7b_full.json")  # what the script's summary reads
+    assert summary["step_s_min"] == summary["step_s_max"] == summary["step_s_median"] == summary["step_s"]
+    assert summary["step_s_sd"] == 0 and summary["loss_averaging"] == "micro_batch"
+    assert summary["attention"] == "sdpa" and summary["group_by_modality_length"] is True
     out = _summary(tmp_path, 2)  # no warm-up interval here: one timed step
-    assert f"step s {summary['step_s']:.3f} over 1 steps; samples/s {summary['samples_per_s']:.2f}" in out, out
-    assert "not enough" not in out and "nan" not in out
+    spread = f"median {summary['step_s']:.3f}, min {summary['step_s']:.3f}, max {summary['step_s']:.3f}, sd 0.000"
+    assert f"step s {summary['step_s']:.3f} over 1 steps ({spread}); samples/s {summary['samples_per_s']:.2f}" in out
+    assert f"tokens/s {summary['tokens_per_s']:.0f}" in out and "peak GPU memory: none (no GPU)" in out, out
+    assert "attention sdpa" in out and "not enough" not in out and "nan" not in out
 
 
 def _summary(results: Path, steps: int, **env: str) -> str:
@@ -160,3 +169,56 @@ def test_random_weights_are_built_on_meta_and_initialised_like_a_fresh_model(pre
             assert torch.equal(built, param), name  # ones
         elif param.numel() > 1000:
             assert 0.8 < float(built.detach().std() / param.detach().std()) < 1.25, name  # same init, new draw
+
+
+def _device_check():
+    spec = importlib.util.spec_from_file_location("device_check", REPO / "benchmarks" / "device_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_distribution(site: Path, name: str, version: str, *requires: str) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {requirement}" for requirement in requires]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_the_preflight_names_what_is_missing_or_too_old_in_one_line(tmp_path):
+    """An image with huggingface_hub 1.33 (transformers 5.25 needs >= 2.4) and a trl that needs an absent package."""
+    site = tmp_path / "site"
+    _fake_distribution(site, "huggingface_hub", "1.33.0")
+    _fake_distribution(site, "trl", "1.16.0", "no-such-package-ki>=1", "transformers>=4.56.2")
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}"}
+    command = [sys.executable, str(REPO / "benchmarks" / "device_check.py"), "preflight", "--rehearse"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("preflight: ") and "--fetch-wheels" in line
+    assert "huggingface-hub 1.33.0 does not satisfy" in line and "no-such-package-ki missing (needed by trl)" in line
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_memory_plan_puts_the_7b_where_it_fits(prepared):
+    """Full state on an H200; the optimizer in host memory on an H100 only when the host has ~111 GiB; else none."""
+    check = _device_check()
+    total, trained = 7_063_000_000, 6_760_000_000  # llava-1.5-7b-hf, vision tower frozen
+    h200 = check.memory_plan(total, trained, 8, gpu_gib=139.8, host_gib=120)
+    assert (h200["plan"], h200["fallback"]) == ("full", "offload")
+    assert 110 < h200["need_gib"]["full"] < 125  # DeepSpeed's estimator: ~119 GiB
+    assert check.memory_plan(total, trained, 8, gpu_gib=139.8, host_gib=60)["fallback"] == "small"
+    assert check.memory_plan(total, trained, 8, gpu_gib=79.6, host_gib=120)["plan"] == "offload"
+    assert check.memory_plan(total, trained, 8, gpu_gib=79.6, host_gib=100)["plan"] == "none"
+    assert check.memory_plan(total, trained, 1, gpu_gib=139.8, host_gib=60)["fallback"] == "none"  # no half of 1
+    work, _ = prepared
+    total, trained = check.parameter_counts(str(work / "llava-1.5-7b"))  # the tiny skeleton, on the meta device
+    assert 0 < trained < total < 10_000_000
+
+
+def test_the_carry_list_pins_this_environment_and_leaves_the_image_its_cuda_stack():
+    carried = dict(pin.split("==") for pin in _device_check().carry_list())
+    for name in ("transformers", "trl", "deepspeed", "datasets", "huggingface-hub", "kernels", "pycocotools"):
+        assert carried[name] == importlib.metadata.version(name), name
+    assert not {"torch", "numpy", "pyarrow", "triton"} & set(carried)

@@ -66,6 +66,22 @@ def test_llava_recipes_are_the_papers_table_2(recipe, tmp_path):
     assert yaml.safe_load(recipe.read_text())["bf16"] is True
 
 
+@pytest.mark.parametrize("recipe", LLAVA_RECIPES, ids=lambda p: p.name)
+def test_llava_recipes_train_as_llava_15_did(recipe, tmp_path):
+    """No clipping, loss per micro-batch, LLaVA's length grouping, tf32, flash-attention where installed."""
+    script_args, args, model_args = _parse(recipe, "--output_dir", str(tmp_path))
+    assert args.max_grad_norm == 0
+    assert script_args.loss_averaging == "micro_batch" and script_args.group_by_modality_length
+    assert script_args.tokenizer_legacy and model_args.attn_implementation == "auto"
+    assert yaml.safe_load(recipe.read_text())["tf32"] is True
+    # no CUDA GPU in the tests: the recipe's tf32 is left off rather than refused (transformers refuses it)
+    assert args.tf32 is None and script_args.recipe_tf32_left_off
+    script_args, args, _ = _parse(recipe, "--output_dir", str(tmp_path), "--tf32", "false")
+    assert args.tf32 is False and not script_args.recipe_tf32_left_off
+    with pytest.raises(TrainingConfigError, match="tf32"):  # asked for on the command line: refused, in one line
+        _parse(recipe, "--output_dir", str(tmp_path), "--tf32", "true")
+
+
 def test_ablation_recipes_differ_from_the_full_one_only_in_data_and_output():
     full = yaml.safe_load((REPO / "recipes/llava-1.5-7b/sft/config_full.yaml").read_text())
     for task in ("conversation", "detailed_description", "complex_reasoning"):

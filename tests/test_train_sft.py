@@ -241,7 +241,7 @@ def test_zero3_launch_trains_and_saves_canonical_full_weights(num_processes, tin
     proc = _accelerate(num_processes, [*argv, "--max_steps", "3"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    assert f"DeepSpeed ZeRO-3 on {num_processes} process" in proc.stderr
+    assert f"DeepSpeed ZeRO-3, gradient_clipping 0.0 on {num_processes} process" in proc.stderr  # "auto" filled
     assert "parameters partitioned by ZeRO-3 at load" in proc.stderr
     if num_processes == 2:
         assert f"resuming from {out / 'checkpoint-2'}" in proc.stderr
@@ -302,6 +302,21 @@ def test_check_only_validates_without_loading_or_training(tiny_llava_dir, sft_da
     empty_root.mkdir()
     code = run(_argv(tiny_llava_dir, (sft_dataset[0], empty_root), out, "--check_only"))
     _assert_one_line_error(code, capsys.readouterr().err, "missing under coco_root")
+
+
+def test_check_only_prints_the_effective_settings_beside_llavas(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--check_only", "--gradient_accumulation_steps", "2")
+    assert run(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ok: ") and out[1] == "settings (* differs from LLaVA-1.5):"
+    rows = {line[2:].split("  ")[0]: line for line in out[2:]}
+    assert rows["gradient clipping"] == "  gradient clipping  off (max_grad_norm 0)"
+    assert rows["loss averaging"].startswith("  loss averaging     micro_batch")
+    assert "group_by_modality_length" in rows["batches"] and "2 per device x 2 accumulation" in rows["global batch"]
+    assert {"tf32", "attention", "Llama tokenizer", "max_length", "images", "vision tower"} <= set(rows)
+    assert run([*argv, "--max_grad_norm", "1", "--loss_averaging", "tokens"]) == 0
+    out = capsys.readouterr().out
+    assert "* gradient clipping  at norm 1 (max_grad_norm)" in out and "* loss averaging     tokens" in out
 
 
 def test_a_revision_of_a_local_folder_is_refused(tiny_llava_dir, sft_dataset, tmp_path, capsys):

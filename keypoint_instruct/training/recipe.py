@@ -20,8 +20,11 @@ from pathlib import Path
 from trl import TrlParser
 
 from keypoint_instruct.errors import KeypointInstructError, TrainingConfigError
+from keypoint_instruct.training.parity import LOSS_AVERAGING, MICRO_BATCH, TOKENS, tf32_available
 from keypoint_instruct.training.upstream import parser_actions, set_option_help
 from keypoint_instruct.vocab import ALL, DATASET_CONFIGS, TASKS
+
+logger = logging.getLogger(__name__)
 
 CHAT_TEMPLATE_HELP = (
     "Jinja chat template file (.jinja/.j2), e.g. recipes/chat_templates/llava-1.5.jinja. A relative path is read "
@@ -66,6 +69,29 @@ class ScriptArguments:
             "nargs": "+",
         },
     )
+    loss_averaging: str = field(
+        default=MICRO_BATCH,
+        metadata={
+            "help": f"{MICRO_BATCH}: each micro-batch's loss is the mean over its trained tokens, then the "
+            f"micro-batches (and devices) are averaged, as LLaVA-1.5 (transformers 4.37) trained; {TOKENS}: one mean "
+            "over every trained token of the global batch (transformers 5 / TRL), so long answers weigh more.",
+            "choices": list(LOSS_AVERAGING),
+        },
+    )
+    group_by_modality_length: bool = field(
+        default=True,
+        metadata={
+            "help": "LLaVA-1.5's sampler: each optimizer step's samples, drawn at random, are dealt into "
+            "micro-batches of about equal length (words). false: train_sampling_strategy picks the order (random)."
+        },
+    )
+    tokenizer_legacy: bool = field(
+        default=True,
+        metadata={
+            "help": "Load a Llama tokenizer with legacy=True (a \u2581 word-start after every special token), which "
+            "gives the prompt ids LLaVA-1.5 trained on; false keeps what the model folder says (llava-hf: false)."
+        },
+    )
     check_only: bool = field(
         default=False,
         metadata={
@@ -73,6 +99,9 @@ class ScriptArguments:
             "what would be trained, and exit without loading the model (run with plain python before a launch)."
         },
     )
+
+    # Set by RecipeParser when the recipe's tf32: true was left off for want of a CUDA GPU with TF32 (not a flag).
+    recipe_tf32_left_off: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.dataset_name:
@@ -178,8 +207,15 @@ class RecipeParser(TrlParser):
     def error(self, message: str):
         raise TrainingConfigError(message)
 
+    tf32_left_off = False  # the recipe's tf32: true, dropped on a machine without a CUDA GPU with TF32
+
     def set_defaults_with_config(self, **config) -> list[str]:
         check_recipe_values(parser_actions(self), config, self.recipe_name)
+        if config.get("tf32") is True and not tf32_available():
+            # transformers refuses tf32 without such a GPU; the recipes ask for it as LLaVA-1.5 did, for GPU runs
+            config = {**config, "tf32": None}
+            self.tf32_left_off = True
+            logger.info("tf32: true in %s left off: no CUDA GPU with TF32 here", self.recipe_name)
         return super().set_defaults_with_config(**config)
 
     def parse_args_and_config(self, args=None, **kwargs) -> tuple:
@@ -188,12 +224,16 @@ class RecipeParser(TrlParser):
         args = sys.argv[1:] if args is None else list(args)
         self.recipe_name = Path(args[args.index("--config") + 1]).name if "--config" in args[:-1] else "recipe"
         try:
-            return tuple(super().parse_args_and_config(args, **kwargs))
+            parsed = tuple(super().parse_args_and_config(args, **kwargs))
         except KeypointInstructError:
             raise
         except (ValueError, OSError) as err:  # unknown YAML key, bad value, missing recipe file
             message = " ".join(str(err).split())
             raise TrainingConfigError(f"training config: {message}") from err
+        for item in parsed:
+            if isinstance(item, ScriptArguments):
+                item.recipe_tf32_left_off = self.tf32_left_off and not any(a.startswith("--tf32") for a in args)
+        return parsed
 
 
 def is_main_process() -> bool:

@@ -26,8 +26,17 @@ from keypoint_instruct.training.checkpoints import (
 )
 from keypoint_instruct.training.data import check_bench_images, check_image_placeholders, load_sft_dataset
 from keypoint_instruct.training.images import check_images, image_transform
+from keypoint_instruct.training.parity import (
+    MICRO_BATCH,
+    averaging_per_micro_batch,
+    check_parity_settings,
+    length_grouped_sampler,
+    resolve_attention,
+    settings_lines,
+)
 from keypoint_instruct.training.recipe import ScriptArguments, check_training_numbers
-from keypoint_instruct.training.upstream import resuming_by_saved_names
+from keypoint_instruct.training.tokenizer import load_processor
+from keypoint_instruct.training.upstream import resuming_by_saved_names, with_train_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ def check_inputs(script_args: ScriptArguments, training_args, model_args, *, rep
     the current folder, else to ``repo_dir``) in ``training_args``.
     """
     check_training_numbers(training_args)
+    check_parity_settings(script_args, training_args)
     model = model_args.model_name_or_path
     if not model:
         raise TrainingConfigError("model_name_or_path is required: a Hub id (llava-hf/llava-1.5-7b-hf) or a folder")
@@ -83,15 +93,23 @@ def build_trainer(
     from trl import SFTTrainer
 
     dataset, _ = check_inputs(script_args, training_args, model_args, repo_dir=repo_dir)
+    for line in settings_lines(script_args, training_args, model_args):
+        logger.info("setting %s", line)
     train_dataset = dataset.select_columns(["messages", "images"]).with_transform(
         image_transform(script_args.coco_root, pad=script_args.pad_to_square)
     )
-    processor, model = _load_processor_and_model(training_args, model_args, make_model)
+    model_args.attn_implementation, why = resolve_attention(model_args.attn_implementation, model_args.dtype)
+    logger.info("attention: %s (%s)", model_args.attn_implementation, why)
+    processor, model = _load_processor_and_model(script_args, training_args, model_args, make_model)
     if any(hasattr(param, "ds_numel") for param in model.parameters()):
         logger.info("parameters partitioned by ZeRO-3 at load")
     if script_args.freeze_vision_tower:
         freeze_vision_tower(model)
     trainer_class = resuming_by_saved_names(SFTTrainer, load_checkpoint_weights)
+    if script_args.loss_averaging == MICRO_BATCH:
+        trainer_class = averaging_per_micro_batch(trainer_class)
+    if script_args.group_by_modality_length:
+        trainer_class = with_train_sampler(trainer_class, length_grouped_sampler)
     return trainer_class(
         model=model,
         args=training_args,
@@ -101,14 +119,14 @@ def build_trainer(
     )
 
 
-def _load_processor_and_model(training_args, model_args, make_model: Callable[[], Any] | None) -> tuple:
+def _load_processor_and_model(script_args, training_args, model_args, make_model: Callable[[], Any] | None) -> tuple:
     """The processor first (small: a wrong name or revision fails here rather than after a 7B load), then the model."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     name, revision = model_args.model_name_or_path, model_args.model_revision
     try:
-        processor = AutoProcessor.from_pretrained(name, revision=revision)
+        processor = load_processor(name, revision, legacy=script_args.tokenizer_legacy)
         check_loaded_chat_template(
             processor, training_args.chat_template_path, assistant_only_loss=training_args.assistant_only_loss
         )

@@ -71,8 +71,14 @@ def build_tokenizer(vocab_size: int = VOCAB_SIZE, corpus: Sequence[str] = (_CORP
     )
 
 
-def build_tiny_llava(out_dir: Path | str, *, seed: int = 0, chat_template_path: Path | str = CHAT_TEMPLATE_PATH):
-    """Build a tiny random LLaVA with its processor, save both under ``out_dir`` and return the path."""
+def build_tiny_llava(
+    out_dir: Path | str, *, seed: int = 0, chat_template_path: Path | str = CHAT_TEMPLATE_PATH, tokenizer=None
+):
+    """Build a tiny random LLaVA with its processor, save both under ``out_dir`` and return the path.
+
+    ``tokenizer``: use this one (it must know ``<image>``, ``<s>``, ``</s>`` and a pad token) instead of training a
+    small byte-level BPE, e.g. the real Llama-2 vocabulary of tests/training/test_tokenizer.py.
+    """
     import torch
     from transformers import (
         CLIPImageProcessorPil,
@@ -85,7 +91,7 @@ def build_tiny_llava(out_dir: Path | str, *, seed: int = 0, chat_template_path: 
 
     out_dir = Path(out_dir)
     chat_template = load_chat_template(chat_template_path)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer() if tokenizer is None else tokenizer
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     text_config = LlamaConfig(
         vocab_size=len(tokenizer),

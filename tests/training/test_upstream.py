@@ -42,3 +42,12 @@ def test_parser_options_are_listed_and_one_help_text_replaced():
     assert [a.type for a in parser_actions(parser) if a.dest == "steps"] == [int]
     set_option_help(parser, "--steps", "new words")
     assert "new words" in parser.format_help() and "old" not in parser.format_help()
+
+
+def test_the_trainer_still_draws_its_training_sampler_from_get_train_sampler():
+    """with_train_sampler overrides this private method; parity's trainer test checks the sampler really is used."""
+    import inspect
+
+    from transformers import Trainer
+
+    assert list(inspect.signature(Trainer._get_train_sampler).parameters) == ["self", "train_dataset"]
