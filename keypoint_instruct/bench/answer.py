@@ -91,12 +91,15 @@ def answer_hf(
         return 0
     import torch
     from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     from keypoint_instruct.training.images import pad_to_square
+    from keypoint_instruct.training.tokenizer import load_processor
 
     try:
-        processor = AutoProcessor.from_pretrained(model_path)
+        # the prompt ids LLaVA-1.5 trained on (a ▁ before every text piece), as training uses: base and
+        # fine-tuned models are asked alike
+        processor = load_processor(model_path)
         model = AutoModelForImageTextToText.from_pretrained(
             model_path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32
         )
