@@ -219,6 +219,6 @@ def test_the_memory_plan_puts_the_7b_where_it_fits(prepared):
 
 def test_the_carry_list_pins_this_environment_and_leaves_the_image_its_cuda_stack():
     carried = dict(pin.split("==") for pin in _device_check().carry_list())
-    for name in ("transformers", "trl", "deepspeed", "datasets", "huggingface-hub", "kernels", "pycocotools"):
+    for name in ("transformers", "trl", "deepspeed", "datasets", "huggingface-hub", "kernels", "msgspec"):
         assert carried[name] == importlib.metadata.version(name), name
     assert not {"torch", "numpy", "pyarrow", "triton"} & set(carried)
