@@ -384,7 +384,9 @@ def test_loading_leaves_the_garbage_collector_as_it_was(coco_root):
         gc.freeze()  # the caller's frozen objects stay frozen
         frozen = gc.get_freeze_count()
         load_scenes(coco_root, "train2017")
-        assert gc.get_freeze_count() >= frozen > 0
+        # frozen objects may still die by reference count while loading (CI saw 3 of 854,849 go), so compare loosely:
+        # had the loader called gc.unfreeze, the count would be 0
+        assert frozen > 0 and gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
         (gc.enable if enabled else gc.disable)()
