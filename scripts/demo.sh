@@ -49,7 +49,7 @@ PY
 $KI push "$OUT/dataset" --repo-id your-org/keypoint_instruct --version 0.1.0 --dry-run
 
 step "4b. review page: each answer with its picture, context and what the build did with it (open it from file://)"
-$KI review --coco-root "$COCO" --split train2017 --cache "$OUT/teacher.sqlite" --out "$OUT/review"
+$KI review --coco-root "$COCO" --split train2014 --cache "$OUT/teacher.sqlite" --out "$OUT/review"
 
 step "5. fine-tune a tiny random LLaVA for a few steps: TRL SFTTrainer under DeepSpeed ZeRO-3 (CPU, gloo)"
 python scripts/make_tiny_llava.py "$OUT/tiny-llava"
