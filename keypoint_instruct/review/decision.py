@@ -79,8 +79,12 @@ def _place(finding: build_rules.Finding, question: str | None, answer: str) -> t
     """The build's finding placed in the question or the answer where its span stands (the answer first)."""
     fact = None
     if finding.fact:
-        who = f"Person {finding.person}" if finding.person else "no person in the image"
-        fact = f"{finding.claim}: {who}: {finding.fact}" if finding.claim else finding.fact
+        if not finding.claim:
+            fact = finding.fact
+        elif finding.person:
+            fact = f"“{finding.claim}”, said of Person {finding.person}: {finding.fact}"
+        else:  # the sentence names no one person: the claim was checked against everyone, and fits no one
+            fact = f"“{finding.claim}” fits no one in the image: {finding.fact}"
     for where, text in (("answer", answer), ("question", question)):
         if text and finding.span and (start := text.find(finding.span)) >= 0:
             return (Finding(finding.reason, start, start + len(finding.span), finding.span, where, fact),)

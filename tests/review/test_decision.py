@@ -143,3 +143,21 @@ def test_the_answer_used_among_several_is_the_one_the_build_uses(scene, coco_roo
             assert {row["response_key"] for row in rows} == {used.key}
         else:
             assert used.finish_reason == "length"
+
+
+def test_a_contradicted_claim_names_its_claim_whom_it_was_checked_against_and_the_fact():
+    from tests.dataset.test_verify import SITTING_RIGHT, body, person
+    from tests.dataset.test_verify import scene as posed
+
+    two = posed(person(body(), at=150, ident=1), person(SITTING_RIGHT, at=450, ident=2))
+    text = "Question: What are they doing?\nAnswer: {}"
+    said = decide(response("conversation", text.format("The person on the left is sitting down."), scene=two),
+                  two, instruction=instruction)  # fmt: skip
+    (finding,) = said.parts[0].findings
+    assert said.parts[0].reason == quality.POSE_CONTRADICTION and finding.text.startswith("The person on the left")
+    assert finding.fact.startswith("\u201csitting\u201d, said of Person 1: ")
+    nobody = decide(response("conversation", text.format("Someone is lying on the grass."), scene=two),
+                    two, instruction=instruction)  # fmt: skip
+    (finding,) = nobody.parts[0].findings
+    assert finding.fact.startswith("\u201clying") and "\u201d fits no one in the image: Person 1: " in finding.fact
+    assert "Person 2" in finding.fact
