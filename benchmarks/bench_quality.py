@@ -2,6 +2,7 @@
 """How well the build's quality decisions match the labelled set: leaks, refusals, contradictions, good answers.
 
     .venv/bin/python benchmarks/bench_quality.py [--realposes ../shared/realposes] [--no-verify-poses] [--quiet]
+        [--set FILE] [--scenes FILE]
 
 Runs :func:`keypoint_instruct.dataset.decide.decide`, the function ``keypoint-instruct build`` runs on every teacher
 response, over each item of ``benchmarks/quality_set/labelled.jsonl`` (one question/answer pair or one description)
@@ -12,6 +13,13 @@ built from ``quality_set/scenes.json``. Prints, per label, how many items the bu
 dropped), per reason code its precision and recall, the confusion of labels and decisions, and every item decided
 against its label. The expected reason of an item is its label's (``refusal``, ``pose_contradiction``, ``kept``), and
 for a leak the code that covers its kind (``angle`` -> ``leak_angle``, ``source_text`` -> ``names_source``, ...).
+
+``--set FILE`` scores another file of items in the same format (e.g. the held-out set
+``quality_set/heldout.jsonl``); ``--scenes FILE`` adds the synthetic scenes of another file (e.g.
+``quality_set/heldout_scenes.json``) to those of ``quality_set/scenes.json``, so items may name scenes of either.
+
+    .venv/bin/python benchmarks/bench_quality.py --set benchmarks/quality_set/heldout.jsonl \
+        --scenes benchmarks/quality_set/heldout_scenes.json
 """
 
 from __future__ import annotations
@@ -44,9 +52,9 @@ LEAK_CODES = {
 }
 
 
-def load_items(folder: Path = SET) -> list[dict]:
-    """The labelled items, in file order."""
-    with (folder / "labelled.jsonl").open(encoding="utf-8") as handle:
+def load_items(folder: Path = SET, path: Path | None = None) -> list[dict]:
+    """The labelled items, in file order: ``folder/labelled.jsonl``, or the file ``path`` when given."""
+    with (path or folder / "labelled.jsonl").open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
@@ -70,10 +78,23 @@ def synthetic_scene(number: int, raw: dict) -> Scene:
     )
 
 
-def load_set_scenes(folder: Path = SET, realposes: Path | None = REALPOSES) -> dict[str, Scene]:
-    """``"synth:<name>"`` and ``"realposes:<image id>"`` -> Scene (the real ones only when ``realposes`` is given)."""
+def load_set_scenes(
+    folder: Path = SET, realposes: Path | None = REALPOSES, extra: Path | None = None
+) -> dict[str, Scene]:
+    """``"synth:<name>"`` and ``"realposes:<image id>"`` -> Scene (the real ones only when ``realposes`` is given).
+
+    The synthetic scenes are those of ``folder/scenes.json`` plus, when ``extra`` names another file in the same
+    format, its scenes (numbered on after the first file's; a name in both files is an error).
+    """
     raw = json.loads((folder / "scenes.json").read_text(encoding="utf-8"))
     scenes = {f"synth:{entry['name']}": synthetic_scene(i, entry) for i, entry in enumerate(raw, start=1)}
+    if extra is not None and extra.resolve() != (folder / "scenes.json").resolve():
+        more = json.loads(extra.read_text(encoding="utf-8"))
+        for i, entry in enumerate(more, start=len(raw) + 1):
+            key = f"synth:{entry['name']}"
+            if key in scenes:
+                raise ValueError(f"{extra}: scene {entry['name']!r} is also in {folder / 'scenes.json'}")
+            scenes[key] = synthetic_scene(i, entry)
     if realposes is not None:
         scenes.update({f"realposes:{k}": v for k, v in load_scenes(realposes, "val2017").items()})
     return scenes
@@ -159,12 +180,32 @@ def main() -> int:
     parser.add_argument("--realposes", type=Path, default=REALPOSES, help="the real-pose COCO tree (split val2017)")
     parser.add_argument("--no-verify-poses", dest="verify_poses", action="store_false", help="as `build` has it")
     parser.add_argument("--quiet", action="store_true", help="do not list the items decided against their label")
+    parser.add_argument(
+        "--set",
+        dest="item_set",
+        type=Path,
+        default=SET / "labelled.jsonl",
+        metavar="FILE",
+        help="the items to score (default: quality_set/labelled.jsonl; e.g. quality_set/heldout.jsonl)",
+    )
+    parser.add_argument(
+        "--scenes",
+        type=Path,
+        default=SET / "scenes.json",
+        metavar="FILE",
+        help="synthetic scenes to add to quality_set/scenes.json (e.g. quality_set/heldout_scenes.json)",
+    )
     args = parser.parse_args()
     if not (args.realposes / "annotations").is_dir():
         where = args.realposes
         print(f"bench_quality: error: {where} is not the realposes COCO tree; pass --realposes", file=sys.stderr)
         return 2
-    items, scenes = load_items(), load_set_scenes(realposes=args.realposes)
+    items = load_items(path=args.item_set)
+    scenes = load_set_scenes(realposes=args.realposes, extra=args.scenes)
+    unknown = sorted({item["scene"] for item in items} - scenes.keys())
+    if unknown:
+        print(f"bench_quality: error: scenes not found: {', '.join(unknown)}; pass --scenes", file=sys.stderr)
+        return 2
     decided = [decided_reason(item, scenes[item["scene"]], verify_poses=args.verify_poses) for item in items]
     print(f"pose verification: {'on' if args.verify_poses else 'off'}")
     print_report(items, decided, quiet=args.quiet)
