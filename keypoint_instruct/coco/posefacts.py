@@ -133,6 +133,12 @@ def _facing(joints: dict, scale: float, torso: tuple[Point, Point] | None) -> st
         if abs(dx) < 0.3 * scale:  # shoulders nearly in line: side view
             if not face_pts:
                 return None
+            nose, ears = point(joints, "nose"), [point(joints, f"{side}_ear") for side in SIDES]
+            ears = [ear for ear in ears if ear]
+            if nose and ears:  # in profile the nose is ahead of the ears, however the head or the body tilts
+                ahead = nose[0] - sum(ear[0] for ear in ears) / len(ears)
+                if abs(ahead) >= 0.1 * scale:
+                    return "left" if ahead < 0 else "right"
             head = (sum(p[0] for p in face_pts) / len(face_pts), sum(p[1] for p in face_pts) / len(face_pts))
             dx, dy = head[0] - (ls[0] + rs[0]) / 2, head[1] - (ls[1] + rs[1]) / 2
             side = (1.0, 0.0)  # the body's sideways direction: image x for an upright body ...

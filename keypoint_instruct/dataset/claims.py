@@ -185,6 +185,12 @@ def _reported(text: str) -> bool:
     return bool(_has(text, rep["sources"]) and _has(text, rep["verbs"]))
 
 
+def _hedge_before(before: str, hedges: list[str]) -> bool:
+    """A degree word just before the claim ("slightly crouched", "half-kneeling", "a bit bent"): not a plain claim."""
+    pattern = "|".join(re.escape(h) for h in sorted(hedges, key=len, reverse=True))
+    return bool(re.search(rf"\b(?:{pattern})(?:\s+|-)$", before, re.I))
+
+
 def _blocked(text: str, claim: Claim, data: dict) -> bool:
     """Negated, modal, conditional, hedged or generic: not a plain statement about the picture."""
     before = text[: claim.start]
@@ -192,7 +198,7 @@ def _blocked(text: str, claim: Claim, data: dict) -> bool:
         return True
     if re.search(r"\bto\s+(?:\w+ly\s+)?$", before, re.I):  # "to stand", "to stay upright": an aim, not a state
         return True
-    if _has(claim.words, data["hedged"]) or re.search(r"\b(?:almost|nearly|not quite)\s+$", before, re.I):
+    if _has(claim.words, data["hedged"]) or _hedge_before(before, data["hedged"]):
         return True
     after = text[claim.start + len(claim.words) :]
     if re.match(r"\s*(?:or|and/or)\b", after, re.I) and claim.name in ("standing", "sitting", "crouching", "kneeling"):

@@ -161,6 +161,20 @@ def test_leaning_back_in_side_view_is_not_read_as_facing_the_other_way():
     assert facts.lean_direction == "backward" and facts.lean_degrees == 20
 
 
+def test_a_deep_forward_tuck_faces_where_the_nose_points_past_the_ears():
+    # A skier in a tuck facing right, torso 55 degrees forward, head raised to look ahead: the head sits above the
+    # torso's line (on its back side), so the across-the-torso rule alone read her as facing left and leaning back.
+    joints = {"nose": (512, 296), "right_eye": (510, 286), "right_ear": (494, 280), "left_shoulder": (471, 326),
+              "right_shoulder": (466, 320), "left_hip": (382, 388), "right_hip": (378, 382),
+              "left_knee": (466, 415), "right_knee": (464, 400), "left_ankle": (430, 492),
+              "right_ankle": (433, 479)}  # fmt: skip
+    facts = facts_of(joints, bbox=(366, 256, 220, 246))
+    assert facts.facing == "right"
+    assert facts.lean_direction == "forward" and facts.lean_degrees == 50
+    mirrored = {name: (900 - x, y) for name, (x, y) in joints.items()}
+    assert facts_of(mirrored, bbox=(900 - 586, 256, 220, 246)).facing == "left"
+
+
 def test_lying_person_has_no_facing_from_the_head_beyond_the_shoulders():
     joints = {"nose": (60, 210), "left_shoulder": (100, 200), "right_shoulder": (100, 220), "left_hip": (180, 202),
               "right_hip": (180, 222), "left_knee": (240, 205), "left_ankle": (300, 205)}  # fmt: skip

@@ -93,6 +93,9 @@ STANDER = scene(person(body()))
         ("He leans forward a little as he walks.", False),  # a lean towards the camera cannot be seen from the front
         ("He is bent sharply forward at the waist.", True),  # ... but a deep bend would shorten the torso
         ("He is jumping.", False),  # no ground to measure from
+        ("He waits in a crouched ready position.", True),
+        ("He waits in a slightly crouched ready position.", False),  # a degree word: not a plain claim
+        ("He is half-kneeling by the path.", False),
     ],
 )
 def test_claims_about_one_standing_person(text, contradicted):
