@@ -20,6 +20,12 @@ from keypoint_instruct.errors import KeypointInstructError
 COMMAND_MODULES = ("contexts", "generate", "batch", "cache", "dataset", "review", "bench")
 
 
+VERBOSE_HELP = (
+    "log this tool's debug messages to stderr (why each wait and retry happened) and the HTTP client's one line "
+    "per request; other libraries stay at INFO"
+)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit code 2."""
 
@@ -35,21 +41,32 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_HELP,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"keypoint_instruct.cli.{name}").register(subparsers)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` also after the subcommand (``generate ... -v``); unset there, it leaves the top-level value alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                if "--verbose" not in sub._option_string_actions:
+                    sub.add_argument(
+                        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+                    )
+                _verbose_everywhere(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # -v: only our DEBUG lines (httpcore and the OpenAI client would add ~15 per request)
+    logging.getLogger("keypoint_instruct").setLevel(logging.DEBUG if args.verbose else logging.NOTSET)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return BAD_INPUT

@@ -525,3 +525,18 @@ def test_generate_never_resends_what_waits_in_a_batch(fake_openai, coco_root, tm
     assert main(["batch", "collect", "--cache", str(cache_path), *endpoint]) == 0
     with ResponseCache(cache_path) as cache:
         assert len(list(cache.iter_responses())) == 12
+
+
+def test_verbose_after_the_subcommand_shows_our_debug_lines_and_not_the_http_libraries(
+    fake_openai, coco_root, tmp_path
+):
+    argv = generate_args(coco_root, tmp_path / "v.sqlite", "--task", "conversation", "--limit", "2")
+    env = {"OPENAI_API_KEY": "sk-test-0000", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    argv = [*CLI, *argv, "--base-url", fake_openai.base_url, "--no-progress", "-v"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    debug = [line for line in done.stderr.splitlines() if line.startswith("DEBUG ")]
+    assert "DEBUG keypoint_instruct.llm.online.waits: waiting for the run's first request" in done.stderr
+    assert all(line.startswith("DEBUG keypoint_instruct.") for line in debug), debug[:5]
+    quiet = subprocess.run(argv[:-1], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert quiet.returncode == 0 and "DEBUG " not in quiet.stderr
