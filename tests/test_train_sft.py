@@ -566,3 +566,18 @@ def test_exclude_bench_refuses_a_dataset_holding_a_benchmark_image(tiny_llava_di
     _assert_one_line_error(code, capsys.readouterr().err, "holds 2 of the 2 images of benchmark", "--exclude-bench")
     assert run([*argv, str(write_bench(tmp_path / "apart", [max(held) + 1]))]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="bf16 is refused only where there is no GPU")
+def test_the_7b_recipe_on_a_cpu_says_which_flag_lets_it_run(tiny_llava_dir, sft_dataset, tmp_path, capsys):
+    argv = _argv(tiny_llava_dir, sft_dataset, tmp_path / "out", "--check_only")
+    argv[argv.index("--config") + 1] = str(REPO / "recipes" / "llava-1.5-7b" / "sft" / "config_full.yaml")
+    code = run(argv)
+    _assert_one_line_error(code, capsys.readouterr().err, "bf16 needs a GPU", "--bf16 false")
+
+
+def test_help_leads_with_the_recipe_flag():
+    done = subprocess.run([sys.executable, "train_sft.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: train_sft.py [-h] --config RECIPE.yaml")
+    assert "  --config FILE" in done.stdout

@@ -194,6 +194,14 @@ def check_recipe_values(actions: list[argparse.Action], config: dict, recipe_nam
                 raise TrainingConfigError(f"recipe {recipe_name}: {key}: {item!r} is not one of {choices}")
 
 
+RECIPE_USAGE = (
+    "Fine-tune LLaVA-1.5 on keypoint-instruct data: python train_sft.py --config RECIPE.yaml [--FLAG VALUE ...] "
+    "(or under `accelerate launch`). The recipe sets any of the flags below; a flag on the command line wins over "
+    "the recipe. The ones a run usually changes: --dataset_name, --coco_root, --output_dir, --model_name_or_path, "
+    "--check_only (check the recipe, data and images in seconds, print the effective settings, train nothing)."
+)
+
+
 class RecipeParser(TrlParser):
     """A TrlParser whose refusals are one TrainingConfigError: a flag argparse cannot read (``--learning_rate abc``)
     is one error line, not the 150-line usage; a recipe value of the wrong type or an unknown key is refused."""
@@ -203,6 +211,10 @@ class RecipeParser(TrlParser):
     def __init__(self, dataclass_types, **kwargs) -> None:
         super().__init__(dataclass_types, **kwargs)
         set_option_help(self, "--chat_template_path", CHAT_TEMPLATE_HELP)
+        self.description = RECIPE_USAGE
+        self.usage = "train_sft.py [-h] --config RECIPE.yaml [--FLAG VALUE ...] (every flag below)"
+        # for --help only: TrlParser takes --config out of the arguments before they are parsed
+        self.add_argument("--config", metavar="FILE", help="the recipe: a YAML file of the flags below")
 
     def error(self, message: str):
         raise TrainingConfigError(message)
@@ -229,6 +241,8 @@ class RecipeParser(TrlParser):
             raise
         except (ValueError, OSError) as err:  # unknown YAML key, bad value, missing recipe file
             message = " ".join(str(err).split())
+            if "bf16" in message and "use_cpu" in message:  # transformers' text names a fix that is not ours
+                message = "bf16 needs a GPU and this machine has none; add --bf16 false to train or check on the CPU"
             raise TrainingConfigError(f"training config: {message}") from err
         for item in parsed:
             if isinstance(item, ScriptArguments):
