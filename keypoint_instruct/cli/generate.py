@@ -167,9 +167,10 @@ def _say_cap_reached(summary, cap_usd: float) -> None:
         else ""
     )
     print(
-        f"keypoint-instruct: the --max-cost cap of ${cap_usd:g} was reached: ${summary.cost_usd:.4f} "
-        f"spent in this run,{abandoned} {summary.not_sent} requests left; every answer paid for is saved: rerun "
-        "with a higher --max-cost (or none) to continue",
+        f"keypoint-instruct: stopped at the --max-cost cap of ${cap_usd:g}: ${summary.cost_usd:.4f} spent in this "
+        f"run,{abandoned} and the next request's worst case (its prompt plus its whole output limit) would not fit "
+        f"under the cap; {summary.not_sent} requests left; every answer paid for is saved: rerun with a higher "
+        "--max-cost (or none) to continue",
         file=sys.stderr,
     )
 

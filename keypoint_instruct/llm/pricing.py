@@ -238,7 +238,8 @@ def format_estimate(estimate: CostEstimate) -> str:
         f"estimated input tokens: {estimate.input_tokens:,} (counted with {estimate.token_method}; "
         f"{estimate.cacheable_input_tokens:,} of them in repeated static prefixes a prompt cache can serve)",
         f"estimated output tokens: {estimate.output_tokens:,} (mean length of the task's few-shot answers; "
-        f"at most {estimate.max_output_tokens:,} with max_tokens)",
+        f"at most {estimate.max_output_tokens:,} with the output limit: max_tokens, or max_completion_tokens for a "
+        "reasoning model)",
     ]
     for model in estimate.models:
         price = price_for(model)
@@ -251,9 +252,10 @@ def format_estimate(estimate: CostEstimate) -> str:
     if estimate.unpriced_models:
         lines.append(f"no price known for {', '.join(estimate.unpriced_models)}: counted as $0")
     if estimate.reasoning_models:
+        verb = "bills" if len(estimate.reasoning_models) == 1 else "bill"
         lines.append(
-            f"{', '.join(estimate.reasoning_models)} also bill hidden reasoning tokens as output, not counted in the "
-            "expected output above: the cost can be several times higher, up to max_completion_tokens per request"
+            f"{', '.join(estimate.reasoning_models)} also {verb} hidden reasoning tokens as output, not counted in "
+            "the expected output above: the cost can be several times higher, up to max_completion_tokens per request"
         )
     lines.append(
         f"estimated cost sync: ${estimate.sync_usd:,.2f} without prompt-cache hits, "

@@ -48,7 +48,10 @@ def test_reasoning_model_requests_count_their_output_limit():
     estimate = estimate_requests([request])
     assert estimate.max_output_tokens == settings.reasoning_max_tokens and estimate.output_tokens > 0
     # their hidden reasoning is billed as output but is not in the few-shot answers the estimate measures
-    assert estimate.reasoning_models == ["gpt-5"] and "reasoning tokens" in format_estimate(estimate)
+    assert estimate.reasoning_models == ["gpt-5"] and "gpt-5 also bills hidden reasoning tokens" in format_estimate(
+        estimate
+    )
+    assert "max_completion_tokens for a reasoning model" in format_estimate(estimate)
     chat = estimate_requests([_request(messages)])
     assert chat.reasoning_models == [] and "reasoning tokens" not in format_estimate(chat)
 

@@ -63,7 +63,10 @@ def test_the_cap_stops_the_run_and_a_rerun_finishes_without_resending(fake_opena
         spent = cache.stats().cost_usd
         assert cache.stats().responses == answered
     assert 0 < spent <= cap
-    assert f"the --max-cost cap of ${cap:g} was reached: ${spent:.4f} spent in this run, {left} requests left" in err
+    assert (
+        f"stopped at the --max-cost cap of ${cap:g}: ${spent:.4f} spent in this run, and the next request's worst"
+        f" case (its prompt plus its whole output limit) would not fit under the cap; {left} requests left" in err
+    )
     assert "rerun with a higher --max-cost (or none)" in err
     assert len(fake_openai.chat_log()) == answered  # every request sent was answered and saved
 
