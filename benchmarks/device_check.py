@@ -290,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "plan":
         return plan(args.model_dir, args.batch, args.rehearse)
+    if not args.results.is_dir():
+        print(f"device_check: error: {args.results} is not a results folder of device_train_7b.sh", file=sys.stderr)
+        return 2
     print("\n".join(summarize(args.results, args.steps)) or f"no results in {args.results}")
     return 0
 

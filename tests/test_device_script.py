@@ -222,3 +222,15 @@ def test_the_carry_list_pins_this_environment_and_leaves_the_image_its_cuda_stac
     for name in ("transformers", "trl", "deepspeed", "datasets", "huggingface-hub", "kernels", "msgspec"):
         assert carried[name] == importlib.metadata.version(name), name
     assert not {"torch", "numpy", "pyarrow", "triton"} & set(carried)
+
+
+def test_the_summary_of_a_folder_that_is_not_there_is_an_error(tmp_path):
+    script = REPO / "benchmarks" / "device_train_7b.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--summary", str(tmp_path / "nothing"), "3"], capture_output=True,
+                          text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().endswith("is not a results folder of device_train_7b.sh")
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(["bash", str(script), "--summary", str(tmp_path / "empty"), "3"], capture_output=True,
+                          text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("no results in ")

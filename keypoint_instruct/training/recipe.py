@@ -214,7 +214,9 @@ class RecipeParser(TrlParser):
         self.description = RECIPE_USAGE
         self.usage = "train_sft.py [-h] --config RECIPE.yaml [--FLAG VALUE ...] (every flag below)"
         # for --help only: TrlParser takes --config out of the arguments before they are parsed
-        self.add_argument("--config", metavar="FILE", help="the recipe: a YAML file of the flags below")
+        self.add_argument(
+            "--config", metavar="FILE", default=argparse.SUPPRESS, help="the recipe: a YAML file of the flags below"
+        )  # SUPPRESS: no `config` left in the namespace, which HfArgumentParser would return as a fourth item
 
     def error(self, message: str):
         raise TrainingConfigError(message)
