@@ -42,7 +42,11 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=count(1), default=None, help="use only the first N selected images")
     parser.add_argument(
-        "--shard", type=_shard, default=None, metavar="I/N", help="take every N-th selected image, starting at I"
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="take every N-th selected image, starting at I (after --limit: `--limit 100 --shard 0/4` is 25 images)",
     )
     add_sampling_options(parser)
 
