@@ -17,6 +17,7 @@ from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
 from keypoint_instruct.cli.exits import DONE, exit_status
 from keypoint_instruct.cli.sampling import add_sampling_options
+from keypoint_instruct.cli.selection import teacher_model_of
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
 from keypoint_instruct.vocab import (
     CONTEXT_MODES,
@@ -110,7 +111,7 @@ def _register_build(steps) -> None:
         action="store_true",
         help="draw training images too (meta.json and every report then say so); for those who mean it",
     )
-    add_sampling_options(p, seed_flag="--teacher-seed")
+    add_sampling_options(p, seed_flag="--teacher-seed", for_benchmark=True)
     p.set_defaults(func=cmd_build)
 
 
@@ -250,6 +251,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from keypoint_instruct.llm.providers.openai import OpenAIChat
     from keypoint_instruct.llm.store.cache import ResponseCache
 
+    # as generate: the offline teacher answers as itself, with no endpoint (never recorded under another model)
+    model = teacher_model_of(args, offline=args.teacher == "offline")
+    settings = generation_settings(args, model)
     if not args.coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {args.coco_root} does not exist")
     if args.out.exists() and not args.out.is_dir():
@@ -258,12 +262,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.teacher == "offline":
         from keypoint_instruct.teacher.offline import OfflineTeacher
 
-        model = args.model or OfflineTeacher.model
-
         def make_teacher():
             return OfflineTeacher()
     else:
-        model = args.model or TEACHER_MODEL
         _require_key(args.base_url, f"teacher {model}", "or use --teacher offline")
 
         def make_teacher():
@@ -276,7 +277,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             args.out,
             make_teacher=make_teacher,
             cache=cache,
-            settings=generation_settings(args, model),
+            settings=settings,
             images=args.images,
             seed=args.seed,
             min_keypoints=args.min_keypoints,
