@@ -18,7 +18,15 @@ import mimetypes
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from keypoint_instruct.bench.layout import Answer, Bench, Question, append_jsonl, drop_torn_tail, load_answers
+from keypoint_instruct.bench.layout import (
+    Answer,
+    Bench,
+    Question,
+    append_jsonl,
+    drop_torn_tail,
+    load_answers,
+    read_text,
+)
 from keypoint_instruct.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -83,9 +91,7 @@ def answer_hf(
     """
     template = None
     if chat_template is not None:
-        if not Path(chat_template).is_file():
-            raise BenchmarkError(f"--chat-template {chat_template} is not a file (expected a .jinja chat template)")
-        template = Path(chat_template).read_text(encoding="utf-8")
+        template = read_text(Path(chat_template), "a .jinja chat template for --chat-template")
     todo = pending(bench, out, name)
     if not todo:
         return 0
