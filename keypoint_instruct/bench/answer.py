@@ -27,11 +27,12 @@ from keypoint_instruct.bench.layout import (
     load_answers,
     read_text,
 )
-from keypoint_instruct.errors import BenchmarkError
+from keypoint_instruct.errors import BenchmarkError, BenchmarkUnansweredError, TeacherCallError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "openai")
+CLIENT_RETRIES = 3  # the openai backend's client retries a connection, a timeout, 408, 409, 429 and 5xx this often
 
 
 def default_name(model: str) -> str:
@@ -162,7 +163,9 @@ def openai_client(base_url: str | None, api_key: str):
 
     from keypoint_instruct.llm.providers.openai import client_options, request_headers
 
-    client = openai.OpenAI(**client_options(base_url, api_key), api_key=api_key, max_retries=3, timeout=600)
+    client = openai.OpenAI(
+        **client_options(base_url, api_key), api_key=api_key, max_retries=CLIENT_RETRIES, timeout=600
+    )
     return client, request_headers(base_url)
 
 
@@ -182,28 +185,44 @@ def answer_openai(
         return 0
     import openai
 
-    from keypoint_instruct.llm.providers.openai import answer_text, resolve_api_key
+    from keypoint_instruct.llm.providers.openai import answer_text, call_error, resolve_api_key
     from keypoint_instruct.llm.request import chat_body
 
     client, headers = openai_client(base_url, resolve_api_key(base_url))
+    # what the client retries itself (CLIENT_RETRIES times): connections, timeouts, 408, 409, 429 and 5xx
+    client_retried = (openai.APIConnectionError, openai.APIStatusError)
+    where = base_url or "api.openai.com"
+
+    def unanswered(question: Question, failure: TeacherCallError, *, retried: bool = False) -> BenchmarkError:
+        """A failure the endpoint may get over (down, failing, a reply that is no answer) stops the run short (exit
+        1); a refusal every question would get (the key, the model, a parameter) is bad input (exit 2)."""
+        if not failure.retryable:
+            return BenchmarkError(
+                f"endpoint {where} refused the request for question {question.question_id}: {failure.reason}"
+            )
+        after = f" after {CLIENT_RETRIES + 1} attempts" if retried else ""
+        return BenchmarkUnansweredError(
+            f"endpoint {where} gave no usable answer to question {question.question_id}{after} (last: "
+            f"{failure.reason}); answers already in {out} are kept: check --base-url and that the server is up, "
+            "then run the same command again to ask the rest"
+        )
 
     def ask(question: Question) -> str:
         content = [
             {"type": "image_url", "image_url": {"url": image_data_url(bench.image_path(question))}},
             {"type": "text", "text": question.text},
         ]
+        body = chat_body(model, [{"role": "user", "content": content}], temperature=0.0, max_tokens=max_new_tokens)
         try:
-            body = chat_body(model, [{"role": "user", "content": content}], temperature=0.0, max_tokens=max_new_tokens)
             response = client.chat.completions.create(**body, extra_headers=headers)
+        except (openai.APIError, ValueError) as err:  # ValueError: a reply not JSON
+            raise unanswered(question, call_error(err, model), retried=isinstance(err, client_retried)) from None
+        try:
             message = response.choices[0].message
-            text, _ = answer_text(message.content, getattr(message, "refusal", None), None)
-            return text.strip()
-        except (openai.APIError, ValueError, IndexError, AttributeError) as err:  # ValueError: a reply not JSON
-            first = str(err).splitlines()[0][:200] if str(err) else ""
-            raise BenchmarkError(
-                f"endpoint {base_url or 'api.openai.com'} gave no usable answer to question {question.question_id}: "
-                f"{type(err).__name__}: {first}"
-            ) from None
+        except (IndexError, AttributeError, TypeError):
+            raise unanswered(question, TeacherCallError("response without choices", retryable=True)) from None
+        text, _ = answer_text(message.content, getattr(message, "refusal", None), None)
+        return text.strip()
 
     def attempt(question: Question) -> str | BenchmarkError:
         try:
