@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 import mimetypes
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from keypoint_instruct.errors import BenchmarkError, BenchmarkUnansweredError, T
 log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "openai")
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # read as huggingface_hub reads them
 CLIENT_RETRIES = 3  # the openai backend's client retries a connection, a timeout, 408, 409, 429 and 5xx this often
 
 
@@ -58,6 +60,48 @@ def pending(bench: Bench, out: Path, name: str) -> list[Question]:
 def _batches(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def check_model_source(model: str) -> None:
+    """``--model`` of the hf backend names an existing folder, or a Hub model id in the local Hub cache or on the Hub.
+
+    Anything else is one line at once (exit 2), not minutes of the Hub client's retries on a machine without network:
+    a name that cannot be a Hub id (a path such as ``./run``, ``/data/run`` or ``a/b/c``) is a folder that does not
+    exist; a Hub id is looked up with one request, without retries (``HF_HUB_OFFLINE=1``: in the local cache only).
+    A Hub answer other than "no such model" (a gated model, a server error) is left to the loader to say.
+    """
+    if Path(model).expanduser().exists():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise BenchmarkError(
+            f"--model {model}: no such folder (expected a model folder, or a Hub id such as llava-hf/llava-1.5-7b-hf)"
+        ) from None
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(huggingface_hub.try_to_load_from_cache(model, "config.json"), str):
+        return
+    missing = f"--model {model}: no such folder here, nor a model in the local Hugging Face Hub cache"
+    if any(os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE") for name in _OFFLINE_ENV):
+        raise BenchmarkError(f"{missing} (HF_HUB_OFFLINE is set, so the Hub is not asked)")
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(model, "config.json"))
+    except GatedRepoError:
+        return  # the loader says what access it needs
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        raise BenchmarkError(f"{missing} or on the Hub (looked up there as a model id)") from None
+    except HfHubHTTPError:
+        return  # the Hub answered something else: the loader retries and says
+    except Exception as err:  # noqa: BLE001 - no answer at all (DNS, refused, timeout), whatever the HTTP client
+        said = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise BenchmarkError(
+            f"{missing}; looked up on the Hub as a model id, the Hub could not be reached ({said}): give an existing "
+            "folder, or set HF_HUB_OFFLINE=1 on a machine without network"
+        ) from None
 
 
 def hf_inputs(processor, questions: list[str], images: list):
@@ -96,6 +140,7 @@ def answer_hf(
     todo = pending(bench, out, name)
     if not todo:
         return 0
+    check_model_source(model_path)
     import torch
     from PIL import Image
     from transformers import AutoModelForImageTextToText

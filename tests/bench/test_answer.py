@@ -295,3 +295,47 @@ def test_a_refused_key_or_model_is_exit_2_with_a_readable_line(
     assert all(part in err for part in expected), err
     assert "Error code:" not in err and "AuthenticationError" not in err and SECRET[-6:] not in err
     assert len(fake_openai.chat_log()) <= 8  # one batch at most: the client does not retry a refusal
+
+
+def _no_hub(*args, **kwargs):
+    raise AssertionError("the Hub was asked")
+
+
+@pytest.mark.parametrize("model", ["./no-such-run", "{tmp}/no-such-run", "runs/2024/no-such-run", "~/no-such-run"])
+def test_hf_backend_a_model_path_that_does_not_exist_is_one_line_at_once(tmp_path, capsys, monkeypatch, model):
+    """A name that cannot be a Hub id is a folder that does not exist: said at once, the Hub never asked."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", _no_hub)
+    make_bench(tmp_path / "bench")
+    model = model.format(tmp=tmp_path)
+    assert answer(tmp_path, "--model", model, "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--model {model}: no such folder" in err, err
+
+
+def test_hf_backend_a_hub_id_that_is_no_folder_is_looked_up_once_without_retries(tmp_path, capsys, monkeypatch):
+    """An offline machine: one lookup that fails says the folder does not exist, where it was looked up and what
+    HF_HUB_OFFLINE does; with HF_HUB_OFFLINE=1 the Hub is not asked at all (it used to retry for minutes)."""
+    import huggingface_hub
+
+    asked = []
+
+    def unreachable(url, *args, **kwargs):
+        asked.append(url)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    make_bench(tmp_path / "bench")
+    assert answer(tmp_path, "--model", "nonexist-folder", "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "no such folder here" in err and "Hub" in err and "HF_HUB_OFFLINE=1" in err and "Name or service" in err
+    assert len(asked) == 1 and "nonexist-folder" in asked[0]
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", _no_hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert answer(tmp_path, "--model", "nonexist-folder", "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such folder here" in err and "HF_HUB_OFFLINE is set" in err, err
