@@ -95,3 +95,12 @@ class BenchmarkShortError(BenchmarkError):
     short, exit code 1. A rerun asks again for requests that got no answer; answers it could not use stay."""
 
     exit_code = 1
+
+
+class BenchmarkUnansweredError(BenchmarkError):
+    """``bench answer --backend openai``: the endpoint gave no usable answer to a question (down, unreachable, failing
+    after the client's retries, a reply that is not an answer): it ran and stopped short, exit code 1, as ``generate``
+    exits when its endpoint never answers. The answers it got are kept; the same command run again asks only the
+    rest. Definite refusals (key, model, a parameter) stay :class:`BenchmarkError`, exit 2."""
+
+    exit_code = 1

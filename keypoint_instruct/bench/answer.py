@@ -15,15 +15,26 @@ from __future__ import annotations
 import base64
 import logging
 import mimetypes
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from keypoint_instruct.bench.layout import Answer, Bench, Question, append_jsonl, drop_torn_tail, load_answers
-from keypoint_instruct.errors import BenchmarkError
+from keypoint_instruct.bench.layout import (
+    Answer,
+    Bench,
+    Question,
+    append_jsonl,
+    drop_torn_tail,
+    load_answers,
+    read_text,
+)
+from keypoint_instruct.errors import BenchmarkError, BenchmarkUnansweredError, TeacherCallError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "openai")
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # read as huggingface_hub reads them
+CLIENT_RETRIES = 3  # the openai backend's client retries a connection, a timeout, 408, 409, 429 and 5xx this often
 
 
 def default_name(model: str) -> str:
@@ -49,6 +60,48 @@ def pending(bench: Bench, out: Path, name: str) -> list[Question]:
 def _batches(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def check_model_source(model: str) -> None:
+    """``--model`` of the hf backend names an existing folder, or a Hub model id in the local Hub cache or on the Hub.
+
+    Anything else is one line at once (exit 2), not minutes of the Hub client's retries on a machine without network:
+    a name that cannot be a Hub id (a path such as ``./run``, ``/data/run`` or ``a/b/c``) is a folder that does not
+    exist; a Hub id is looked up with one request, without retries (``HF_HUB_OFFLINE=1``: in the local cache only).
+    A Hub answer other than "no such model" (a gated model, a server error) is left to the loader to say.
+    """
+    if Path(model).expanduser().exists():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise BenchmarkError(
+            f"--model {model}: no such folder (expected a model folder, or a Hub id such as llava-hf/llava-1.5-7b-hf)"
+        ) from None
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(huggingface_hub.try_to_load_from_cache(model, "config.json"), str):
+        return
+    missing = f"--model {model}: no such folder here, nor a model in the local Hugging Face Hub cache"
+    if any(os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE") for name in _OFFLINE_ENV):
+        raise BenchmarkError(f"{missing} (HF_HUB_OFFLINE is set, so the Hub is not asked)")
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(model, "config.json"))
+    except GatedRepoError:
+        return  # the loader says what access it needs
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        raise BenchmarkError(f"{missing} or on the Hub (looked up there as a model id)") from None
+    except HfHubHTTPError:
+        return  # the Hub answered something else: the loader retries and says
+    except Exception as err:  # noqa: BLE001 - no answer at all (DNS, refused, timeout), whatever the HTTP client
+        said = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise BenchmarkError(
+            f"{missing}; looked up on the Hub as a model id, the Hub could not be reached ({said}): give an existing "
+            "folder, or set HF_HUB_OFFLINE=1 on a machine without network"
+        ) from None
 
 
 def hf_inputs(processor, questions: list[str], images: list):
@@ -83,12 +136,11 @@ def answer_hf(
     """
     template = None
     if chat_template is not None:
-        if not Path(chat_template).is_file():
-            raise BenchmarkError(f"--chat-template {chat_template} is not a file (expected a .jinja chat template)")
-        template = Path(chat_template).read_text(encoding="utf-8")
+        template = read_text(Path(chat_template), "a .jinja chat template for --chat-template")
     todo = pending(bench, out, name)
     if not todo:
         return 0
+    check_model_source(model_path)
     import torch
     from PIL import Image
     from transformers import AutoModelForImageTextToText
@@ -156,7 +208,9 @@ def openai_client(base_url: str | None, api_key: str):
 
     from keypoint_instruct.llm.providers.openai import client_options, request_headers
 
-    client = openai.OpenAI(**client_options(base_url, api_key), api_key=api_key, max_retries=3, timeout=600)
+    client = openai.OpenAI(
+        **client_options(base_url, api_key), api_key=api_key, max_retries=CLIENT_RETRIES, timeout=600
+    )
     return client, request_headers(base_url)
 
 
@@ -176,28 +230,44 @@ def answer_openai(
         return 0
     import openai
 
-    from keypoint_instruct.llm.providers.openai import answer_text, resolve_api_key
+    from keypoint_instruct.llm.providers.openai import answer_text, call_error, resolve_api_key
     from keypoint_instruct.llm.request import chat_body
 
     client, headers = openai_client(base_url, resolve_api_key(base_url))
+    # what the client retries itself (CLIENT_RETRIES times): connections, timeouts, 408, 409, 429 and 5xx
+    client_retried = (openai.APIConnectionError, openai.APIStatusError)
+    where = base_url or "api.openai.com"
+
+    def unanswered(question: Question, failure: TeacherCallError, *, retried: bool = False) -> BenchmarkError:
+        """A failure the endpoint may get over (down, failing, a reply that is no answer) stops the run short (exit
+        1); a refusal every question would get (the key, the model, a parameter) is bad input (exit 2)."""
+        if not failure.retryable:
+            return BenchmarkError(
+                f"endpoint {where} refused the request for question {question.question_id}: {failure.reason}"
+            )
+        after = f" after {CLIENT_RETRIES + 1} attempts" if retried else ""
+        return BenchmarkUnansweredError(
+            f"endpoint {where} gave no usable answer to question {question.question_id}{after} (last: "
+            f"{failure.reason}); answers already in {out} are kept: check --base-url and that the server is up, "
+            "then run the same command again to ask the rest"
+        )
 
     def ask(question: Question) -> str:
         content = [
             {"type": "image_url", "image_url": {"url": image_data_url(bench.image_path(question))}},
             {"type": "text", "text": question.text},
         ]
+        body = chat_body(model, [{"role": "user", "content": content}], temperature=0.0, max_tokens=max_new_tokens)
         try:
-            body = chat_body(model, [{"role": "user", "content": content}], temperature=0.0, max_tokens=max_new_tokens)
             response = client.chat.completions.create(**body, extra_headers=headers)
+        except (openai.APIError, ValueError) as err:  # ValueError: a reply not JSON
+            raise unanswered(question, call_error(err, model), retried=isinstance(err, client_retried)) from None
+        try:
             message = response.choices[0].message
-            text, _ = answer_text(message.content, getattr(message, "refusal", None), None)
-            return text.strip()
-        except (openai.APIError, ValueError, IndexError, AttributeError) as err:  # ValueError: a reply not JSON
-            first = str(err).splitlines()[0][:200] if str(err) else ""
-            raise BenchmarkError(
-                f"endpoint {base_url or 'api.openai.com'} gave no usable answer to question {question.question_id}: "
-                f"{type(err).__name__}: {first}"
-            ) from None
+        except (IndexError, AttributeError, TypeError):
+            raise unanswered(question, TeacherCallError("response without choices", retryable=True)) from None
+        text, _ = answer_text(message.content, getattr(message, "refusal", None), None)
+        return text.strip()
 
     def attempt(question: Question) -> str | BenchmarkError:
         try:

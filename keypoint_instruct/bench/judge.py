@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from keypoint_instruct.bench.layout import Answer, Bench
+from keypoint_instruct.bench.layout import Answer, Bench, read_text
 from keypoint_instruct.errors import BenchmarkError
 from keypoint_instruct.vocab import TASKS
 
@@ -156,15 +156,10 @@ class JudgeResult:
 
 def read_result(path: str | Path) -> JudgeResult:
     """Read a RESULT.json written by ``bench judge``."""
-    from keypoint_instruct.errors import InputNotFoundError
-
     path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(
-            f"{path} does not exist (expected a RESULT.json from `keypoint-instruct bench judge`)"
-        )
+    text = read_text(path, "a RESULT.json from `keypoint-instruct bench judge`")  # not a folder, an image, ...
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
         judgements = tuple(Judgement(**{**j, "judge_keys": tuple(j["judge_keys"])}) for j in data["judgements"])
         return JudgeResult(
             model=data["model"],
@@ -176,7 +171,7 @@ def read_result(path: str | Path) -> JudgeResult:
             judgements=judgements,
             bench_fingerprint=data.get("bench_fingerprint", ""),
         )
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise BenchmarkError(f"{path} is not a RESULT.json of `bench judge` ({type(err).__name__}: {err})") from None
 
 

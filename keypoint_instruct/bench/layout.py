@@ -13,6 +13,7 @@ A benchmark folder (what ``bench build`` writes) is self-contained::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -90,7 +91,9 @@ def drop_torn_tail(path: Path) -> bool:
     """Cut a last line that a killed writer left half-written (no newline, not JSON); True when one was cut.
 
     ``append_jsonl`` ends every row with a newline, so only the final line of a file can be torn. A complete last
-    line, or a bad line anywhere else, is left alone for the reader to report.
+    line, a bad line anywhere else, or a file that is not JSON lines at all (its complete lines not UTF-8 text, its
+    last line not the start of a JSON object: an image given as the answers file) is left alone for the reader to
+    report.
     """
     if not path.is_file():
         return False
@@ -99,6 +102,12 @@ def drop_torn_tail(path: Path) -> bool:
     if not data or data.endswith(b"\n"):
         return False
     start = data.rfind(b"\n") + 1
+    try:
+        data[:start].decode("utf-8")
+    except UnicodeDecodeError:
+        return False  # not a JSON-lines file: never cut someone else's file
+    if not data[start:].lstrip().startswith(b"{"):
+        return False
     try:
         json.loads(data[start:])
         return False
@@ -110,23 +119,41 @@ def drop_torn_tail(path: Path) -> bool:
     return True
 
 
-def _read_jsonl(path: Path, cls: type) -> Iterator:
+def check_readable(path: Path, what: str) -> None:
+    """A file the user named must be a file: one line naming it when it is missing or a folder."""
+    if path.is_dir():
+        raise BenchmarkError(f"{path} is a folder, not a file (expected {what})")
     if not path.is_file():
-        raise InputNotFoundError(f"{path} does not exist (expected a JSON-lines file)")
+        raise InputNotFoundError(f"{path} does not exist (expected {what})")
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of a file the user named: one line naming it when it is missing, a folder, unreadable or not UTF-8
+    (an image given for a JSON file)."""
+    check_readable(path, what)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BenchmarkError(f"{path} is not UTF-8 text (expected {what})") from None
+    except OSError as err:
+        raise BenchmarkError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _read_jsonl(path: Path, cls: type, what: str = "a JSON-lines file") -> Iterator:
     fields = cls.__dataclass_fields__
     names = {name for name, f in fields.items() if f.default is MISSING}  # required; the others have defaults
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise BenchmarkError(f"{path}:{lineno}: not JSON ({err.msg})") from None
-            if not isinstance(row, dict) or not names <= set(row):
-                missing = sorted(names - set(row)) if isinstance(row, dict) else sorted(names)
-                raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            yield cls(**{name: row[name] for name in fields if name in row})
+    text = read_text(path, what)
+    for lineno, line in enumerate(io.StringIO(text), 1):  # lines end at \n only, as written (not at U+2028)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise BenchmarkError(f"{path}:{lineno}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not names <= set(row):
+            missing = sorted(names - set(row)) if isinstance(row, dict) else sorted(names)
+            raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+        yield cls(**{name: row[name] for name in fields if name in row})
 
 
 @dataclass(frozen=True)
@@ -165,13 +192,15 @@ class Bench:
 def load_bench(root: str | Path) -> Bench:
     """Read a benchmark folder written by ``bench build``; raise a one-line error on anything missing."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise BenchmarkError(f"benchmark folder {root} is a file (expected the folder `bench build` writes)")
     if not root.is_dir():
         raise InputNotFoundError(f"benchmark folder {root} does not exist (run `keypoint-instruct bench build`)")
-    questions = tuple(_read_jsonl(root / "questions.jsonl", Question))
-    references = {r.question_id: r for r in _read_jsonl(root / "references.jsonl", Reference)}
-    contexts = {c.image_id: c for c in _read_jsonl(root / "contexts.jsonl", ImageContext)}
-    meta_path = root / "meta.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    rows = "a JSON-lines file written by `bench build`"
+    questions = tuple(_read_jsonl(root / "questions.jsonl", Question, rows))
+    references = {r.question_id: r for r in _read_jsonl(root / "references.jsonl", Reference, rows)}
+    contexts = {c.image_id: c for c in _read_jsonl(root / "contexts.jsonl", ImageContext, rows)}
+    meta = _read_meta(root / "meta.json")
     seen: set[str] = set()
     for q in questions:
         if q.question_id in seen:
@@ -190,13 +219,26 @@ def load_bench(root: str | Path) -> Bench:
     return Bench(root=root, questions=questions, references=references, contexts=contexts, meta=meta)
 
 
+def _read_meta(path: Path) -> dict:
+    """``meta.json`` of a benchmark folder ({} when absent): a JSON object, or one line naming the file."""
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(read_text(path, "the JSON object `bench build` writes"))
+    except json.JSONDecodeError as err:
+        raise BenchmarkError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(meta, dict):
+        raise BenchmarkError(f"{path}: not a JSON object (expected the one `bench build` writes)")
+    return meta
+
+
 def load_answers(path: str | Path, bench: Bench | None = None, *, missing_ok: bool = False) -> dict[str, Answer]:
     """Answers by question id (the last line wins); with ``bench``, reject answers to unknown questions."""
     path = Path(path)
     if missing_ok and not path.exists():
         return {}
     answers: dict[str, Answer] = {}
-    for answer in _read_jsonl(path, Answer):
+    for answer in _read_jsonl(path, Answer, "a JSON-lines answers file written by `bench answer`"):
         answers[answer.question_id] = answer
     if bench is not None:
         known = bench.by_id

@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 from keypoint_instruct.cli.argtypes import count
 from keypoint_instruct.cli.endpoint import add_base_url_option, quiet_http_logs
 from keypoint_instruct.cli.exits import DONE, exit_status
+from keypoint_instruct.cli.preflight import require_key, writable
 from keypoint_instruct.cli.sampling import add_sampling_options
+from keypoint_instruct.cli.selection import teacher_model_of
 from keypoint_instruct.errors import BenchmarkError, InputNotFoundError
 from keypoint_instruct.vocab import (
     CONTEXT_MODES,
@@ -110,7 +111,7 @@ def _register_build(steps) -> None:
         action="store_true",
         help="draw training images too (meta.json and every report then say so); for those who mean it",
     )
-    add_sampling_options(p, seed_flag="--teacher-seed")
+    add_sampling_options(p, seed_flag="--teacher-seed", for_benchmark=True)
     p.set_defaults(func=cmd_build)
 
 
@@ -120,7 +121,9 @@ def _register_answer(steps) -> None:
         help="answer every question with a model (resumable)",
         description="Answer each question of a benchmark folder with a model: --backend hf runs a transformers "
         "model here (batched greedy decoding), --backend openai asks an OpenAI-compatible endpoint (temperature 0). "
-        "Answers are appended to --out as they come; a rerun answers only the questions still missing there.",
+        "Answers are appended to --out as they come; a rerun answers only the questions still missing there. Exit "
+        "status 1 when the endpoint gives no usable answer (down or failing after the client's retries: run the same "
+        "command again); 2, with one line, on bad input or an endpoint that refuses the key or the model.",
     )
     p.add_argument("--bench", required=True, type=Path, help="benchmark folder written by `bench build`")
     p.add_argument("--model", required=True, help="local model folder or Hub id (hf), or model name (openai)")
@@ -211,37 +214,6 @@ def _register_report(steps) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _require_key(base_url: str | None, what: str, alternative: str) -> None:
-    """Fail before any work when an OpenAI-compatible call has neither a key nor a URL."""
-    from keypoint_instruct.llm.providers.openai import API_KEY_ENV
-
-    if not base_url and not os.environ.get(API_KEY_ENV, "").strip():
-        raise BenchmarkError(
-            f"{what} needs {API_KEY_ENV} (api.openai.com) or --base-url (a local OpenAI-compatible server); "
-            + alternative
-        )
-
-
-def _writable(path: Path, *, folder: bool) -> None:
-    """Fail before any work (model runs, paid calls) when an output cannot be written."""
-    target = path if folder else path.parent
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BenchmarkError(f"cannot write --out {path}: {err.strerror or err}") from None
-    if not folder and path.is_dir():
-        raise BenchmarkError(f"--out {path} is a folder; give a file name")
-    probe = path if not folder else path / ".keypoint-instruct-write-test"
-    existed = probe.exists()
-    try:
-        with open(probe, "a", encoding="utf-8"):
-            pass
-    except OSError as err:
-        raise BenchmarkError(f"cannot write --out {path}: {err.strerror or err}") from None
-    if not existed:
-        probe.unlink()
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     quiet_http_logs(args)
     from keypoint_instruct.bench.build import build_bench
@@ -250,21 +222,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     from keypoint_instruct.llm.providers.openai import OpenAIChat
     from keypoint_instruct.llm.store.cache import ResponseCache
 
+    # as generate: the offline teacher answers as itself, with no endpoint (never recorded under another model)
+    model = teacher_model_of(args, offline=args.teacher == "offline")
+    settings = generation_settings(args, model)
     if not args.coco_root.is_dir():
         raise InputNotFoundError(f"COCO root {args.coco_root} does not exist")
     if args.out.exists() and not args.out.is_dir():
         raise BenchmarkError(f"--out {args.out} is a file, not a benchmark folder")
-    _writable(args.out, folder=True)
+    writable(args.out, folder=True)
     if args.teacher == "offline":
         from keypoint_instruct.teacher.offline import OfflineTeacher
-
-        model = args.model or OfflineTeacher.model
 
         def make_teacher():
             return OfflineTeacher()
     else:
-        model = args.model or TEACHER_MODEL
-        _require_key(args.base_url, f"teacher {model}", "or use --teacher offline")
+        require_key(args.base_url, f"teacher {model}", "or use --teacher offline")
 
         def make_teacher():
             return OpenAIChat(model, base_url=args.base_url)
@@ -276,7 +248,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             args.out,
             make_teacher=make_teacher,
             cache=cache,
-            settings=generation_settings(args, model),
+            settings=settings,
             images=args.images,
             seed=args.seed,
             min_keypoints=args.min_keypoints,
@@ -298,7 +270,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
     bench = load_bench(args.bench)
     name = args.name or default_name(args.model)
-    _writable(args.out, folder=False)
+    writable(args.out, folder=False)
     if args.backend == "hf":
         if args.base_url:
             raise BenchmarkError("--base-url is for --backend openai; the hf backend runs the model here")
@@ -314,7 +286,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     else:
         if args.chat_template is not None:
             raise BenchmarkError("--chat-template is for --backend hf; an endpoint applies its own template")
-        _require_key(args.base_url, f"model {args.model} on the openai backend", "or use --backend hf")
+        require_key(args.base_url, f"model {args.model} on the openai backend", "or use --backend hf")
         done = answer_openai(
             bench,
             args.out,
@@ -336,7 +308,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
     bench = load_bench(args.bench)
     answers = load_answers(args.answers, bench)
-    _writable(args.out, folder=False)
+    writable(args.out, folder=False)
     missing = check_complete(bench, answers)
     if missing:
         log.warning("%d question(s) have no answer and count as unanswered (not scored)", len(missing))
@@ -350,7 +322,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     else:
         from keypoint_instruct.llm.providers.openai import OpenAIChat
 
-        _require_key(
+        require_key(
             args.base_url, f"judge {args.judge_model}", f"--judge-model {OFFLINE_JUDGE_MODEL} runs without one"
         )
         label = args.judge_model + (f" at {args.base_url}" if args.base_url else "")
@@ -391,7 +363,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from keypoint_instruct.bench.report import write_report
 
     results = [read_result(path) for path in args.results]
-    _writable(args.out, folder=True)
+    writable(args.out, folder=True)
     write_report(results, args.out, baseline=args.baseline, resamples=args.resamples, seed=args.seed)
     print((args.out / "report.md").read_text(encoding="utf-8"), end="")
     print(f"\nwrote {args.out}/report.md, report.json, report.png and {args.out / 'report.html'}")

@@ -12,8 +12,9 @@
 - 130 (:data:`INTERRUPTED`): Ctrl-C after a clean stop.
 
 A command that returns its status uses :func:`exit_status`; an error that ends a command carries its status in its
-``exit_code`` (:mod:`keypoint_instruct.errors`): 2, or 1 for ``TeacherUnansweredError`` (no answer at all) and
-``BenchmarkShortError`` (too few usable answers for ``bench build``).
+``exit_code`` (:mod:`keypoint_instruct.errors`): 2, or 1 for ``TeacherUnansweredError`` (no answer at all),
+``BenchmarkShortError`` (too few usable answers for ``bench build``) and ``BenchmarkUnansweredError`` (``bench
+answer``'s endpoint gave no usable answer).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from keypoint_instruct.cli.selection import (
     record_prompts,
     say_claimed_elsewhere,
     select_requests,
+    teacher_model_of,
 )
-from keypoint_instruct.errors import UsageError
 
 if TYPE_CHECKING:
     from keypoint_instruct.teacher.plan import DryRun
@@ -100,8 +100,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     quiet_http_logs(args)
     offline = args.teacher == "offline"
-    if offline and args.base_url:
-        raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
+    teacher_model_of(args, offline=offline)  # --model or --base-url with the offline teacher: one line
     requests = select_requests(args, offline=offline)
     if args.max_cost is not None:  # before anything is created or sent
         plan.check_cap(requests, args.max_cost)

@@ -54,8 +54,19 @@ def _seed(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}") from None
 
 
-def add_sampling_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed") -> None:
-    """The teacher's sampling flags; ``seed_flag`` names the seed's flag (``bench build`` has its own --seed)."""
+def add_sampling_options(
+    parser: argparse.ArgumentParser, *, seed_flag: str = "--seed", for_benchmark: bool = False
+) -> None:
+    """The teacher's sampling flags; ``seed_flag`` names the seed's flag (``bench build`` has its own --seed).
+
+    ``for_benchmark``: the flags of ``bench build``, which has no --max-cost and uses no cut answer as a reference.
+    """
+    cut = (
+        "is not used as a reference (another image is drawn)"
+        if for_benchmark
+        else "is stored as truncated and left out of the dataset"
+    )
+    cap = "" if for_benchmark else "; --max-cost counts the limit"
     group = parser.add_argument_group(
         "teacher sampling (part of every request, so of its cache key: other values ask again; README, "
         "'Sampling settings')"
@@ -77,8 +88,8 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, seed_flag: str = "-
         "--max-tokens",
         type=_tokens,
         default=None,
-        help=f"longest answer in tokens (default: {DEFAULTS.max_tokens}); an answer cut there is stored as truncated "
-        "and left out of the dataset. You pay for the tokens written, not for the limit; --max-cost counts the limit",
+        help=f"longest answer in tokens (default: {DEFAULTS.max_tokens}); an answer cut there {cut}. You pay for the "
+        f"tokens written, not for the limit{cap}",
     )
     group.add_argument(
         "--max-completion-tokens",

@@ -15,6 +15,7 @@ from pathlib import Path
 from keypoint_instruct.cli.argtypes import count, positive_float
 from keypoint_instruct.cli.endpoint import TEACHER_BASE_URL_HELP, add_base_url_option
 from keypoint_instruct.cli.sampling import add_sampling_options
+from keypoint_instruct.errors import UsageError
 from keypoint_instruct.vocab import CONTEXT_MODES, DEFAULT_CONTEXT_MODE, TASK_CHOICES, TEACHER_MODEL
 
 # --------------------------------------------------------------------------- options
@@ -76,6 +77,16 @@ def add_endpoint_options(parser: argparse.ArgumentParser, help_text: str = TEACH
 
 
 # --------------------------------------------------------------------------- calls into the plan
+
+
+def teacher_model_of(args: argparse.Namespace, *, offline: bool) -> str:
+    """The model a teacher run asks (``generate``, ``bench build``). The offline teacher answers as itself and needs
+    no endpoint: with it, a ``--model`` other than its own or a ``--base-url`` is a usage error, before any work."""
+    from keypoint_instruct.teacher.plan import teacher_model
+
+    if offline and getattr(args, "base_url", None):
+        raise UsageError("--base-url is for --teacher openai; the offline teacher needs no endpoint")
+    return teacher_model(args.model, offline=offline)
 
 
 def selection_of(args: argparse.Namespace, *, offline: bool = False):

@@ -17,9 +17,15 @@ from typing import Any
 __all__ = ["asset", "document", "esc", "highlight", "inline", "markdown", "write_page"]
 
 
+# Control characters (C0 but tab, newline and carriage return; DEL; C1) and lone surrogates, which a model's answer
+# may hold (a NUL byte made `grep` call report.html binary): HTML calls them parse errors, UTF-8 cannot write a
+# surrogate. Each becomes U+FFFD, so the page shows that something was there.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def esc(value: Any) -> str:
-    """``value`` as text safe in an element and in a quoted attribute."""
-    return html.escape(str(value), quote=True)
+    """``value`` as text safe in an element and in a quoted attribute (control characters shown as U+FFFD)."""
+    return html.escape(_UNPRINTABLE.sub("\ufffd", str(value)), quote=True)
 
 
 def asset(name: str, package: str = __package__) -> str:

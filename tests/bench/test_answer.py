@@ -94,9 +94,9 @@ def test_openai_backend_keeps_the_answers_it_got_when_the_endpoint_fails(tmp_pat
     fake_openai.set_responder(echo_responder)
     fake_openai.set_faults(rule=lambda body: "non_json" if broken in str(body["messages"]) else None)
     args = ["--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url, "--batch-size", "3"]
-    assert answer(tmp_path, *args) == 2
+    assert answer(tmp_path, *args) == 1  # a reply that is no answer: the endpoint failed, not the input
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and bench.questions[1].question_id in err
+    assert err.count("\n") == 1 and bench.questions[1].question_id in err and "non-JSON body" in err
     kept = load_answers(tmp_path / "a.jsonl", bench)
     assert set(kept) == {bench.questions[0].question_id, bench.questions[2].question_id}  # its batch-mates
     fake_openai.set_faults()
@@ -249,3 +249,93 @@ def test_openai_backend_keeps_a_refusal_as_the_models_answer(tmp_path, fake_open
     answers = load_answers(tmp_path / "a.jsonl", bench)
     assert answers[bench.questions[0].question_id].text == "I'm sorry, but I can't help with that request."
     assert all(answers[q.question_id].text.startswith(q.text) for q in bench.questions[1:])
+
+
+def test_an_endpoint_that_never_answers_stops_short_with_exit_1(tmp_path, capsys, monkeypatch):
+    """As generate, bench build and bench judge: nothing listening is found only after retrying, and a server still
+    starting looks the same, so it is exit 1 (run again), not bad input."""
+    monkeypatch.setattr("keypoint_instruct.bench.answer.CLIENT_RETRIES", 1)  # the client's backoff, kept short
+    make_bench(tmp_path / "bench")
+    assert answer(tmp_path, "--model", "x", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "after 2 attempts" in err and "connection" in err and "run the same command again" in err
+    assert "APIConnectionError" not in err
+
+
+def test_an_endpoint_failing_every_request_stops_short_with_exit_1(tmp_path, fake_openai, capsys, monkeypatch):
+    monkeypatch.setattr("keypoint_instruct.bench.answer.CLIENT_RETRIES", 1)
+    make_bench(tmp_path / "bench")
+    fake_openai.set_faults(rule=lambda body: "500")
+    assert answer(tmp_path, "--model", "x", "--backend", "openai", "--base-url", fake_openai.base_url) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HTTP 500" in err and "after 2 attempts" in err, err
+
+
+SECRET = "sk-wrong-key-for-the-test-1234"
+
+
+@pytest.mark.parametrize(
+    ("access", "expected"),
+    [
+        ({"api_key": "sk-the-right-one-0000"}, ("HTTP 401", "check OPENAI_API_KEY")),
+        ({"models": {"served-vlm"}}, ("HTTP 404", "'remote-vlm'", "check --model")),
+    ],
+    ids=["wrong-key", "unknown-model"],
+)
+def test_a_refused_key_or_model_is_exit_2_with_a_readable_line(
+    tmp_path, fake_openai, capsys, monkeypatch, access, expected
+):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    make_bench(tmp_path / "bench")
+    fake_openai.set_access(**access)
+    assert answer(tmp_path, "--model", "remote-vlm", "--backend", "openai", "--base-url", fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(part in err for part in expected), err
+    assert "Error code:" not in err and "AuthenticationError" not in err and SECRET[-6:] not in err
+    assert len(fake_openai.chat_log()) <= 8  # one batch at most: the client does not retry a refusal
+
+
+def _no_hub(*args, **kwargs):
+    raise AssertionError("the Hub was asked")
+
+
+@pytest.mark.parametrize("model", ["./no-such-run", "{tmp}/no-such-run", "runs/2024/no-such-run", "~/no-such-run"])
+def test_hf_backend_a_model_path_that_does_not_exist_is_one_line_at_once(tmp_path, capsys, monkeypatch, model):
+    """A name that cannot be a Hub id is a folder that does not exist: said at once, the Hub never asked."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", _no_hub)
+    make_bench(tmp_path / "bench")
+    model = model.format(tmp=tmp_path)
+    assert answer(tmp_path, "--model", model, "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--model {model}: no such folder" in err, err
+
+
+def test_hf_backend_a_hub_id_that_is_no_folder_is_looked_up_once_without_retries(tmp_path, capsys, monkeypatch):
+    """An offline machine: one lookup that fails says the folder does not exist, where it was looked up and what
+    HF_HUB_OFFLINE does; with HF_HUB_OFFLINE=1 the Hub is not asked at all (it used to retry for minutes)."""
+    import huggingface_hub
+
+    asked = []
+
+    def unreachable(url, *args, **kwargs):
+        asked.append(url)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    make_bench(tmp_path / "bench")
+    assert answer(tmp_path, "--model", "nonexist-folder", "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "no such folder here" in err and "Hub" in err and "HF_HUB_OFFLINE=1" in err and "Name or service" in err
+    assert len(asked) == 1 and "nonexist-folder" in asked[0]
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", _no_hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert answer(tmp_path, "--model", "nonexist-folder", "--backend", "hf") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such folder here" in err and "HF_HUB_OFFLINE is set" in err, err

@@ -208,3 +208,35 @@ def test_context_is_named_like_every_other_command(coco_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         build(coco_root, tmp_path, "old", *offline, "--context-mode", "paper")
     assert caught.value.code == 2 and "--context-mode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (("--model", "o4-mini"), "drop --model o4-mini"),
+        (("--base-url", "http://127.0.0.1:1/v1"), "--base-url is for --teacher openai"),
+    ],
+)
+def test_the_offline_teacher_is_never_recorded_as_another_model(coco_root, tmp_path, capsys, extra, said):
+    """As generate: the offline teacher answers as offline-posefacts, so --model or --base-url with it is refused
+    before anything is written (a build recorded as o4-mini would be priced at o4-mini's prices)."""
+    assert build(coco_root, tmp_path, "x", "--teacher", "offline", "--images", "2", *extra) == 2
+    assert said in _one_line(capsys)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "teacher.sqlite").exists()
+    main(["generate", "--task", "conversation", "--coco-root", str(coco_root), "--split", "val2014", "--cache",
+          str(tmp_path / "g.sqlite"), "--teacher", "offline", *extra])  # fmt: skip
+    assert said in _one_line(capsys)  # generate says the same
+    own = ("--model", "offline-posefacts")
+    assert build(coco_root, tmp_path, "x", "--teacher", "offline", "--images", "2", *own) == 0
+
+
+def test_the_help_of_max_tokens_names_only_flags_bench_build_has(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-cost" not in text and "left out of the dataset" not in text
+    assert "not used as a reference" in text
+    for command in (["generate"], ["batch", "submit"]):  # they do have --max-cost
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert "--max-cost counts the limit" in " ".join(capsys.readouterr().out.split())

@@ -138,3 +138,72 @@ def test_the_fingerprint_covers_questions_references_and_contexts(tmp_path):
     references = (root / "references.jsonl").read_text()
     (root / "references.jsonl").write_text(references.replace("bends both knees", "kneels", 1))
     assert load_bench(root).fingerprint not in (first, second)
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\xff\xfe"  # not UTF-8, no newline at its end
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "fig1.png").write_bytes(PNG)
+    (tmp_path / "a-folder").mkdir()
+    return {"image": tmp_path / "fig1.png", "folder": tmp_path / "a-folder"}
+
+
+def _one_line(capsys, *names: str) -> None:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(name in err for name in names), err
+
+
+@pytest.mark.parametrize("bad", ["image", "folder"])
+def test_a_user_file_that_is_an_image_or_a_folder_is_one_line_naming_it(tmp_path, capsys, bad):
+    """bench judge --answers, bench report's RESULT.json, bench answer --out and --chat-template, the bench folder's
+    own files: an image (not UTF-8) or a folder given for one is one line naming it, exit 2, never a traceback."""
+    from keypoint_instruct.cli import main
+
+    bench = make_bench(tmp_path / "bench")
+    path = _bad_files(tmp_path)[bad]
+    out = str(tmp_path / "r.json")
+    judge = ["bench", "judge", "--bench", str(bench), "--cache", str(tmp_path / "j.sqlite"), "--out", out]
+    assert main([*judge, "--answers", str(path), "--judge-model", "offline-overlap"]) == 2
+    _one_line(capsys, path.name)
+    assert main(["bench", "report", str(path), "--out", str(tmp_path / "rep")]) == 2
+    _one_line(capsys, path.name)
+    answer = ["bench", "answer", "--bench", str(bench), "--model", "m", "--backend"]
+    assert main([*answer, "hf", "--out", str(tmp_path / "a.jsonl"), "--chat-template", str(path)]) == 2
+    _one_line(capsys, path.name)
+    if bad == "image":  # never cut as if a killed run had torn its last line
+        assert main([*answer, "openai", "--base-url", "http://127.0.0.1:9/v1", "--out", str(path)]) == 2
+        _one_line(capsys, path.name)
+        assert path.read_bytes() == PNG
+    write_answers(tmp_path / "answers.jsonl", {"conversation-42": "x"})
+    for name in ("questions.jsonl", "meta.json"):
+        broken = make_bench(tmp_path / f"broken-{name}")
+        (broken / name).unlink()
+        if bad == "image":
+            (broken / name).write_bytes(PNG)
+        else:
+            (broken / name).mkdir()
+        judge[3] = str(broken)
+        assert main([*judge, "--answers", str(tmp_path / "answers.jsonl"), "--judge-model", "offline-overlap"]) == 2
+        _one_line(capsys, str(broken / name))
+    judge[3] = str(path)  # --bench itself
+    assert main([*judge, "--answers", str(tmp_path / "answers.jsonl"), "--judge-model", "offline-overlap"]) == 2
+    _one_line(capsys, path.name)
+
+
+def test_meta_json_that_is_not_an_object_is_one_line(tmp_path):
+    bench = make_bench(tmp_path / "bench")
+    (bench / "meta.json").write_text("[1, 2]")
+    with pytest.raises(BenchmarkError, match="meta.json: not a JSON object"):
+        load_bench(bench)
+    (bench / "meta.json").write_text("{")
+    with pytest.raises(BenchmarkError, match="meta.json: not JSON"):
+        load_bench(bench)
+
+
+def test_an_answer_with_a_unicode_line_separator_reads_back_whole(tmp_path):
+    """JSON lines end at \\n only: U+2028 in an answer (json.dumps keeps it raw) is part of the line."""
+    bench = load_bench(make_bench(tmp_path / "bench"))
+    write_answers(tmp_path / "a.jsonl", {"conversation-42": "one\u2028two\u0085three"})
+    assert load_answers(tmp_path / "a.jsonl", bench)["conversation-42"].text == "one\u2028two\u0085three"

@@ -82,3 +82,19 @@ def test_a_rewrite_keeps_its_images(report, tmp_path):
     results = [read_result(report.parent / f"result_{n}.json") for n in ("vague", "echo")]
     write_report(results, copy, baseline="vague", resamples=200)
     assert sorted(p.name for p in (copy / "images").iterdir()) == sorted(p.name for p in (report / "images").iterdir())
+
+
+def test_control_characters_of_an_answer_never_reach_the_page(report, tmp_path):
+    """A model's answer with NUL bytes and an escape sequence: report.html stays text (`grep` reads it)."""
+    results = []
+    for name in ("vague", "echo"):
+        data = json.loads((report.parent / f"result_{name}.json").read_text())
+        for j in data["judgements"]:
+            j["answer"] = "standing\x00\x00 on one leg \x1b[31mred\x1b[0m"
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        results.append(read_result(path))
+    write_report(results, tmp_path / "out", baseline="vague", resamples=200)
+    page = (tmp_path / "out" / "report.html").read_bytes()
+    assert b"\x00" not in page and b"\x1b" not in page
+    assert "standing\ufffd\ufffd on one leg \ufffd[31mred".encode() in page

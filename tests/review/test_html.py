@@ -14,6 +14,16 @@ def test_everything_from_a_cache_is_escaped():
     assert '<mark class="leak" title="coordinate_leakage: coordinate_leakage">0.42</mark>' in out
 
 
+def test_control_characters_never_reach_the_page():
+    """A NUL byte in a model's answer made `grep` call report.html binary: C0 controls (but tab, newline and CR),
+    DEL, C1 and lone surrogates are shown as U+FFFD; the text around them stays."""
+    text = "a\x00b\x07c\x1b[0m\x7fd\x85e\ud800f\tg\nh\r\n<i>"
+    assert esc(text) == "a\ufffdb\ufffdc\ufffd[0m\ufffdd\ufffde\ufffdf\tg\nh\r\n&lt;i&gt;"
+    assert esc("é ü — 中文 😀") == "é ü — 中文 😀"
+    assert "\x00" not in highlight("x\x00y", []) and "\x00" not in markdown("x\x00y")
+    document("t\x00", esc("a\ud800b")).encode("utf-8")  # writable as UTF-8
+
+
 def test_a_contradicted_claim_is_followed_by_its_fact():
     text = "He stands upright with his arms at his sides."
     claim = Finding("pose_contradiction", 3, 17, "stands upright", fact="Person 1 is crouching, knees bent 70 degrees")

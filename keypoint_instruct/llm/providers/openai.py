@@ -134,15 +134,8 @@ class OpenAIChat:
             raw = await self._client.chat.completions.with_raw_response.create(
                 **request.body, extra_headers=self._extra_headers
             )
-        except openai.APIStatusError as err:
-            raise status_error(err, str(request.body.get("model", ""))) from None
-        except openai.APITimeoutError:
-            raise TeacherCallError("timeout", retryable=True) from None
-        except openai.APIConnectionError as err:
-            cause = type(err.__cause__).__name__ if err.__cause__ else "connection error"
-            raise TeacherCallError(f"connection: {cause}", retryable=True) from None
-        except openai.APIResponseValidationError:
-            raise TeacherCallError("invalid response body", retryable=True) from None
+        except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as err:
+            raise call_error(err, str(request.body.get("model", ""))) from None
         except json.JSONDecodeError:
             raise TeacherCallError("non-JSON body", retryable=True) from None
         limits = rate_limits_from_headers(raw.headers)
@@ -151,6 +144,30 @@ class OpenAIChat:
         except (json.JSONDecodeError, openai.APIResponseValidationError, ValueError):
             raise TeacherCallError("non-JSON body", retryable=True, rate_limits=limits) from None
         return _completion(response, request, limits)
+
+
+def call_error(err: Exception, model: str) -> TeacherCallError:
+    """What an error of the OpenAI SDK (sync or async client) means: retry it, stop the run, or neither.
+
+    The one classification of the teacher, the judge and ``bench answer --backend openai``: an HTTP error by
+    :func:`~keypoint_instruct.llm.providers.http_errors.status_error` (a refused key or model says what to check), a
+    timeout or a connection that failed is retryable, as is a reply that is not JSON.
+    """
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        return status_error(err, model)
+    if isinstance(err, openai.APITimeoutError):
+        return TeacherCallError("timeout", retryable=True)
+    if isinstance(err, openai.APIConnectionError):
+        cause = type(err.__cause__).__name__ if err.__cause__ else "connection error"
+        return TeacherCallError(f"connection: {cause}", retryable=True)
+    if isinstance(err, openai.APIResponseValidationError):
+        return TeacherCallError("invalid response body", retryable=True)
+    if isinstance(err, ValueError):  # json.JSONDecodeError included
+        return TeacherCallError("non-JSON body", retryable=True)
+    said = redact(str(err).strip().splitlines()[0][:200]) if str(err).strip() else ""
+    return TeacherCallError(f"{type(err).__name__}" + (f": {said}" if said else ""), retryable=False)
 
 
 _warned_no_usage: set[str] = set()
