@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -197,7 +198,7 @@ def test_every_bench_step_has_a_description_and_shows_its_defaults(capsys):
             main(["bench", name, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         for action in parser._actions:
-            if action.default not in (None, False) and action.dest != "help":
+            if action.default not in (None, False, argparse.SUPPRESS) and action.dest != "help":
                 assert f"(default: {action.default}" in text, (name, action.dest)  # e.g. "(default: 30, as the paper)"
 
 
