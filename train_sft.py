@@ -45,7 +45,7 @@ from keypoint_instruct.errors import KeypointInstructError
 from keypoint_instruct.training import sft
 from keypoint_instruct.training.checkpoints import fix_saved_keys
 from keypoint_instruct.training.recipe import RecipeParser, ScriptArguments, one_line_errors, say_error, start_logging
-from keypoint_instruct.training.upstream import quiet_deprecated_collectives
+from keypoint_instruct.training.upstream import leave_distributed_run, quiet_deprecated_collectives
 
 logger = logging.getLogger("train_sft")
 quiet_deprecated_collectives()  # DeepSpeed's thousands of identical torch deprecation lines
@@ -112,3 +112,4 @@ if __name__ == "__main__":
     with one_line_errors("train_sft"):  # bad input: one line on stderr and exit code 2, never a traceback
         parser = RecipeParser((ScriptArguments, SFTConfig, ModelConfig))  # a trl.TrlParser (training/recipe.py)
         main(*parser.parse_args_and_config())
+    leave_distributed_run()  # a finished multi-process run: exit 0 without Gloo's exit-time abort (upstream.py)

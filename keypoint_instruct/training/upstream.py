@@ -159,3 +159,31 @@ def set_option_help(parser: argparse.ArgumentParser, option: str, text: str) -> 
     ``_option_string_actions``. Can go when the project stops resolving recipe paths against the repository.
     """
     parser._option_string_actions[option].help = text
+
+
+def leave_distributed_run() -> None:
+    """End a finished multi-process run without meeting Gloo's exit-time abort; call it last, after saving.
+
+    Works around: with the gloo backend (DeepSpeed's CPU accelerator), a rank could abort while the interpreter shut
+    down after a successful run ("terminate called without an active exception", SIGABRT, exit status 1 from
+    `accelerate launch`): Gloo's worker threads still held work whose tensors reach back into Python once it is
+    being torn down (torch 2.13; upstream's fix, an atexit handler destroying the process groups,
+    pytorch/pytorch#179291, was abandoned). Seen once here, in a fresh clone's CI run; the same test passed the runs
+    before and after. So: destroy the process groups while the interpreter is whole, flush, and leave through
+    ``os._exit`` with status 0 - the checkpoint is saved and every rank has passed the last barrier. Can go when
+    torch destroys its groups before finalization (then 2-process launches never end in SIGABRT without this).
+    """
+    import logging
+    import os
+    import sys
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
