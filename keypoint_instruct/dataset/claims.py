@@ -185,10 +185,15 @@ def _reported(text: str) -> bool:
     return bool(_has(text, rep["sources"]) and _has(text, rep["verbs"]))
 
 
+@cache
+def _hedge_pattern(hedges: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(h) for h in sorted(hedges, key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternatives})(?:\s+|-)$", re.I)
+
+
 def _hedge_before(before: str, hedges: list[str]) -> bool:
     """A degree word just before the claim ("slightly crouched", "half-kneeling", "a bit bent"): not a plain claim."""
-    pattern = "|".join(re.escape(h) for h in sorted(hedges, key=len, reverse=True))
-    return bool(re.search(rf"\b(?:{pattern})(?:\s+|-)$", before, re.I))
+    return bool(_hedge_pattern(tuple(hedges)).search(before))
 
 
 def _blocked(text: str, claim: Claim, data: dict) -> bool:

@@ -134,10 +134,13 @@ class OpenAIChat:
             raw = await self._client.chat.completions.with_raw_response.create(
                 **request.body, extra_headers=self._extra_headers
             )
-        except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as err:
+        except (
+            openai.APIStatusError,
+            openai.APIConnectionError,
+            openai.APIResponseValidationError,
+            json.JSONDecodeError,
+        ) as err:
             raise call_error(err, str(request.body.get("model", ""))) from None
-        except json.JSONDecodeError:
-            raise TeacherCallError("non-JSON body", retryable=True) from None
         limits = rate_limits_from_headers(raw.headers)
         try:
             response = raw.parse()
