@@ -204,11 +204,17 @@ def plan(model_dir: str, batch: int, rehearse: bool) -> int:
     return 0
 
 
-def _spread(times: list[float]) -> str:
-    if not times:
+def _spread(s: dict, times: list[float]) -> str:
+    """Median, min, max and sd of the timed steps: the worker's own figures (from unrounded times, like step_s),
+    else worked out from the times it listed (rounded to 0.1 ms, so a last digit may differ from step_s)."""
+    if s.get("step_s_median") is not None:
+        median, low, high, sd = s["step_s_median"], s["step_s_min"], s["step_s_max"], s.get("step_s_sd") or 0.0
+    elif times:
+        median, low, high = statistics.median(times), min(times), max(times)
+        sd = statistics.stdev(times) if len(times) > 1 else 0.0
+    else:
         return ""
-    sd = statistics.stdev(times) if len(times) > 1 else 0.0
-    return f"median {statistics.median(times):.3f}, min {min(times):.3f}, max {max(times):.3f}, sd {sd:.3f}"
+    return f"median {median:.3f}, min {low:.3f}, max {high:.3f}, sd {sd:.3f}"
 
 
 # long: one block per run, each line one kind of figure, reads best in one piece
@@ -248,7 +254,7 @@ def summarize(results: Path, steps: int) -> list[str]:
         else:
             timed = s["step_times_s"][warmup:]
             lines.append(
-                done + f"step s {s['step_s']:.3f} over {s['steps_timed']} steps ({_spread(timed)}); "
+                done + f"step s {s['step_s']:.3f} over {s['steps_timed']} steps ({_spread(s, timed)}); "
                 f"samples/s {s['samples_per_s']:.2f}; tokens/s {s['tokens_per_s']:.0f} "
                 f"({s['tokens_per_sample']:.0f} per sample, ~{s['tflops_6n']:.1f} TFLOP/s by 6N)"
             )

@@ -138,6 +138,19 @@ def test_the_summary_of_a_run_without_timed_steps_says_to_pass_more_not_nan(prep
     assert "1/2 steps" in out and "not enough steps to time" in out and "pass 3" not in out, out
 
 
+def test_the_summary_spread_agrees_with_its_step_time_at_a_rounding_edge(prepared, tmp_path):
+    """The JSON lists step times rounded to 0.1 ms: 0.56648 s is listed as 0.5665, which prints as 0.567 while
+    step_s prints 0.566. The spread comes from the worker's unrounded figures, so the two agree."""
+    proc = _worker(prepared, tmp_path, "--max_steps", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    edge = 0.56648
+    summary.update(step_times_s=[round(edge, 4)], step_s=edge, step_s_min=edge, step_s_max=edge, step_s_median=edge)
+    (tmp_path / "device_train_7b_full.json").write_text(json.dumps(summary))
+    out = _summary(tmp_path, 2)
+    assert "step s 0.566 over 1 steps (median 0.566, min 0.566, max 0.566, sd 0.000)" in out, out
+
+
 def test_worker_fails_like_an_out_of_memory_run_when_told(prepared, tmp_path):
     proc = _worker(prepared, tmp_path, "--max_steps", "3", env={"BENCH_FORCE_OOM": "1"})
     assert proc.returncode == 3, proc.stderr[-3000:]
